@@ -1,0 +1,532 @@
+//! Who may call what, read from the contracts and enforced the same way everywhere.
+//!
+//! Every method in `proto/` declares `(agora.options.v1.access)`. [`AccessPolicy`] reads those
+//! options from the descriptor set; [`Verifier`] checks bearer JWTs against the auth service's
+//! JWKS; [`AccessLayer`] puts both in front of a service and hands the handler a [`Principal`].
+//! A method without an access option is denied to everyone (secure by default).
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use agora_contracts::agora::auth::v1::Jwk;
+use futures::future::BoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use prost_reflect::{DescriptorPool, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
+use tonic::{Status, body::Body};
+
+use crate::config::TokenSettings;
+
+/// The access levels of `agora.options.v1.Access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone; a token, when sent, must be valid.
+    Public,
+    /// A signed-in user.
+    User,
+    /// A user with the `admin` role.
+    Admin,
+    /// Another Agora service, with its service token.
+    Service,
+}
+
+/// The role claim of administrators.
+pub const ROLE_ADMIN: &str = "admin";
+/// The role claim of service tokens.
+pub const ROLE_SERVICE: &str = "service";
+
+/// The claims of every Agora access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer: the auth service.
+    pub iss: String,
+    /// Audience: the mesh.
+    pub aud: String,
+    /// Subject: a user id, or a service's client id.
+    pub sub: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Not before (seconds since the epoch).
+    pub nbf: i64,
+    /// Expires at (seconds since the epoch).
+    pub exp: i64,
+    /// Token id.
+    pub jti: String,
+    /// Roles: `admin` for administrators, `service` for service tokens.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The verified caller of a method, in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// A user id, or a service's client id.
+    pub subject: String,
+    /// The roles the token carries.
+    pub roles: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the caller is an administrator.
+    pub fn is_admin(&self) -> bool {
+        self.has_role(ROLE_ADMIN)
+    }
+
+    /// Whether the caller is another service.
+    pub fn is_service(&self) -> bool {
+        self.has_role(ROLE_SERVICE)
+    }
+
+    /// The verified caller of a request, put there by [`AccessLayer`].
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED when the call carried no valid token.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Principal, Status> {
+        request
+            .extensions()
+            .get::<Principal>()
+            .ok_or_else(|| Status::unauthenticated("sign in first"))
+    }
+}
+
+/// The access rule of every method in a descriptor set, by gRPC path (`/pkg.Service/Method`).
+#[derive(Debug, Clone, Default)]
+pub struct AccessPolicy {
+    methods: HashMap<String, Option<Access>>,
+}
+
+/// Services every server hosts for probes and tools, callable by anyone.
+const INFRASTRUCTURE: [&str; 3] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+impl AccessPolicy {
+    /// Reads `(agora.options.v1.access)` from every method of an encoded descriptor set.
+    ///
+    /// # Errors
+    /// The set does not decode or does not declare the access option.
+    pub fn from_descriptors(encoded: &[u8]) -> anyhow::Result<Self> {
+        let pool = DescriptorPool::decode(encoded)?;
+        let extension = pool
+            .get_extension_by_name("agora.options.v1.access")
+            .ok_or_else(|| anyhow::anyhow!("the descriptor set lacks agora.options.v1.access"))?;
+        let mut methods = HashMap::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                let options = method.options();
+                let access = options
+                    .has_extension(&extension)
+                    .then(|| match *options.get_extension(&extension) {
+                        Value::EnumNumber(1) => Some(Access::Public),
+                        Value::EnumNumber(2) => Some(Access::User),
+                        Value::EnumNumber(3) => Some(Access::Admin),
+                        Value::EnumNumber(4) => Some(Access::Service),
+                        _ => None,
+                    })
+                    .flatten();
+                methods.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    access,
+                );
+            }
+        }
+        Ok(Self { methods })
+    }
+
+    /// The rule for a gRPC path: `Ok(None)` for health and reflection (open to all), `Ok(Some)`
+    /// for a declared method, and an error status for a method with no rule or an unknown path.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED for a method without an access option; UNIMPLEMENTED for an unknown one.
+    pub fn rule(&self, path: &str) -> Result<Option<Access>, Status> {
+        if INFRASTRUCTURE.iter().any(|prefix| path.starts_with(prefix)) {
+            return Ok(None);
+        }
+        match self.methods.get(path) {
+            Some(Some(access)) => Ok(Some(*access)),
+            Some(None) => Err(Status::permission_denied(
+                "this method declares no access rule, so nobody may call it",
+            )),
+            None => Err(Status::unimplemented(format!("unknown method {path}"))),
+        }
+    }
+
+    /// Every method path and its rule (`None`: no rule declared).
+    pub fn methods(&self) -> impl Iterator<Item = (&str, Option<Access>)> {
+        self.methods.iter().map(|(path, access)| (path.as_str(), *access))
+    }
+}
+
+/// Decides whether `principal` may call a method with rule `access`.
+///
+/// # Errors
+/// UNAUTHENTICATED without a principal where one is needed; PERMISSION_DENIED when the principal
+/// lacks the role.
+pub fn authorize(access: Access, principal: Option<&Principal>) -> Result<(), Status> {
+    let need = |what: &str| Status::permission_denied(format!("this method is for {what}"));
+    match (access, principal) {
+        (Access::Public, _) => Ok(()),
+        (_, None) => Err(Status::unauthenticated("sign in first: send a bearer access token")),
+        (Access::User, Some(p)) if p.is_service() => Err(need("signed-in users")),
+        (Access::User, Some(_)) => Ok(()),
+        (Access::Admin, Some(p)) if p.is_admin() => Ok(()),
+        (Access::Admin, Some(_)) => Err(need("administrators")),
+        (Access::Service, Some(p)) if p.is_service() => Ok(()),
+        (Access::Service, Some(_)) => Err(need("Agora services")),
+    }
+}
+
+/// Where a [`Verifier`] gets the public keys from.
+#[async_trait::async_trait]
+pub trait KeySource: Send + Sync + 'static {
+    /// The current JSON Web Key Set.
+    async fn fetch(&self) -> anyhow::Result<Vec<Jwk>>;
+}
+
+/// Keys from the auth service's `GetJwks`, over gRPC.
+#[derive(Debug, Clone)]
+pub struct GrpcKeySource {
+    client: agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient<
+        tonic::transport::Channel,
+    >,
+}
+
+impl GrpcKeySource {
+    /// Fetches keys from the auth service behind `channel`.
+    pub fn new(channel: tonic::transport::Channel) -> Self {
+        Self {
+            client: agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient::new(
+                channel,
+            ),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KeySource for GrpcKeySource {
+    async fn fetch(&self) -> anyhow::Result<Vec<Jwk>> {
+        let mut request = tonic::Request::new(agora_contracts::agora::auth::v1::GetJwksRequest {});
+        request.set_timeout(Duration::from_secs(5));
+        Ok(self.client.clone().get_jwks(request).await?.into_inner().keys)
+    }
+}
+
+/// Why a token was refused. The client only ever hears "invalid token"; the reason is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, a bad signature, a wrong algorithm, expired, wrong issuer or audience, ...
+    #[error("invalid token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    /// The header names no key, or a key the auth service does not publish.
+    #[error("token signed by an unknown key")]
+    UnknownKey,
+    /// The keys could not be fetched.
+    #[error("signing keys unavailable: {0:#}")]
+    KeysUnavailable(anyhow::Error),
+}
+
+/// Verifies access tokens with the auth service's public keys, cached by `kid` and fetched again
+/// when a token names a key the cache does not hold (a rotation).
+pub struct Verifier {
+    source: Arc<dyn KeySource>,
+    validation: Validation,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    /// When keys were last fetched: a flood of tokens with made-up `kid`s must not turn into a
+    /// flood of JWKS fetches, so fetches are at least `min_refresh` apart.
+    last_fetch: Mutex<Option<Instant>>,
+    min_refresh: Duration,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for tokens with the given issuer and audience.
+    pub fn new(source: Arc<dyn KeySource>, settings: &TokenSettings) -> Self {
+        // One algorithm only: a token that says HS256 (or none) is refused before any key is
+        // used, so a public key can never be used as an HMAC secret.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = settings.leeway.as_secs();
+        Self {
+            source,
+            validation,
+            keys: RwLock::default(),
+            last_fetch: Mutex::default(),
+            min_refresh: Duration::from_secs(1),
+        }
+    }
+
+    /// Sets the shortest time between two key fetches (default one second).
+    #[must_use]
+    pub fn with_min_refresh(mut self, min_refresh: Duration) -> Self {
+        self.min_refresh = min_refresh;
+        self
+    }
+
+    /// Checks a token and returns who it speaks for.
+    ///
+    /// # Errors
+    /// Any reason the token is not acceptable.
+    pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let header = jsonwebtoken::decode_header(token)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(jsonwebtoken::errors::Error::from(
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm,
+            )
+            .into());
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = match self.cached(&kid).await {
+            Some(key) => key,
+            None => {
+                self.refresh().await?;
+                self.cached(&kid).await.ok_or(TokenError::UnknownKey)?
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)?;
+        Ok(Principal {
+            subject: data.claims.sub,
+            roles: data.claims.roles,
+        })
+    }
+
+    async fn cached(&self, kid: &str) -> Option<DecodingKey> {
+        self.keys.read().await.get(kid).cloned()
+    }
+
+    /// Fetches the key set again, unless it was fetched less than `min_refresh` ago.
+    async fn refresh(&self) -> Result<(), TokenError> {
+        let mut last_fetch = self.last_fetch.lock().await;
+        if last_fetch.is_some_and(|at| at.elapsed() < self.min_refresh) {
+            return Ok(());
+        }
+        let jwks = self
+            .source
+            .fetch()
+            .await
+            .map_err(TokenError::KeysUnavailable)?;
+        *last_fetch = Some(Instant::now());
+        let mut keys = HashMap::new();
+        for jwk in jwks {
+            if jwk.kty == "OKP" && jwk.crv == "Ed25519" && jwk.alg == "EdDSA" {
+                match DecodingKey::from_ed_components(&jwk.x) {
+                    Ok(key) => {
+                        keys.insert(jwk.kid, key);
+                    }
+                    Err(error) => tracing::warn!(kid = jwk.kid, %error, "skipping a malformed JWK"),
+                }
+            }
+        }
+        *self.keys.write().await = keys;
+        Ok(())
+    }
+}
+
+/// A tower layer that enforces the access rule of every call before the service sees it.
+#[derive(Clone)]
+pub struct AccessLayer {
+    policy: Arc<AccessPolicy>,
+    verifier: Arc<Verifier>,
+}
+
+impl AccessLayer {
+    /// Enforces `policy`, verifying tokens with `verifier`.
+    pub fn new(policy: Arc<AccessPolicy>, verifier: Arc<Verifier>) -> Self {
+        Self { policy, verifier }
+    }
+}
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            policy: self.policy.clone(),
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+/// The service [`AccessLayer`] makes.
+#[derive(Clone)]
+pub struct AccessService<S> {
+    inner: S,
+    policy: Arc<AccessPolicy>,
+    verifier: Arc<Verifier>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for AccessService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this call; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let policy = self.policy.clone();
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            match admit(&policy, &verifier, &mut request).await {
+                Ok(()) => inner.call(request).await,
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+/// Checks one request against the policy, attaching its [`Principal`] when it has one.
+async fn admit(
+    policy: &AccessPolicy,
+    verifier: &Verifier,
+    request: &mut http::Request<Body>,
+) -> Result<(), Status> {
+    let Some(access) = policy.rule(request.uri().path())? else {
+        return Ok(());
+    };
+    let principal = match bearer_token(request.headers())? {
+        None => None,
+        Some(token) => match verifier.verify(token).await {
+            Ok(principal) => Some(principal),
+            Err(TokenError::KeysUnavailable(error)) => {
+                tracing::error!(error = format!("{error:#}"), "cannot fetch signing keys");
+                return Err(Status::unavailable("token verification is unavailable"));
+            }
+            Err(error) => {
+                tracing::info!(%error, "refused a token");
+                return Err(Status::unauthenticated("invalid or expired access token"));
+            }
+        },
+    };
+    authorize(access, principal.as_ref())?;
+    if let Some(principal) = principal {
+        request.extensions_mut().insert(principal);
+    }
+    Ok(())
+}
+
+/// The token of an `authorization: Bearer <token>` header, if any.
+fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, Status> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Status::unauthenticated(
+            "the authorization header must be `Bearer <access token>`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(roles: &[&str]) -> Principal {
+        Principal {
+            subject: "u".into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_method_in_the_contracts_declares_an_access_rule() {
+        let policy = AccessPolicy::from_descriptors(agora_contracts::FILE_DESCRIPTOR_SET)
+            .expect("the contracts decode");
+        let missing: Vec<_> = policy
+            .methods()
+            .filter(|(_, access)| access.is_none())
+            .map(|(path, _)| path.to_owned())
+            .collect();
+        assert!(policy.methods().count() > 20, "the contracts define the mesh's methods");
+        assert!(missing.is_empty(), "methods without an access option: {missing:?}");
+    }
+
+    #[test]
+    fn the_policy_reads_each_level_from_the_contracts() {
+        let policy = AccessPolicy::from_descriptors(agora_contracts::FILE_DESCRIPTOR_SET)
+            .expect("the contracts decode");
+        let rule = |path: &str| policy.rule(path).expect("declared");
+        assert_eq!(rule("/agora.auth.v1.AuthService/Login"), Some(Access::Public));
+        assert_eq!(rule("/agora.auth.v1.AuthService/ListSessions"), Some(Access::User));
+        assert_eq!(rule("/agora.auth.v1.AuthService/SetUserRoles"), Some(Access::Admin));
+        assert_eq!(rule("/agora.inventory.v1.InventoryService/Reserve"), Some(Access::Service));
+        assert_eq!(rule("/grpc.health.v1.Health/Check"), None);
+        let unknown = policy.rule("/agora.auth.v1.AuthService/Nope").expect_err("unknown");
+        assert_eq!(unknown.code(), tonic::Code::Unimplemented);
+    }
+
+    #[test]
+    fn a_method_without_a_rule_is_denied() {
+        let policy = AccessPolicy {
+            methods: HashMap::from([("/x.v1.S/M".to_owned(), None)]),
+        };
+        let denied = policy.rule("/x.v1.S/M").expect_err("no rule");
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    }
+
+    #[test]
+    fn each_level_admits_exactly_its_callers() {
+        use tonic::Code::{PermissionDenied, Unauthenticated};
+        let code = |access, principal: Option<Principal>| {
+            authorize(access, principal.as_ref()).err().map(|s| s.code())
+        };
+        assert_eq!(code(Access::Public, None), None);
+        assert_eq!(code(Access::User, None), Some(Unauthenticated));
+        assert_eq!(code(Access::User, Some(user(&[]))), None);
+        assert_eq!(code(Access::User, Some(user(&["service"]))), Some(PermissionDenied));
+        assert_eq!(code(Access::Admin, Some(user(&[]))), Some(PermissionDenied));
+        assert_eq!(code(Access::Admin, Some(user(&["admin"]))), None);
+        assert_eq!(code(Access::Service, Some(user(&["admin"]))), Some(PermissionDenied));
+        assert_eq!(code(Access::Service, Some(user(&["service"]))), None);
+    }
+
+    #[test]
+    fn only_bearer_authorization_is_accepted() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(bearer_token(&headers).expect("none is fine"), None);
+        headers.insert("authorization", "Bearer abc".parse().expect("valid header"));
+        assert_eq!(bearer_token(&headers).expect("bearer"), Some("abc"));
+        headers.insert("authorization", "Basic abc".parse().expect("valid header"));
+        assert!(bearer_token(&headers).is_err());
+        headers.insert("authorization", "Bearer ".parse().expect("valid header"));
+        assert!(bearer_token(&headers).is_err());
+    }
+}

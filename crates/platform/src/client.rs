@@ -1,0 +1,301 @@
+//! Channels for calls between services.
+//!
+//! [`Propagate`] wraps a channel so that every call a handler makes carries what the call it is
+//! serving carried: the request id, the W3C trace context, and a deadline no later than the
+//! caller's. It authenticates as the calling service with a token from the auth service
+//! ([`ServiceCredentials`]), fetched once and renewed before it expires.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, SystemTime},
+};
+
+use agora_contracts::agora::auth::v1::{
+    IssueServiceTokenRequest, auth_service_client::AuthServiceClient,
+};
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use tonic::{
+    Status,
+    body::Body,
+    transport::{Channel, Endpoint},
+};
+
+use crate::context::{
+    CallContext, GRPC_TIMEOUT, REQUEST_ID, format_grpc_timeout, inject_trace_context,
+    new_request_id, parse_grpc_timeout,
+};
+
+/// A channel to `url` that connects on first use and reconnects by itself, so a service starts
+/// even when its upstreams are still starting.
+///
+/// # Errors
+/// A malformed URL.
+pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("invalid upstream URL {url:?}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// A service's own credentials, turned into short-lived access tokens by the auth service.
+pub struct ServiceCredentials {
+    auth: AuthServiceClient<Channel>,
+    client_id: String,
+    secret: SecretString,
+    /// The last token and when it expires: every internal call needs one, so it is reused until
+    /// shortly before it expires.
+    token: tokio::sync::Mutex<Option<(String, SystemTime)>>,
+}
+
+impl std::fmt::Debug for ServiceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceCredentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long before expiry a token is renewed.
+const RENEW_BEFORE: Duration = Duration::from_secs(30);
+
+impl ServiceCredentials {
+    /// Credentials of `client_id`, exchanged at the auth service behind `auth`.
+    pub fn new(auth: Channel, client_id: impl Into<String>, secret: SecretString) -> Self {
+        Self {
+            auth: AuthServiceClient::new(auth),
+            client_id: client_id.into(),
+            secret,
+            token: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// A valid access token for this service.
+    ///
+    /// # Errors
+    /// The auth service refused the credentials or could not be reached.
+    pub async fn token(&self) -> Result<String, Status> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && expires
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left > RENEW_BEFORE)
+        {
+            return Ok(token.clone());
+        }
+        let mut request = tonic::Request::new(IssueServiceTokenRequest {
+            client_id: self.client_id.clone(),
+            client_secret: self.secret.expose_secret().to_owned(),
+        });
+        request.set_timeout(Duration::from_secs(5));
+        let response = self
+            .auth
+            .clone()
+            .issue_service_token(request)
+            .await?
+            .into_inner();
+        let expires = response
+            .expire_time
+            .and_then(|t| SystemTime::try_from(t).ok())
+            .unwrap_or_else(SystemTime::now);
+        *cached = Some((response.access_token.clone(), expires));
+        Ok(response.access_token)
+    }
+}
+
+/// Wraps a channel with propagation and, when given, the service's credentials.
+#[derive(Clone, Debug)]
+pub struct Propagate<S> {
+    inner: S,
+    credentials: Option<Arc<ServiceCredentials>>,
+    default_timeout: Duration,
+}
+
+impl<S> Propagate<S> {
+    /// Propagates context over `inner`; calls without a caller deadline get `default_timeout`.
+    pub fn new(
+        inner: S,
+        credentials: Option<Arc<ServiceCredentials>>,
+        default_timeout: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            credentials,
+            default_timeout,
+        }
+    }
+}
+
+impl<S> tower::Service<http::Request<Body>> for Propagate<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = tower::BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let credentials = self.credentials.clone();
+        let call = CallContext::current();
+        let headers = request.headers_mut();
+
+        let request_id = call
+            .as_ref()
+            .map_or_else(new_request_id, |call| call.request_id.clone());
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        inject_trace_context(headers);
+
+        // The deadline is the earliest of: the caller's, the one set on this request, the default.
+        let own = headers
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let timeout = [call.as_ref().and_then(CallContext::remaining), own]
+            .into_iter()
+            .flatten()
+            .fold(self.default_timeout, Duration::min);
+        if timeout.is_zero() {
+            return Box::pin(async {
+                Err(Status::deadline_exceeded("the caller's deadline has passed").into())
+            });
+        }
+        if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
+            headers.insert(GRPC_TIMEOUT, value);
+        }
+
+        Box::pin(async move {
+            if let Some(credentials) = credentials {
+                let token = credentials.token().await.map_err(|status| {
+                    Status::unavailable(format!(
+                        "cannot obtain a service token: {}",
+                        status.message()
+                    ))
+                })?;
+                let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| Status::internal("the service token is not a header value"))?;
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value);
+            }
+            tokio::time::timeout(timeout, inner.call(request))
+                .await
+                .map_err(|_| Status::deadline_exceeded("upstream deadline exceeded"))?
+                .map_err(Into::into)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use tower::{Service, ServiceExt};
+
+    /// Records the headers of the request it receives and answers an empty OK.
+    fn recorder() -> (
+        impl tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Status,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+        Arc<std::sync::Mutex<Option<http::HeaderMap>>>,
+    ) {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let sink = Arc::clone(&seen);
+        let service = tower::service_fn(move |request: http::Request<Body>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                *sink.lock().expect("not poisoned") = Some(request.headers().clone());
+                Ok::<_, Status>(http::Response::new(Body::empty()))
+            }
+        });
+        (service, seen)
+    }
+
+    #[tokio::test]
+    async fn calls_carry_the_request_id_and_a_deadline_no_later_than_the_callers() {
+        let (inner, seen) = recorder();
+        let mut client = Propagate::new(inner, None, Duration::from_secs(30));
+        let call = CallContext {
+            request_id: "req-7".into(),
+            deadline: Some(Instant::now() + Duration::from_millis(800)),
+        };
+        call.scope(async {
+            client
+                .ready()
+                .await
+                .expect("ready")
+                .call(http::Request::new(Body::empty()))
+                .await
+                .expect("answered");
+        })
+        .await;
+        let headers = seen.lock().expect("not poisoned").clone().expect("called");
+        assert_eq!(headers[REQUEST_ID], "req-7");
+        let timeout = parse_grpc_timeout(headers[GRPC_TIMEOUT].to_str().expect("ascii"))
+            .expect("a valid grpc-timeout");
+        assert!(timeout <= Duration::from_millis(800), "{timeout:?}");
+        assert!(timeout > Duration::from_millis(500), "{timeout:?}");
+    }
+
+    #[tokio::test]
+    async fn calls_outside_a_served_call_get_a_new_id_and_the_default_deadline() {
+        let (inner, seen) = recorder();
+        let mut client = Propagate::new(inner, None, Duration::from_secs(3));
+        client
+            .ready()
+            .await
+            .expect("ready")
+            .call(http::Request::new(Body::empty()))
+            .await
+            .expect("answered");
+        let headers = seen.lock().expect("not poisoned").clone().expect("called");
+        assert!(uuid::Uuid::parse_str(headers[REQUEST_ID].to_str().expect("ascii")).is_ok());
+        let timeout = parse_grpc_timeout(headers[GRPC_TIMEOUT].to_str().expect("ascii"));
+        assert_eq!(timeout, Some(Duration::from_secs(3)));
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_fails_fast_without_calling_upstream() {
+        let (inner, seen) = recorder();
+        let mut client = Propagate::new(inner, None, Duration::from_secs(3));
+        let call = CallContext {
+            request_id: "late".into(),
+            deadline: Some(Instant::now()),
+        };
+        let error = call
+            .scope(async {
+                client
+                    .ready()
+                    .await
+                    .expect("ready")
+                    .call(http::Request::new(Body::empty()))
+                    .await
+                    .expect_err("deadline passed")
+            })
+            .await;
+        let status = Status::from_error(error);
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert!(seen.lock().expect("not poisoned").is_none());
+    }
+}

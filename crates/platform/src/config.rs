@@ -1,0 +1,478 @@
+//! Typed, layered configuration.
+//!
+//! Settings come from, in increasing priority: the defaults below (they run the whole mesh on a
+//! laptop), a TOML file (`agora.toml` in the working directory, or the path in `AGORA_CONFIG`), the
+//! environment with the `AGORA_` prefix and `__` between levels (`AGORA_SERVER__DRAIN_DELAY=5s`),
+//! and a few conventional variables (`REDIS_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
+//! `<SERVICE>_DATABASE_URL`). A bad value stops start-up with an error naming the setting.
+//!
+//! Sections that belong to one service (`[auth]`, ...) are read by that service with
+//! [`Config::section`], so the platform does not need to know them.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+    value::Dict,
+};
+use secrecy::SecretString;
+use serde::{Deserialize, de::DeserializeOwned};
+
+/// A setting that could not be read; the message names the setting and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+/// The five services of the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    /// Accounts, sessions and tokens.
+    Auth,
+    /// Profiles.
+    User,
+    /// The catalog.
+    Product,
+    /// Stock and reservations.
+    Inventory,
+    /// Orders.
+    Order,
+}
+
+impl ServiceKind {
+    /// Every service, in start-up order (auth first: the others verify tokens with its keys).
+    pub const ALL: [ServiceKind; 5] = [
+        ServiceKind::Auth,
+        ServiceKind::User,
+        ServiceKind::Product,
+        ServiceKind::Inventory,
+        ServiceKind::Order,
+    ];
+
+    /// The lower-case name used in settings, database names and service tokens.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Auth => "auth",
+            ServiceKind::User => "user",
+            ServiceKind::Product => "product",
+            ServiceKind::Inventory => "inventory",
+            ServiceKind::Order => "order",
+        }
+    }
+
+    /// Parses a lower-case service name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            ServiceKind::Auth => 50051,
+            ServiceKind::User => 50052,
+            ServiceKind::Product => 50053,
+            ServiceKind::Inventory => 50054,
+            ServiceKind::Order => 50055,
+        }
+    }
+}
+
+/// Everything the platform itself needs; services read their own sections beside it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where embedded SQLite files live when a service has no `database_url`.
+    pub data_dir: PathBuf,
+    /// The address servers bind to: loopback on a laptop, `0.0.0.0` in a container.
+    pub host: IpAddr,
+    /// Redis for cache, rate limits and the bus; in-memory when absent.
+    pub redis_url: Option<SecretString>,
+    /// Where traces go over OTLP/gRPC; no export when absent.
+    pub otlp_endpoint: Option<String>,
+    /// Log output.
+    pub log: LogSettings,
+    /// Server behaviour shared by every service.
+    pub server: ServerSettings,
+    /// Token checks shared by every service.
+    pub tokens: TokenSettings,
+    /// Where each service listens and keeps its data.
+    pub services: ServicesSettings,
+    /// The calling service's own credentials for internal calls (client id = service name).
+    pub service_secret: Option<SecretString>,
+    /// The `[auth]` section, read by the auth service with [`Config::section`].
+    pub auth: Dict,
+    /// The `[user]` section.
+    pub user: Dict,
+    /// The `[product]` section.
+    pub product: Dict,
+    /// The `[inventory]` section.
+    pub inventory: Dict,
+    /// The `[order]` section.
+    pub order: Dict,
+    /// The `[gateway]` section.
+    pub gateway: Dict,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".agora"),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            redis_url: None,
+            otlp_endpoint: None,
+            log: LogSettings::default(),
+            server: ServerSettings::default(),
+            tokens: TokenSettings::default(),
+            services: ServicesSettings::default(),
+            service_secret: None,
+            auth: Dict::new(),
+            user: Dict::new(),
+            product: Dict::new(),
+            inventory: Dict::new(),
+            order: Dict::new(),
+            gateway: Dict::new(),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Server behaviour shared by every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Longest a unary call may run when the client sets no shorter deadline.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Calls served at once by one process; past it new calls are shed with UNAVAILABLE.
+    pub concurrency_limit: usize,
+    /// How long health says NOT_SERVING, still serving, before the listener closes, so load
+    /// balancers and Kubernetes stop sending new calls first.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
+    /// How long in-flight calls get to finish after the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 1024,
+            drain_delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What access tokens must say to be accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenSettings {
+    /// The `iss` claim.
+    pub issuer: String,
+    /// The `aud` claim.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "agora-auth".into(),
+            audience: "agora".into(),
+            leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Per-service endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServicesSettings {
+    /// The auth service.
+    pub auth: ServiceEndpoint,
+    /// The user service.
+    pub user: ServiceEndpoint,
+    /// The product service.
+    pub product: ServiceEndpoint,
+    /// The inventory service.
+    pub inventory: ServiceEndpoint,
+    /// The order service.
+    pub order: ServiceEndpoint,
+}
+
+impl Default for ServicesSettings {
+    fn default() -> Self {
+        let endpoint = |kind: ServiceKind| ServiceEndpoint {
+            port: kind.default_port(),
+            url: None,
+            database_url: None,
+        };
+        Self {
+            auth: endpoint(ServiceKind::Auth),
+            user: endpoint(ServiceKind::User),
+            product: endpoint(ServiceKind::Product),
+            inventory: endpoint(ServiceKind::Inventory),
+            order: endpoint(ServiceKind::Order),
+        }
+    }
+}
+
+impl ServicesSettings {
+    /// The settings of one service.
+    pub fn get(&self, kind: ServiceKind) -> &ServiceEndpoint {
+        match kind {
+            ServiceKind::Auth => &self.auth,
+            ServiceKind::User => &self.user,
+            ServiceKind::Product => &self.product,
+            ServiceKind::Inventory => &self.inventory,
+            ServiceKind::Order => &self.order,
+        }
+    }
+
+    /// The settings of one service, to change.
+    pub fn get_mut(&mut self, kind: ServiceKind) -> &mut ServiceEndpoint {
+        match kind {
+            ServiceKind::Auth => &mut self.auth,
+            ServiceKind::User => &mut self.user,
+            ServiceKind::Product => &mut self.product,
+            ServiceKind::Inventory => &mut self.inventory,
+            ServiceKind::Order => &mut self.order,
+        }
+    }
+}
+
+/// Where one service listens, where others reach it, and where it keeps its data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceEndpoint {
+    /// The port it listens on (0 picks a free one).
+    pub port: u16,
+    /// How other services reach it, e.g. `http://auth:50051`; `http://127.0.0.1:<port>` when absent.
+    pub url: Option<String>,
+    /// Its own database (`postgres://...` or `sqlite://...`); a SQLite file under `data_dir` when
+    /// absent.
+    pub database_url: Option<SecretString>,
+}
+
+impl Settings {
+    /// The address a service binds to.
+    pub fn bind_addr(&self, kind: ServiceKind) -> SocketAddr {
+        SocketAddr::new(self.host, self.services.get(kind).port)
+    }
+
+    /// The URL other services use to reach `kind`.
+    pub fn service_url(&self, kind: ServiceKind) -> String {
+        let endpoint = self.services.get(kind);
+        endpoint
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", endpoint.port))
+    }
+
+    /// The database URL of a service: its own setting, or an embedded SQLite file.
+    pub fn database_url(&self, kind: ServiceKind) -> String {
+        use secrecy::ExposeSecret;
+        match &self.services.get(kind).database_url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join(format!("{}.db", kind.name())).display()
+            ),
+        }
+    }
+}
+
+/// Loaded configuration: the platform's [`Settings`] and the raw layers, for service sections.
+#[derive(Debug, Clone)]
+pub struct Config {
+    figment: Figment,
+    /// The platform's settings.
+    pub settings: Settings,
+}
+
+impl Config {
+    /// Loads defaults, the TOML file and the process environment.
+    ///
+    /// # Errors
+    /// A setting of the wrong type or an unknown `AGORA_` variable, named in the error.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os("AGORA_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("agora.toml"));
+        Self::from_figment(Self::layers(&file))
+    }
+
+    /// The layers [`Config::load`] reads, to add more on top (tests, command-line flags).
+    pub fn layers(file: &Path) -> Figment {
+        let conventional = Env::raw().filter_map(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            match key.as_str() {
+                "redis_url" => Some("redis_url".into()),
+                "otel_exporter_otlp_endpoint" => Some("otlp_endpoint".into()),
+                _ => ServiceKind::ALL
+                    .into_iter()
+                    .find(|kind| key == format!("{}_database_url", kind.name()))
+                    .map(|kind| format!("services.{}.database_url", kind.name()).into()),
+            }
+        });
+        Figment::new()
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("AGORA_").ignore(&["config"]).split("__"))
+            .merge(conventional)
+    }
+
+    /// Reads settings from the given layers.
+    ///
+    /// # Errors
+    /// A setting of the wrong type or an unknown key, named in the error.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment.extract()?;
+        Ok(Self { figment, settings })
+    }
+
+    /// Reads a service's own section (`[auth]`, `AGORA_AUTH__...`); missing keys take the
+    /// section type's defaults.
+    ///
+    /// # Errors
+    /// A setting of the wrong type or an unknown key in that section, named in the error.
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
+        if self.figment.find_value(name).is_err() {
+            return Ok(T::default());
+        }
+        Ok(self.figment.extract_inner(name)?)
+    }
+
+    /// Sets one value above every layer, for tests and command-line overrides.
+    ///
+    /// # Errors
+    /// The value does not fit the setting.
+    pub fn with(self, key: &str, value: impl serde::Serialize) -> Result<Self, ConfigError> {
+        let figment = self
+            .figment
+            .merge(figment::providers::Serialized::default(key, value));
+        Self::from_figment(figment)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_run_every_service_on_its_own_port_with_sqlite() {
+        Jail::expect_with(|_| {
+            let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
+            let s = &config.settings;
+            assert_eq!(s.bind_addr(ServiceKind::Auth).port(), 50051);
+            assert_eq!(s.bind_addr(ServiceKind::Order).port(), 50055);
+            assert_eq!(s.service_url(ServiceKind::Auth), "http://127.0.0.1:50051");
+            assert_eq!(s.database_url(ServiceKind::Auth), "sqlite://.agora/auth.db?mode=rwc");
+            assert!(s.redis_url.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "agora.toml",
+                "data_dir = \"/var/agora\"\n[server]\ndrain_delay = \"2s\"\n[services.auth]\nport = 6000\n",
+            )?;
+            jail.set_env("AGORA_SERVICES__AUTH__PORT", "7000");
+            jail.set_env("REDIS_URL", "redis://cache:6379");
+            jail.set_env("AUTH_DATABASE_URL", "postgres://db/auth");
+            let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
+            let s = &config.settings;
+            assert_eq!(s.data_dir, PathBuf::from("/var/agora"));
+            assert_eq!(s.server.drain_delay, Duration::from_secs(2));
+            assert_eq!(s.services.auth.port, 7000);
+            assert_eq!(s.database_url(ServiceKind::Auth), "postgres://db/auth");
+            assert!(s.redis_url.is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_setting_names_the_setting() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AGORA_SERVER__CONCURRENCY_LIMIT", "lots");
+            let error = Config::from_figment(Config::layers(Path::new("agora.toml")))
+                .expect_err("a word is not a number");
+            let message = error.to_string();
+            assert!(message.contains("concurrency_limit"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_an_error_not_a_silent_default() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AGORA_SERVR__DRAIN_DELAY", "5s");
+            let error = Config::from_figment(Config::layers(Path::new("agora.toml")))
+                .expect_err("unknown key");
+            assert!(error.to_string().contains("servr"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn service_sections_default_when_absent_and_read_when_present() {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default)]
+        struct Section {
+            flag: bool,
+        }
+        Jail::expect_with(|jail| {
+            let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
+            assert!(!config.section::<Section>("auth")?.flag);
+            jail.set_env("AGORA_AUTH__FLAG", "true");
+            let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
+            assert!(config.section::<Section>("auth")?.flag);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,28 @@
+//! What every Agora service stands on.
+//!
+//! A service crate holds its handlers, domain and store; everything the five services would
+//! otherwise write five times lives here, so that each behaves the same on the wire.
+//!
+//! # Layout
+//! - [`config`]: typed, layered settings (defaults, then a TOML file, then the environment).
+//! - [`telemetry`]: the `tracing` subscriber and OTLP export.
+//! - [`context`]: the request id, deadline and W3C trace context of the call being served, and how
+//!   they travel in gRPC metadata.
+//! - [`server`]: the one server shape every service uses (health, reflection, layers, draining).
+//! - [`access`]: who may call which method, read from the contracts, and JWT verification.
+//! - [`error`]: one way to answer with rich `google.rpc` error details.
+//! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, and migrations.
+//! - [`cache`]: Redis or in-memory cache and counters, behind one small type.
+//! - [`client`]: channels for calls between services, with propagation and a service token.
+//! - [`testing`]: helpers that give each test its own database or key prefix.
+
+pub mod access;
+pub mod cache;
+pub mod client;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod testing;

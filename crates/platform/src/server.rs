@@ -1,0 +1,305 @@
+//! The one server shape every service uses.
+//!
+//! [`run`] binds nothing itself (the caller passes a listener, port 0 in tests) and serves, on one
+//! port: the service, `grpc.health.v1.Health` and server reflection v1 and v1alpha, behind the
+//! standard layers. Health says NOT_SERVING until the service's store is ready, and again from the
+//! shutdown signal while in-flight calls drain.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, OnceLock},
+    task::{Context, Poll},
+};
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use tokio::net::TcpListener;
+use tonic::{Status, body::Body, server::NamedService, transport::Server};
+use tonic_health::ServingStatus;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{
+    access::AccessLayer,
+    config::ServerSettings,
+    context::{CallContext, REQUEST_ID, extract_trace_context},
+};
+
+/// The health service name under which the whole server reports (`""` per the health protocol).
+const WHOLE_SERVER: &str = "";
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains.
+///
+/// `service` is a future that opens the store (migrations included) and builds the handlers;
+/// until it resolves, health answers NOT_SERVING and the service's methods UNAVAILABLE.
+///
+/// # Errors
+/// The service failed to start, or the server failed.
+pub async fn run<S, F>(
+    listener: TcpListener,
+    settings: &ServerSettings,
+    access: AccessLayer,
+    service: F,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()>
+where
+    S: NamedService
+        + Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    F: Future<Output = anyhow::Result<S>>,
+{
+    let addr = listener.local_addr().context("reading the listener's address")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(S::NAME, ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(WHOLE_SERVER, ServingStatus::NotServing)
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(agora_contracts::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(S::NAME)
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building reflection v1alpha")?;
+
+    let slot = Arc::new(OnceLock::new());
+    let layers = ServiceBuilder::new()
+        // Give every call a request id, its caller's deadline and a trace span, and answer the
+        // errors of the layers below as gRPC statuses.
+        .layer(tower::layer::layer_fn(|inner| CallService { inner }))
+        // Refuse calls past the limit at once (UNAVAILABLE) rather than queue them into timeouts.
+        .load_shed()
+        // Cap the calls this process serves at once, across all connections.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            settings.concurrency_limit,
+        ))
+        // Enforce the method's access rule from the contracts before any handler runs.
+        .layer(access)
+        .into_inner();
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        Server::builder()
+            // Bound every call, even when the client sets no deadline.
+            .timeout(settings.request_timeout)
+            .layer(layers)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(Starting {
+                slot: Arc::clone(&slot),
+            })
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        ready = service => {
+            let ready = ready.with_context(|| format!("starting {}", S::NAME));
+            match ready {
+                Ok(service) => {
+                    let _ = slot.set(service);
+                    health.set_service_status(S::NAME, ServingStatus::Serving).await;
+                    health.set_service_status(WHOLE_SERVER, ServingStatus::Serving).await;
+                    tracing::info!(service = S::NAME, %addr, "serving");
+                }
+                Err(error) => {
+                    let _ = stop.send(());
+                    let _ = server.await;
+                    return Err(error);
+                }
+            }
+        }
+        () = &mut shutdown => {
+            tracing::info!(service = S::NAME, "shutdown requested while starting");
+        }
+        result = &mut server => {
+            return result.context("server task")?.context("serving");
+        }
+    }
+
+    tokio::select! {
+        () = &mut shutdown => {}
+        result = &mut server => {
+            return result.context("server task")?.context("serving");
+        }
+    }
+
+    // Drain: say NOT_SERVING first so probes and balancers stop routing here, keep serving for
+    // the drain delay, then stop accepting and give in-flight calls the drain timeout.
+    tracing::info!(service = S::NAME, "draining");
+    health
+        .set_service_status(S::NAME, ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(WHOLE_SERVER, ServingStatus::NotServing)
+        .await;
+    tokio::time::sleep(settings.drain_delay).await;
+    let _ = stop.send(());
+    match tokio::time::timeout(settings.drain_timeout, &mut server).await {
+        Ok(result) => result.context("server task")?.context("serving")?,
+        Err(_) => {
+            tracing::warn!(service = S::NAME, "calls still running after the drain timeout");
+            server.abort();
+        }
+    }
+    tracing::info!(service = S::NAME, "stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c, whichever comes first.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// The service's slot while its store opens: UNAVAILABLE until filled.
+#[derive(Clone)]
+struct Starting<S> {
+    slot: Arc<OnceLock<S>>,
+}
+
+impl<S: NamedService> NamedService for Starting<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for Starting<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self.slot.get() {
+            Some(service) => Box::pin(service.clone().oneshot(request)),
+            None => Box::pin(async {
+                Ok(Status::unavailable("the service is starting; retry shortly").into_http())
+            }),
+        }
+    }
+}
+
+/// Per-call context, span and error mapping (the outermost layer).
+#[derive(Clone)]
+struct CallService<S> {
+    inner: S,
+}
+
+impl<S> Service<http::Request<Body>> for CallService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Errors surface per call, as statuses; readiness itself never fails here.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let call = CallContext::from_headers(request.headers());
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = request.uri().path(),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            request_id = %call.request_id,
+        );
+        if let Err(error) = span.set_parent(extract_trace_context(request.headers())) {
+            tracing::debug!(?error, "no trace context attached");
+        }
+        let request_id = HeaderValue::from_str(&call.request_id).ok();
+        let future = call.clone().scope(async move {
+            let response = match inner.call(request).await {
+                Ok(response) => response,
+                Err(error) => status_of(error.into()).into_http(),
+            };
+            Ok::<_, Infallible>(response)
+        });
+        Box::pin(
+            async move {
+                let mut response: http::Response<Body> = future.await?;
+                if let Some(id) = request_id {
+                    response.headers_mut().insert(REQUEST_ID, id);
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The status for an error a layer raised.
+fn status_of(error: tower::BoxError) -> Status {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        return Status::unavailable("the server is overloaded; retry with backoff");
+    }
+    match Status::try_from_error(error) {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::error!(%error, "layer error");
+            Status::internal("internal error")
+        }
+    }
+}

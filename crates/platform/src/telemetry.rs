@@ -1,0 +1,104 @@
+//! Logs and traces.
+//!
+//! One `tracing` subscriber: human-readable or JSON lines, filtered by `RUST_LOG` (else the
+//! configured filter), plus an OpenTelemetry layer so every span has a W3C trace context that
+//! crosses hops ([`crate::context`]). Spans are exported over OTLP/gRPC only when an endpoint is
+//! configured (`OTEL_EXPORTER_OTLP_ENDPOINT`); without one, trace ids still propagate.
+
+use anyhow::Context as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::config::{LogFormat, Settings};
+
+/// Flushes pending spans when dropped; keep it alive for the life of the process.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("flushing traces failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber and propagator. A second call (tests) keeps the first
+/// subscriber and returns a fresh guard.
+///
+/// # Errors
+/// The OTLP exporter could not be built from its endpoint.
+pub fn init(settings: &Settings, service_name: &str) -> anyhow::Result<Telemetry> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let mut provider = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service_name.to_owned())
+            .build(),
+    );
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .build()
+            .with_context(|| format!("building the OTLP exporter for {endpoint}"))?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer("agora");
+
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.filter))
+        .with_context(|| format!("invalid log filter {:?}", settings.log.filter))?;
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Only the first call in a process installs a subscriber; later ones (tests) are no-ops.
+    let _ = match settings.log.format {
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
+    };
+    Ok(Telemetry { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{extract_trace_context, inject_trace_context};
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    #[test]
+    fn a_trace_that_comes_in_goes_out_with_the_same_trace_id() {
+        let _telemetry = init(&Settings::default(), "test").expect("telemetry");
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut incoming = http::HeaderMap::new();
+        incoming.insert(
+            "traceparent",
+            format!("00-{trace_id}-00f067aa0ba902b7-01")
+                .parse()
+                .expect("valid header"),
+        );
+        let span = tracing::info_span!("served");
+        span.set_parent(extract_trace_context(&incoming))
+            .expect("a subscriber with the OpenTelemetry layer is installed");
+        let mut outgoing = http::HeaderMap::new();
+        span.in_scope(|| inject_trace_context(&mut outgoing));
+        let traceparent = outgoing["traceparent"].to_str().expect("ascii");
+        assert!(traceparent.contains(trace_id), "{traceparent}");
+        assert!(!traceparent.contains("00f067aa0ba902b7"), "a new span id for the hop");
+        let context = extract_trace_context(&outgoing);
+        assert_eq!(
+            context.span().span_context().trace_id().to_string(),
+            trace_id
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Agora's auth service: accounts, sessions, access and refresh tokens, service tokens and the
+//! public keys every other service verifies tokens with.
+//!
+//! # Layout
+//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store and
+//!   maps the result.
+//! - [`domain`]: emails, the password policy and roles (no I/O).
+//! - [`hashing`]: argon2id with a cap on hashes in flight.
+//! - [`keys`]: signing keys, rotation, the JWKS and token signing.
+//! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
+//! - [`throttle`]: login throttling per account and per client address.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use agora_contracts::agora::auth::v1::auth_service_server::AuthServiceServer;
+use agora_platform::{
+    access::{AccessLayer, AccessPolicy, Verifier},
+    cache::Cache,
+    config::{Config, ServiceKind},
+    storage::Database,
+};
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+pub mod api;
+pub mod domain;
+pub mod hashing;
+pub mod keys;
+pub mod store;
+pub mod throttle;
+
+/// The `[auth]` settings section (`AGORA_AUTH__...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of access tokens: short, since they cannot be revoked.
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// Lifetime of a refresh token (and of a session not refreshed within it).
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// Lifetime of service tokens.
+    #[serde(with = "humantime_serde")]
+    pub service_token_ttl: Duration,
+    /// Age after which the signing key is rotated automatically.
+    #[serde(with = "humantime_serde")]
+    pub key_rotation: Duration,
+    /// A PKCS#8 PEM Ed25519 private key to sign with; generated and stored when absent.
+    pub signing_key_pem: Option<SecretString>,
+    /// Client id -> secret of the services that may ask for service tokens.
+    pub service_clients: BTreeMap<String, SecretString>,
+    /// Password hashes computed at once (19 MiB each).
+    pub max_concurrent_hashes: usize,
+    /// Failed logins allowed per account within `login_window`.
+    pub max_failed_logins_per_account: u64,
+    /// Failed logins allowed per client address within `login_window`.
+    pub max_failed_logins_per_address: u64,
+    /// The throttling window.
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// An administrator account ensured at start-up.
+    pub admin_email: Option<String>,
+    /// Its password.
+    pub admin_password: Option<SecretString>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            service_token_ttl: Duration::from_secs(15 * 60),
+            key_rotation: Duration::from_secs(30 * 24 * 3600),
+            signing_key_pem: None,
+            service_clients: BTreeMap::new(),
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
+            max_failed_logins_per_account: 5,
+            max_failed_logins_per_address: 50,
+            login_window: Duration::from_secs(15 * 60),
+            admin_email: None,
+            admin_password: None,
+        }
+    }
+}
+
+/// How often keys are re-read (other replicas may rotate) and checked for age.
+const KEY_MAINTENANCE: Duration = Duration::from_secs(60);
+
+/// Serves the auth service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// Bad settings, an unreachable database or Redis, or a server failure.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let settings: AuthSettings = config.section("auth")?;
+    let platform = &config.settings;
+    let local_keys = keys::LocalKeys::default();
+    let policy = Arc::new(AccessPolicy::from_descriptors(
+        agora_contracts::FILE_DESCRIPTOR_SET,
+    )?);
+    // Keys are read in process, so a fresh rotation is visible at once: no refresh interval.
+    let verifier = Verifier::new(Arc::new(local_keys.clone()), &platform.tokens)
+        .with_min_refresh(Duration::ZERO);
+    let access = AccessLayer::new(policy, Arc::new(verifier));
+
+    let database_url = platform.database_url(ServiceKind::Auth);
+    let redis_url = platform.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
+    let tokens = platform.tokens.clone();
+    let starting = async move {
+        let db = Database::connect(&database_url).await?;
+        db.migrate(store::MIGRATIONS).await?;
+        let cache = Cache::connect(redis_url.as_deref(), "agora:auth:").await?;
+        let keyring = Arc::new(match &settings.signing_key_pem {
+            Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, settings.access_ttl)?,
+            None => keys::Keyring::from_database(db.clone(), tokens, settings.access_ttl).await?,
+        });
+        keyring.rotate_if_older_than(settings.key_rotation).await?;
+        let _ = local_keys.0.set(Arc::clone(&keyring));
+        tokio::spawn(maintain_keys(Arc::downgrade(&keyring), settings.key_rotation));
+        let api = api::AuthApi::new(settings, store::Store::new(db), cache, keyring)?;
+        api.ensure_admin().await.context("creating the configured administrator")?;
+        Ok(AuthServiceServer::new(api))
+    };
+    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+}
+
+/// Keeps the keyring current until the service stops.
+async fn maintain_keys(keyring: std::sync::Weak<keys::Keyring>, max_age: Duration) {
+    let mut tick = tokio::time::interval(KEY_MAINTENANCE);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(keyring) = keyring.upgrade() else {
+            return;
+        };
+        let result = async {
+            keyring.reload().await?;
+            keyring.rotate_if_older_than(max_age).await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(error = format!("{error:#}"), "key maintenance failed");
+        }
+    }
+}

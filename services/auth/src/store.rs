@@ -1,0 +1,405 @@
+//! Auth's SQL: accounts, sessions and refresh tokens. Every multi-step change runs in one write
+//! transaction, so a failure leaves nothing half-written.
+
+use agora_platform::{
+    storage::{Database, Migrations, is_unique_violation},
+};
+use sqlx::Row;
+
+use crate::domain::{Email, Role, roles_from_column, roles_to_column};
+
+/// Auth's migrations, per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+};
+
+/// Microseconds since the Unix epoch: the one time type both backends store alike.
+pub fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Store failures the service distinguishes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The email is registered already.
+    #[error("email taken")]
+    EmailTaken,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// An account as stored.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Its id.
+    pub id: String,
+    /// Its argon2id PHC hash.
+    pub password_hash: String,
+    /// Its roles.
+    pub roles: Vec<Role>,
+}
+
+/// A new refresh token to store.
+#[derive(Debug, Clone)]
+pub struct NewRefresh {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// When it expires.
+    pub expires_at: i64,
+}
+
+/// What a refresh attempt found.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// The token was live: it is now spent and `next` belongs to the same session.
+    Rotated {
+        /// The session's account.
+        user_id: String,
+        /// The account's roles now.
+        roles: Vec<Role>,
+    },
+    /// The token was spent before: the whole session is now revoked.
+    ReuseDetected,
+    /// Unknown, expired, or its session is revoked or expired.
+    Invalid,
+}
+
+/// A live session.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    /// Its id.
+    pub id: String,
+    /// When it began.
+    pub created_at: i64,
+    /// When it was last refreshed.
+    pub last_refresh_at: i64,
+    /// When it ends unless refreshed.
+    pub expires_at: i64,
+}
+
+/// Auth's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Wraps a migrated database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Creates an account and its first session in one transaction.
+    ///
+    /// # Errors
+    /// The email is taken, or the database failed.
+    pub async fn register(
+        &self,
+        user_id: &str,
+        email: &Email,
+        password_hash: &str,
+        roles: &[Role],
+        session_id: &str,
+        refresh: &NewRefresh,
+    ) -> Result<(), StoreError> {
+        let now = now_micros();
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, password_hash, roles, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(email.as_str())
+        .bind(password_hash)
+        .bind(roles_to_column(roles))
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(error) if is_unique_violation(&error) => return Err(StoreError::EmailTaken),
+            other => other?,
+        };
+        insert_session(&mut tx, user_id, session_id, refresh, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account registered under `email`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError> {
+        let row = sqlx::query("SELECT id, password_hash, roles FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.map(|row| {
+            Ok(Account {
+                id: row.try_get("id")?,
+                password_hash: row.try_get("password_hash")?,
+                roles: roles_from_column(&row.try_get::<String, _>("roles")?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Opens a new session for an existing account.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn open_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        refresh: &NewRefresh,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        insert_session(&mut tx, user_id, session_id, refresh, now_micros()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token and, when it was live, stores its successor in the same session.
+    /// Presenting a spent token revokes the session (someone replayed a stolen token).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn refresh(
+        &self,
+        token_hash: &str,
+        next: &NewRefresh,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let now = now_micros();
+        let mut tx = self.db.begin_write().await?;
+        // Spending first takes the row lock, so two concurrent refreshes of one token cannot both
+        // succeed: the second sees it spent.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = $1
+             WHERE token_hash = $2 AND spent_at IS NULL
+             RETURNING session_id, expires_at",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(spent) = spent else {
+            let previous = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(previous) = previous else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let session_id: String = previous.try_get("session_id")?;
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'refresh token reused'
+                 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(session_id, "a spent refresh token was presented; session revoked");
+            return Ok(RefreshOutcome::ReuseDetected);
+        };
+        let session_id: String = spent.try_get("session_id")?;
+        let token_expires: i64 = spent.try_get("expires_at")?;
+        let session = sqlx::query(
+            "SELECT s.user_id, u.roles FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+        )
+        .bind(&session_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (Some(session), true) = (session, token_expires > now) else {
+            // Nothing to change: leave the token unspent rather than half-process it.
+            tx.rollback().await?;
+            return Ok(RefreshOutcome::Invalid);
+        };
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&next.token_hash)
+        .bind(&session_id)
+        .bind(now)
+        .bind(next.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE sessions SET last_refresh_at = $1, expires_at = $2 WHERE id = $3")
+            .bind(now)
+            .bind(next.expires_at)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Rotated {
+            user_id: session.try_get("user_id")?,
+            roles: roles_from_column(&session.try_get::<String, _>("roles")?),
+        })
+    }
+
+    /// Revokes the session a refresh token (spent or not) belongs to; unknown tokens are ignored.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn logout(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = 'logout'
+             WHERE revoked_at IS NULL
+               AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $2)",
+        )
+        .bind(now_micros())
+        .bind(token_hash)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The live sessions of an account, newest first.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn sessions(&self, user_id: &str) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, last_refresh_at, expires_at FROM sessions
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+             ORDER BY created_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .bind(now_micros())
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(SessionRow {
+                    id: row.try_get("id")?,
+                    created_at: row.try_get("created_at")?,
+                    last_refresh_at: row.try_get("last_refresh_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes one of the account's sessions; `false` when the account has no such session.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn revoke_session(&self, user_id: &str, session_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let exists = sqlx::query("SELECT 1 AS one FROM sessions WHERE id = $1 AND user_id = $2")
+            .bind(session_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if exists {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked by its owner'
+                 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now_micros())
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(exists)
+    }
+
+    /// Replaces an account's roles; `false` when there is no such account.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn set_roles(&self, user_id: &str, roles: &[Role]) -> Result<bool, StoreError> {
+        let updated = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+            .bind(roles_to_column(roles))
+            .bind(user_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    /// Makes sure the configured administrator exists and holds the admin role.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn ensure_admin(
+        &self,
+        email: &Email,
+        password_hash: &str,
+    ) -> Result<String, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let existing = sqlx::query("SELECT id FROM users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = match existing {
+            Some(row) => {
+                let id: String = row.try_get("id")?;
+                sqlx::query("UPDATE users SET roles = $1, password_hash = $2 WHERE id = $3")
+                    .bind(roles_to_column(&[Role::Admin]))
+                    .bind(password_hash)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => {
+                let id = uuid::Uuid::now_v7().to_string();
+                sqlx::query(
+                    "INSERT INTO users (id, email, password_hash, roles, created_at)
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&id)
+                .bind(email.as_str())
+                .bind(password_hash)
+                .bind(roles_to_column(&[Role::Admin]))
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        tx.commit().await?;
+        Ok(id)
+    }
+}
+
+async fn insert_session(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    session_id: &str,
+    refresh: &NewRefresh,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_refresh_at, expires_at)
+         VALUES ($1, $2, $3, $3, $4)",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(now)
+    .bind(refresh.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&refresh.token_hash)
+    .bind(session_id)
+    .bind(now)
+    .bind(refresh.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
