@@ -4,8 +4,6 @@
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from("proto");
     println!("cargo:rerun-if-changed=proto");
@@ -14,14 +12,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     collect_protos(&root.join("agora"), &mut files)?;
     files.sort();
 
-    let descriptors = protox::compile(&files, [&root])?;
+    let mut compiler = protox::Compiler::new([&root])?;
+    // Imports make the set self-contained for reflection; source info carries the comments.
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_files(&files)?;
+
+    // The encoded set keeps custom options (the access rule, the HTTP rules), which
+    // prost-types' option structs would drop; reflection and the gateway read this one.
     let out = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out.join("agora_descriptor.bin"), descriptors.encode_to_vec())?;
+    fs::write(
+        out.join("agora_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }
 

@@ -227,7 +227,7 @@ impl Default for TokenSettings {
 }
 
 /// Per-service endpoints.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServicesSettings {
     /// The auth service.
@@ -240,23 +240,6 @@ pub struct ServicesSettings {
     pub inventory: ServiceEndpoint,
     /// The order service.
     pub order: ServiceEndpoint,
-}
-
-impl Default for ServicesSettings {
-    fn default() -> Self {
-        let endpoint = |kind: ServiceKind| ServiceEndpoint {
-            port: kind.default_port(),
-            url: None,
-            database_url: None,
-        };
-        Self {
-            auth: endpoint(ServiceKind::Auth),
-            user: endpoint(ServiceKind::User),
-            product: endpoint(ServiceKind::Product),
-            inventory: endpoint(ServiceKind::Inventory),
-            order: endpoint(ServiceKind::Order),
-        }
-    }
 }
 
 impl ServicesSettings {
@@ -284,11 +267,11 @@ impl ServicesSettings {
 }
 
 /// Where one service listens, where others reach it, and where it keeps its data.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServiceEndpoint {
-    /// The port it listens on (0 picks a free one).
-    pub port: u16,
+    /// The port it listens on (0 picks a free one); the service's standard port when absent.
+    pub port: Option<u16>,
     /// How other services reach it, e.g. `http://auth:50051`; `http://127.0.0.1:<port>` when absent.
     pub url: Option<String>,
     /// Its own database (`postgres://...` or `sqlite://...`); a SQLite file under `data_dir` when
@@ -297,18 +280,23 @@ pub struct ServiceEndpoint {
 }
 
 impl Settings {
+    /// The port a service listens on.
+    pub fn port(&self, kind: ServiceKind) -> u16 {
+        self.services.get(kind).port.unwrap_or(kind.default_port())
+    }
+
     /// The address a service binds to.
     pub fn bind_addr(&self, kind: ServiceKind) -> SocketAddr {
-        SocketAddr::new(self.host, self.services.get(kind).port)
+        SocketAddr::new(self.host, self.port(kind))
     }
 
     /// The URL other services use to reach `kind`.
     pub fn service_url(&self, kind: ServiceKind) -> String {
-        let endpoint = self.services.get(kind);
-        endpoint
+        self.services
+            .get(kind)
             .url
             .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", endpoint.port))
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port(kind)))
     }
 
     /// The database URL of a service: its own setting, or an embedded SQLite file.
@@ -429,7 +417,7 @@ mod tests {
             let s = &config.settings;
             assert_eq!(s.data_dir, PathBuf::from("/var/agora"));
             assert_eq!(s.server.drain_delay, Duration::from_secs(2));
-            assert_eq!(s.services.auth.port, 7000);
+            assert_eq!(s.port(ServiceKind::Auth), 7000);
             assert_eq!(s.database_url(ServiceKind::Auth), "postgres://db/auth");
             assert!(s.redis_url.is_some());
             Ok(())

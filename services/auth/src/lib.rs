@@ -64,6 +64,8 @@ pub struct AuthSettings {
     pub admin_email: Option<String>,
     /// Its password.
     pub admin_password: Option<SecretString>,
+    /// Prefix of auth's cache keys, so deployments (and tests) sharing a Redis stay apart.
+    pub cache_prefix: String,
 }
 
 impl Default for AuthSettings {
@@ -81,6 +83,7 @@ impl Default for AuthSettings {
             login_window: Duration::from_secs(15 * 60),
             admin_email: None,
             admin_password: None,
+            cache_prefix: "agora:auth:".into(),
         }
     }
 }
@@ -114,7 +117,7 @@ pub async fn serve(
     let starting = async move {
         let db = Database::connect(&database_url).await?;
         db.migrate(store::MIGRATIONS).await?;
-        let cache = Cache::connect(redis_url.as_deref(), "agora:auth:").await?;
+        let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
         let keyring = Arc::new(match &settings.signing_key_pem {
             Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, settings.access_ttl)?,
             None => keys::Keyring::from_database(db.clone(), tokens, settings.access_ttl).await?,

@@ -1,0 +1,206 @@
+//! Starts a real auth server for a test: its own database (a SQLite file, or a fresh PostgreSQL
+//! database with a Redis key prefix), a free port, and a handle that stops it.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use agora_contracts::agora::auth::v1::{
+    self as pb, auth_service_client::AuthServiceClient,
+};
+use agora_platform::{
+    config::Config,
+    testing::{TestBackend, TestStore},
+};
+use figment::Figment;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{Request, transport::Channel};
+
+pub const ADMIN_EMAIL: &str = "admin@agora.test";
+pub const ADMIN_PASSWORD: &str = "admin password 1";
+pub const ORDER_SECRET: &str = "order-service-secret";
+
+pub struct TestAuth {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub store: TestStore,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Builds the configuration a test server runs with; `tweak` adds settings.
+pub fn config(store: &TestStore, tweak: &[(&str, serde_json::Value)]) -> Config {
+    let mut config = Config::from_figment(Figment::new())
+        .expect("defaults are valid")
+        .with("services.auth.database_url", &store.database_url)
+        .and_then(|c| c.with("auth.cache_prefix", &store.prefix))
+        .and_then(|c| c.with("auth.admin_email", ADMIN_EMAIL))
+        .and_then(|c| c.with("auth.admin_password", ADMIN_PASSWORD))
+        .and_then(|c| c.with("auth.service_clients.order", ORDER_SECRET))
+        .and_then(|c| c.with("auth.max_concurrent_hashes", 2))
+        .and_then(|c| c.with("log.filter", "warn"))
+        .expect("test settings are valid");
+    if let Some(redis) = &store.redis_url {
+        config = config.with("redis_url", redis).expect("valid");
+    }
+    for (key, value) in tweak {
+        config = config.with(key, value).expect("valid test setting");
+    }
+    config
+}
+
+impl TestAuth {
+    /// Starts auth on `backend`; `None` when the backend's servers are down outside CI.
+    pub async fn spawn(backend: TestBackend) -> Option<Self> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(
+        backend: TestBackend,
+        tweak: &[(&str, serde_json::Value)],
+    ) -> Option<Self> {
+        let store = TestStore::new(backend).await?;
+        let config = config(&store, tweak);
+        Some(Self::start(store, config).await)
+    }
+
+    pub async fn start(store: TestStore, config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            agora_auth::serve(&config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid URL")
+            .connect_lazy();
+        let auth = Self {
+            addr,
+            channel,
+            store,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        auth.wait_until_serving().await;
+        auth
+    }
+
+    pub async fn wait_until_serving(&self) {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let mut health = HealthClient::new(self.channel.clone());
+        for _ in 0..200 {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: "agora.auth.v1.AuthService".into(),
+                })
+                .await
+                .map(|r| r.into_inner().status)
+                .ok();
+            if status == Some(tonic_health::ServingStatus::Serving as i32) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("auth did not become SERVING within 10 s");
+    }
+
+    pub fn client(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(self.channel.clone())
+    }
+
+    /// Triggers shutdown and waits for the server to stop.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a fresh account and returns (user id, tokens).
+    pub async fn register(&self, email: &str) -> (String, pb::Tokens) {
+        let response = self
+            .client()
+            .register(pb::RegisterRequest {
+                email: email.into(),
+                password: "correct horse 7".into(),
+            })
+            .await
+            .expect("registration succeeds")
+            .into_inner();
+        (response.user_id, response.tokens.expect("tokens"))
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<pb::LoginResponse, tonic::Status> {
+        self.client()
+            .login(pb::LoginRequest {
+                email: email.into(),
+                password: password.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+            .await
+            .expect("the configured admin can sign in")
+            .tokens
+            .expect("tokens")
+            .access_token
+    }
+}
+
+impl Drop for TestAuth {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A request with `authorization: Bearer <token>`.
+pub fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a valid header"),
+    );
+    request
+}
+
+/// A unique email for one test.
+pub fn email(name: &str) -> String {
+    format!("{name}.{}@example.com", uuid::Uuid::now_v7().simple())
+}
+
+/// Runs each listed scenario once on the embedded backend and once on PostgreSQL + Redis.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(agora_platform::testing::TestBackend::Embedded).await;
+                }
+            )*
+        }
+        mod postgres_and_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(agora_platform::testing::TestBackend::Distributed).await;
+                }
+            )*
+        }
+    };
+}
