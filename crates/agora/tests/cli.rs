@@ -1,0 +1,205 @@
+//! The `agora` binary as operators and containers use it: real processes, real signals.
+
+use std::{
+    io::Read,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use agora_platform::testing::{TestBackend, TestStore};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const AGORA: &str = env!("CARGO_BIN_EXE_agora");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `agora` with a clean environment of settings and its own data directory.
+fn agora(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(AGORA);
+    command
+        .env("AGORA_DATA_DIR", data_dir)
+        .env("AGORA_LOG__FILTER", "warn")
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("AUTH_DATABASE_URL")
+        .current_dir(data_dir);
+    command
+}
+
+async fn health_of(port: u16, service: &str) -> Option<i32> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .ok()?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+async fn wait_for_status(port: u16, status: tonic_health::ServingStatus) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if health_of(port, "agora.auth.v1.AuthService").await == Some(status as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("port {port} never reported {status:?}");
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+fn wait_with_timeout(mut child: Child, timeout: Duration) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            if let Some(mut out) = child.stdout.take() {
+                let _ = out.read_to_string(&mut stdout);
+            }
+            if let Some(mut err) = child.stderr.take() {
+                let _ = err.read_to_string(&mut stderr);
+            }
+            return Output {
+                status,
+                stdout: stdout.into_bytes(),
+                stderr: stderr.into_bytes(),
+            };
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_health_not_serving_before_the_process_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let child = agora(dir.path())
+        .args(["serve", "auth"])
+        .env("AGORA_SERVICES__AUTH__PORT", port.to_string())
+        .env("AGORA_SERVER__DRAIN_DELAY", "1500ms")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agora starts");
+    wait_for_status(port, tonic_health::ServingStatus::Serving).await;
+
+    terminate(&child);
+    wait_for_status(port, tonic_health::ServingStatus::NotServing).await;
+    let output = tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
+        .await
+        .expect("joined");
+    assert!(output.status.success(), "a drained shutdown exits 0: {output:?}");
+    assert_eq!(health_of(port, "").await, None, "the port is closed after exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_prints_where_to_point_clients_and_serves_there() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut child = agora(dir.path())
+        .arg("up")
+        .env("AGORA_SERVICES__AUTH__PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agora starts");
+    wait_for_status(port, tonic_health::ServingStatus::Serving).await;
+    let probe = Command::new(AGORA)
+        .args(["health", &format!("127.0.0.1:{port}"), "agora.auth.v1.AuthService"])
+        .output()
+        .expect("health runs");
+    assert!(probe.status.success());
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+
+    terminate(&child);
+    let stdout = child.stdout.take();
+    let output = tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
+        .await
+        .expect("joined");
+    let mut printed = String::new();
+    if let Some(mut out) = stdout {
+        out.read_to_string(&mut printed).expect("stdout");
+    }
+    assert!(output.status.success(), "{output:?}");
+    assert!(printed.contains(&format!("127.0.0.1:{port}")), "{printed}");
+    assert!(printed.contains("buf curl"), "{printed}");
+    assert!(printed.contains("agora.auth.v1.AuthService/Register"), "{printed}");
+    assert!(dir.path().join("auth.db").exists(), "embedded data lives in the data directory");
+}
+
+#[test]
+fn the_health_probe_fails_when_nothing_answers() {
+    let port = free_port();
+    let output = Command::new(AGORA)
+        .args(["health", &format!("127.0.0.1:{port}"), "--timeout", "500ms"])
+        .output()
+        .expect("health runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("UNREACHABLE"));
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_and_names_the_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = agora(dir.path())
+        .args(["serve", "auth"])
+        .env("AGORA_SERVER__CONCURRENCY_LIMIT", "lots")
+        .output()
+        .expect("agora runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(stderr.contains("server.concurrency_limit"), "{stderr}");
+}
+
+async fn migrate_applies_the_schema_once_and_is_idempotent(backend: TestBackend) {
+    let Some(store) = TestStore::new(backend).await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for _ in 0..2 {
+        let output = agora(dir.path())
+            .args(["migrate", "auth"])
+            .env("DATABASE_URL", &store.database_url)
+            .output()
+            .expect("agora runs");
+        assert!(output.status.success(), "{output:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("migrations applied"));
+    }
+    let db = store.database().await;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(db.pool())
+        .await
+        .expect("the users table exists");
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn migrate_on_sqlite() {
+    migrate_applies_the_schema_once_and_is_idempotent(TestBackend::Embedded).await;
+}
+
+#[tokio::test]
+async fn migrate_on_postgres() {
+    migrate_applies_the_schema_once_and_is_idempotent(TestBackend::Distributed).await;
+}
