@@ -222,7 +222,10 @@ async fn up(config: Config) -> anyhow::Result<()> {
     let _ = stop.send(true);
     while let Some(joined) = tasks.join_next().await {
         if let Err(error) = joined.context("a service task panicked").and_then(|r| r) {
-            tracing::error!(error = format!("{error:#}"), "service failed while stopping");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "service failed while stopping"
+            );
         }
     }
     result
@@ -291,11 +294,13 @@ async fn health(addr: &str, service: String, timeout: Duration) -> anyhow::Resul
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(status)) => {
             println!("{}", status.as_str_name());
-            Ok(if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(
+                if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
         Ok(Err(error)) => {
             println!("UNREACHABLE: {error:#}");

@@ -108,11 +108,19 @@ async fn sigterm_turns_health_not_serving_before_the_process_exits() {
 
     terminate(&child);
     wait_for_status(port, tonic_health::ServingStatus::NotServing).await;
-    let output = tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
-        .await
-        .expect("joined");
-    assert!(output.status.success(), "a drained shutdown exits 0: {output:?}");
-    assert_eq!(health_of(port, "").await, None, "the port is closed after exit");
+    let output =
+        tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
+            .await
+            .expect("joined");
+    assert!(
+        output.status.success(),
+        "a drained shutdown exits 0: {output:?}"
+    );
+    assert_eq!(
+        health_of(port, "").await,
+        None,
+        "the port is closed after exit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +136,11 @@ async fn up_prints_where_to_point_clients_and_serves_there() {
         .expect("agora starts");
     wait_for_status(port, tonic_health::ServingStatus::Serving).await;
     let probe = Command::new(AGORA)
-        .args(["health", &format!("127.0.0.1:{port}"), "agora.auth.v1.AuthService"])
+        .args([
+            "health",
+            &format!("127.0.0.1:{port}"),
+            "agora.auth.v1.AuthService",
+        ])
         .output()
         .expect("health runs");
     assert!(probe.status.success());
@@ -136,9 +148,10 @@ async fn up_prints_where_to_point_clients_and_serves_there() {
 
     terminate(&child);
     let stdout = child.stdout.take();
-    let output = tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
-        .await
-        .expect("joined");
+    let output =
+        tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
+            .await
+            .expect("joined");
     let mut printed = String::new();
     if let Some(mut out) = stdout {
         out.read_to_string(&mut printed).expect("stdout");
@@ -146,8 +159,14 @@ async fn up_prints_where_to_point_clients_and_serves_there() {
     assert!(output.status.success(), "{output:?}");
     assert!(printed.contains(&format!("127.0.0.1:{port}")), "{printed}");
     assert!(printed.contains("buf curl"), "{printed}");
-    assert!(printed.contains("agora.auth.v1.AuthService/Register"), "{printed}");
-    assert!(dir.path().join("auth.db").exists(), "embedded data lives in the data directory");
+    assert!(
+        printed.contains("agora.auth.v1.AuthService/Register"),
+        "{printed}"
+    );
+    assert!(
+        dir.path().join("auth.db").exists(),
+        "embedded data lives in the data directory"
+    );
 }
 
 #[test]
@@ -175,7 +194,9 @@ fn a_bad_setting_stops_start_up_and_names_the_setting() {
 }
 
 async fn migrate_applies_the_schema_once_and_is_idempotent(backend: TestBackend) {
-    let Some(store) = TestStore::new(backend).await else { return };
+    let Some(store) = TestStore::new(backend).await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     for _ in 0..2 {
         let output = agora(dir.path())

@@ -165,7 +165,9 @@ impl AccessPolicy {
 
     /// Every method path and its rule (`None`: no rule declared).
     pub fn methods(&self) -> impl Iterator<Item = (&str, Option<Access>)> {
-        self.methods.iter().map(|(path, access)| (path.as_str(), *access))
+        self.methods
+            .iter()
+            .map(|(path, access)| (path.as_str(), *access))
     }
 }
 
@@ -178,7 +180,9 @@ pub fn authorize(access: Access, principal: Option<&Principal>) -> Result<(), St
     let need = |what: &str| Status::permission_denied(format!("this method is for {what}"));
     match (access, principal) {
         (Access::Public, _) => Ok(()),
-        (_, None) => Err(Status::unauthenticated("sign in first: send a bearer access token")),
+        (_, None) => Err(Status::unauthenticated(
+            "sign in first: send a bearer access token",
+        )),
         (Access::User, Some(p)) if p.is_service() => Err(need("signed-in users")),
         (Access::User, Some(_)) => Ok(()),
         (Access::Admin, Some(p)) if p.is_admin() => Ok(()),
@@ -219,7 +223,13 @@ impl KeySource for GrpcKeySource {
     async fn fetch(&self) -> anyhow::Result<Vec<Jwk>> {
         let mut request = tonic::Request::new(agora_contracts::agora::auth::v1::GetJwksRequest {});
         request.set_timeout(Duration::from_secs(5));
-        Ok(self.client.clone().get_jwks(request).await?.into_inner().keys)
+        Ok(self
+            .client
+            .clone()
+            .get_jwks(request)
+            .await?
+            .into_inner()
+            .keys)
     }
 }
 
@@ -446,7 +456,9 @@ fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, Status> {
         .to_str()
         .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
         _ => Err(Status::unauthenticated(
@@ -475,8 +487,14 @@ mod tests {
             .filter(|(_, access)| access.is_none())
             .map(|(path, _)| path.to_owned())
             .collect();
-        assert!(policy.methods().count() > 20, "the contracts define the mesh's methods");
-        assert!(missing.is_empty(), "methods without an access option: {missing:?}");
+        assert!(
+            policy.methods().count() > 20,
+            "the contracts define the mesh's methods"
+        );
+        assert!(
+            missing.is_empty(),
+            "methods without an access option: {missing:?}"
+        );
     }
 
     #[test]
@@ -484,12 +502,26 @@ mod tests {
         let policy = AccessPolicy::from_descriptors(agora_contracts::FILE_DESCRIPTOR_SET)
             .expect("the contracts decode");
         let rule = |path: &str| policy.rule(path).expect("declared");
-        assert_eq!(rule("/agora.auth.v1.AuthService/Login"), Some(Access::Public));
-        assert_eq!(rule("/agora.auth.v1.AuthService/ListSessions"), Some(Access::User));
-        assert_eq!(rule("/agora.auth.v1.AuthService/SetUserRoles"), Some(Access::Admin));
-        assert_eq!(rule("/agora.inventory.v1.InventoryService/Reserve"), Some(Access::Service));
+        assert_eq!(
+            rule("/agora.auth.v1.AuthService/Login"),
+            Some(Access::Public)
+        );
+        assert_eq!(
+            rule("/agora.auth.v1.AuthService/ListSessions"),
+            Some(Access::User)
+        );
+        assert_eq!(
+            rule("/agora.auth.v1.AuthService/SetUserRoles"),
+            Some(Access::Admin)
+        );
+        assert_eq!(
+            rule("/agora.inventory.v1.InventoryService/Reserve"),
+            Some(Access::Service)
+        );
         assert_eq!(rule("/grpc.health.v1.Health/Check"), None);
-        let unknown = policy.rule("/agora.auth.v1.AuthService/Nope").expect_err("unknown");
+        let unknown = policy
+            .rule("/agora.auth.v1.AuthService/Nope")
+            .expect_err("unknown");
         assert_eq!(unknown.code(), tonic::Code::Unimplemented);
     }
 
@@ -506,15 +538,23 @@ mod tests {
     fn each_level_admits_exactly_its_callers() {
         use tonic::Code::{PermissionDenied, Unauthenticated};
         let code = |access, principal: Option<Principal>| {
-            authorize(access, principal.as_ref()).err().map(|s| s.code())
+            authorize(access, principal.as_ref())
+                .err()
+                .map(|s| s.code())
         };
         assert_eq!(code(Access::Public, None), None);
         assert_eq!(code(Access::User, None), Some(Unauthenticated));
         assert_eq!(code(Access::User, Some(user(&[]))), None);
-        assert_eq!(code(Access::User, Some(user(&["service"]))), Some(PermissionDenied));
+        assert_eq!(
+            code(Access::User, Some(user(&["service"]))),
+            Some(PermissionDenied)
+        );
         assert_eq!(code(Access::Admin, Some(user(&[]))), Some(PermissionDenied));
         assert_eq!(code(Access::Admin, Some(user(&["admin"]))), None);
-        assert_eq!(code(Access::Service, Some(user(&["admin"]))), Some(PermissionDenied));
+        assert_eq!(
+            code(Access::Service, Some(user(&["admin"]))),
+            Some(PermissionDenied)
+        );
         assert_eq!(code(Access::Service, Some(user(&["service"]))), None);
     }
 

@@ -206,7 +206,9 @@ impl Cache {
 /// The lock is never held across an await or a panic-prone call, so poisoning cannot happen; the
 /// inner value is still consistent if it somehow did.
 fn lock(store: &Mutex<MemoryStore>) -> std::sync::MutexGuard<'_, MemoryStore> {
-    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Default)]

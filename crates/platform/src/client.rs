@@ -134,7 +134,10 @@ impl<S> Propagate<S> {
 
 impl<S> tower::Service<http::Request<Body>> for Propagate<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {
@@ -208,28 +211,31 @@ mod tests {
     use super::*;
     use tower::{Service, ServiceExt};
 
-    /// Records the headers of the request it receives and answers an empty OK.
-    fn recorder() -> (
-        impl tower::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error = Status,
-            Future = impl Send,
-        > + Clone
-        + Send
-        + 'static,
-        Arc<std::sync::Mutex<Option<http::HeaderMap>>>,
-    ) {
-        let seen = Arc::new(std::sync::Mutex::new(None));
-        let sink = Arc::clone(&seen);
-        let service = tower::service_fn(move |request: http::Request<Body>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                *sink.lock().expect("not poisoned") = Some(request.headers().clone());
-                Ok::<_, Status>(http::Response::new(Body::empty()))
-            }
-        });
-        (service, seen)
+    type Seen = Arc<std::sync::Mutex<Option<http::HeaderMap>>>;
+
+    /// An upstream that records the headers of the request it receives and answers an empty OK.
+    #[derive(Clone, Default)]
+    struct Recorder(Seen);
+
+    impl tower::Service<http::Request<Body>> for Recorder {
+        type Response = http::Response<Body>;
+        type Error = Status;
+        type Future = std::future::Ready<Result<Self::Response, Status>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            *self.0.lock().expect("not poisoned") = Some(request.headers().clone());
+            std::future::ready(Ok(http::Response::new(Body::empty())))
+        }
+    }
+
+    fn recorder() -> (Recorder, Seen) {
+        let recorder = Recorder::default();
+        let seen = Arc::clone(&recorder.0);
+        (recorder, seen)
     }
 
     #[tokio::test]

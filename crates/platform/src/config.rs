@@ -385,6 +385,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -403,7 +405,10 @@ mod tests {
             assert_eq!(s.bind_addr(ServiceKind::Auth).port(), 50051);
             assert_eq!(s.bind_addr(ServiceKind::Order).port(), 50055);
             assert_eq!(s.service_url(ServiceKind::Auth), "http://127.0.0.1:50051");
-            assert_eq!(s.database_url(ServiceKind::Auth), "sqlite://.agora/auth.db?mode=rwc");
+            assert_eq!(
+                s.database_url(ServiceKind::Auth),
+                "sqlite://.agora/auth.db?mode=rwc"
+            );
             assert!(s.redis_url.is_none());
             Ok(())
         });
@@ -441,7 +446,10 @@ mod tests {
                 message.to_lowercase().contains("server.concurrency_limit"),
                 "{message}"
             );
-            assert!(message.contains("AGORA_"), "names where it came from: {message}");
+            assert!(
+                message.contains("AGORA_"),
+                "names where it came from: {message}"
+            );
             Ok(())
         });
     }
@@ -452,7 +460,10 @@ mod tests {
             jail.set_env("AGORA_SERVR__DRAIN_DELAY", "5s");
             let error = Config::from_figment(Config::layers(Path::new("agora.toml")))
                 .expect_err("unknown key");
-            assert!(error.to_string().to_lowercase().contains("servr"), "{error}");
+            assert!(
+                error.to_string().to_lowercase().contains("servr"),
+                "{error}"
+            );
             Ok(())
         });
     }

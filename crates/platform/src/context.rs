@@ -36,7 +36,9 @@ impl CallContext {
         let request_id = headers
             .get(REQUEST_ID)
             .and_then(|value| value.to_str().ok())
-            .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+            })
             .map(str::to_owned)
             .unwrap_or_else(new_request_id);
         let deadline = headers
@@ -102,7 +104,7 @@ pub fn format_grpc_timeout(timeout: Duration) -> String {
     if micros <= MAX {
         return format!("{}u", micros.max(1));
     }
-    let millis = timeout.as_millis() + u128::from(timeout.subsec_micros() % 1000 != 0);
+    let millis = timeout.as_millis() + u128::from(!timeout.subsec_micros().is_multiple_of(1000));
     if millis <= MAX {
         return format!("{millis}m");
     }
@@ -178,7 +180,10 @@ mod tests {
             Duration::from_secs(86_400 * 400),
         ] {
             let parsed = parse_grpc_timeout(&format_grpc_timeout(timeout)).expect("valid");
-            assert!(parsed >= timeout.min(Duration::from_secs(99_999_999)), "{timeout:?}");
+            assert!(
+                parsed >= timeout.min(Duration::from_secs(99_999_999)),
+                "{timeout:?}"
+            );
         }
     }
 

@@ -150,7 +150,11 @@ impl FieldViolations {
     }
 
     /// Records the error of a parse result and returns its value, if any.
-    pub fn take<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+    pub fn take<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
         match result {
             Ok(value) => Some(value),
             Err(error) => {
@@ -230,7 +234,10 @@ mod tests {
             .scope(async { Status::from(ApiError::Unavailable("down".into())) })
             .await;
         let details = status.get_error_details();
-        assert_eq!(details.request_info().expect("RequestInfo").request_id, "req-42");
+        assert_eq!(
+            details.request_info().expect("RequestInfo").request_id,
+            "req-42"
+        );
     }
 
     #[test]
@@ -245,6 +252,9 @@ mod tests {
             details.retry_info().and_then(|r| r.retry_delay),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(details.error_info().expect("ErrorInfo").reason, "LOGIN_THROTTLED");
+        assert_eq!(
+            details.error_info().expect("ErrorInfo").reason,
+            "LOGIN_THROTTLED"
+        );
     }
 }

@@ -54,7 +54,9 @@ where
     S::Future: Send + 'static,
     F: Future<Output = anyhow::Result<S>>,
 {
-    let addr = listener.local_addr().context("reading the listener's address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(S::NAME, ServingStatus::NotServing)
@@ -159,7 +161,10 @@ where
     match tokio::time::timeout(settings.drain_timeout, &mut server).await {
         Ok(result) => result.context("server task")?.context("serving")?,
         Err(_) => {
-            tracing::warn!(service = S::NAME, "calls still running after the drain timeout");
+            tracing::warn!(
+                service = S::NAME,
+                "calls still running after the drain timeout"
+            );
             server.abort();
         }
     }

@@ -6,10 +6,7 @@ use std::{str::FromStr, sync::Once, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
-    Any, AnyPool, Transaction,
-    any::AnyPoolOptions,
-    migrate::Migrator,
-    sqlite::SqliteConnectOptions,
+    Any, AnyPool, Transaction, any::AnyPoolOptions, migrate::Migrator, sqlite::SqliteConnectOptions,
 };
 
 /// Which server a pool talks to.

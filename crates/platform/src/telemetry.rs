@@ -6,8 +6,8 @@
 //! configured (`OTEL_EXPORTER_OTLP_ENDPOINT`); without one, trace ids still propagate.
 
 use anyhow::Context as _;
-use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
@@ -94,7 +94,10 @@ mod tests {
         span.in_scope(|| inject_trace_context(&mut outgoing));
         let traceparent = outgoing["traceparent"].to_str().expect("ascii");
         assert!(traceparent.contains(trace_id), "{traceparent}");
-        assert!(!traceparent.contains("00f067aa0ba902b7"), "a new span id for the hop");
+        assert!(
+            !traceparent.contains("00f067aa0ba902b7"),
+            "a new span id for the hop"
+        );
         let context = extract_trace_context(&outgoing);
         assert_eq!(
             context.span().span_context().trace_id().to_string(),

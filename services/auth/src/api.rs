@@ -3,9 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agora_contracts::agora::auth::v1::{
-    self as pb, auth_service_server::AuthService,
-};
+use agora_contracts::agora::auth::v1::{self as pb, auth_service_server::AuthService};
 use agora_platform::{
     access::{Principal, ROLE_SERVICE},
     cache::Cache,
@@ -73,7 +71,10 @@ fn token_hash(token: &str) -> String {
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn parse_uuid(field: &str, raw: &str, violations: &mut FieldViolations) -> Option<String> {
@@ -181,7 +182,10 @@ impl AuthService for AuthApi {
         let request = request.into_inner();
         let mut violations = FieldViolations::default();
         let email = violations.take("email", Email::parse(&request.email));
-        let password = violations.take("password", Password::parse(&request.password, email.as_ref()));
+        let password = violations.take(
+            "password",
+            Password::parse(&request.password, email.as_ref()),
+        );
         violations.finish()?;
         let (Some(email), Some(password)) = (email, password) else {
             return Err(ApiError::internal(anyhow::anyhow!("parsed fields missing")).into());
@@ -223,10 +227,17 @@ impl AuthService for AuthApi {
         };
         self.throttle.check(&email, address.as_deref()).await?;
 
-        let account = self.store.account_by_email(&email).await.map_err(ApiError::from)?;
+        let account = self
+            .store
+            .account_by_email(&email)
+            .await
+            .map_err(ApiError::from)?;
         let matches = self
             .hasher
-            .verify(request.password, account.as_ref().map(|a| a.password_hash.clone()))
+            .verify(
+                request.password,
+                account.as_ref().map(|a| a.password_hash.clone()),
+            )
             .await
             .map_err(ApiError::from)?;
         let Some(account) = account.filter(|_| matches) else {
@@ -241,7 +252,9 @@ impl AuthService for AuthApi {
             .open_session(&account.id, &session_id, &record)
             .await
             .map_err(ApiError::from)?;
-        let tokens = self.tokens(&account.id, &account.roles, refresh, &record).await?;
+        let tokens = self
+            .tokens(&account.id, &account.roles, refresh, &record)
+            .await?;
         Ok(Response::new(pb::LoginResponse {
             user_id: account.id,
             tokens: Some(tokens),
@@ -344,7 +357,11 @@ impl AuthService for AuthApi {
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let user_id = Principal::of(&request)?.subject.clone();
-        let sessions = self.store.sessions(&user_id).await.map_err(ApiError::from)?;
+        let sessions = self
+            .store
+            .sessions(&user_id)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListSessionsResponse {
             sessions: sessions
                 .into_iter()
@@ -402,7 +419,12 @@ impl AuthService for AuthApi {
         let Some(user_id) = user_id else {
             return Err(ApiError::internal(anyhow::anyhow!("parsed id missing")).into());
         };
-        if !self.store.set_roles(&user_id, &roles).await.map_err(ApiError::from)? {
+        if !self
+            .store
+            .set_roles(&user_id, &roles)
+            .await
+            .map_err(ApiError::from)?
+        {
             return Err(ApiError::NotFound {
                 resource: "user",
                 id: user_id,

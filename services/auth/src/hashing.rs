@@ -135,9 +135,22 @@ mod tests {
     async fn a_hash_verifies_its_password_and_no_other() {
         let hasher = Hasher::new(2).expect("hasher");
         let hash = hasher.hash("correct horse 7".into()).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(hasher.verify("correct horse 7".into(), Some(hash.clone())).await.expect("ok"));
-        assert!(!hasher.verify("wrong horse 7".into(), Some(hash)).await.expect("ok"));
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            hasher
+                .verify("correct horse 7".into(), Some(hash.clone()))
+                .await
+                .expect("ok")
+        );
+        assert!(
+            !hasher
+                .verify("wrong horse 7".into(), Some(hash))
+                .await
+                .expect("ok")
+        );
         assert!(!hasher.verify("anything".into(), None).await.expect("ok"));
     }
 
@@ -153,7 +166,11 @@ mod tests {
         for task in tasks {
             task.await.expect("joined").expect("hashed");
         }
-        assert!(hasher.peak_in_flight() <= 2, "peak {}", hasher.peak_in_flight());
+        assert!(
+            hasher.peak_in_flight() <= 2,
+            "peak {}",
+            hasher.peak_in_flight()
+        );
         assert!(hasher.peak_in_flight() >= 1);
     }
 }

@@ -79,7 +79,11 @@ impl Keyring {
     ///
     /// # Errors
     /// The PEM is not an Ed25519 PKCS#8 private key.
-    pub fn from_pem(pem: &str, tokens: TokenSettings, access_ttl: Duration) -> anyhow::Result<Self> {
+    pub fn from_pem(
+        pem: &str,
+        tokens: TokenSettings,
+        access_ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let key = SigningKey::from_pkcs8_pem(pem)
             .context("auth.signing_key_pem is not an Ed25519 PKCS#8 PEM private key")?;
         let public = key.verifying_key().to_bytes();
@@ -128,8 +132,8 @@ impl Keyring {
         };
         let current = load_or_create(db).await?;
         // Keys retired less than a token lifetime (plus clock leeway) ago still verify tokens.
-        let grace = i64::try_from((self.access_ttl + self.tokens.leeway).as_micros())
-            .unwrap_or(i64::MAX);
+        let grace =
+            i64::try_from((self.access_ttl + self.tokens.leeway).as_micros()).unwrap_or(i64::MAX);
         let rows = sqlx::query(
             "SELECT kid, public_x FROM signing_keys
              WHERE retired_at IS NULL OR retired_at > $1
@@ -236,7 +240,11 @@ async fn load_or_create(db: &Database) -> anyhow::Result<Current> {
         None => {
             let mut tx = db.begin_write().await?;
             // Another replica may have created one meanwhile; then use it.
-            if sqlx::query(select).fetch_optional(&mut *tx).await?.is_none() {
+            if sqlx::query(select)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_none()
+            {
                 insert_new_key(&mut tx, now_micros()).await?;
             }
             tx.commit().await?;

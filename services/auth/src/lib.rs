@@ -112,7 +112,10 @@ pub async fn serve(
     let access = AccessLayer::new(policy, Arc::new(verifier));
 
     let database_url = platform.database_url(ServiceKind::Auth);
-    let redis_url = platform.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
+    let redis_url = platform
+        .redis_url
+        .as_ref()
+        .map(|url| url.expose_secret().to_owned());
     let tokens = platform.tokens.clone();
     let starting = async move {
         let db = Database::connect(&database_url).await?;
@@ -124,9 +127,14 @@ pub async fn serve(
         });
         keyring.rotate_if_older_than(settings.key_rotation).await?;
         let _ = local_keys.0.set(Arc::clone(&keyring));
-        tokio::spawn(maintain_keys(Arc::downgrade(&keyring), settings.key_rotation));
+        tokio::spawn(maintain_keys(
+            Arc::downgrade(&keyring),
+            settings.key_rotation,
+        ));
         let api = api::AuthApi::new(settings, store::Store::new(db), cache, keyring)?;
-        api.ensure_admin().await.context("creating the configured administrator")?;
+        api.ensure_admin()
+            .await
+            .context("creating the configured administrator")?;
         Ok(AuthServiceServer::new(api))
     };
     agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await

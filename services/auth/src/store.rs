@@ -1,9 +1,7 @@
 //! Auth's SQL: accounts, sessions and refresh tokens. Every multi-step change runs in one write
 //! transaction, so a failure leaves nothing half-written.
 
-use agora_platform::{
-    storage::{Database, Migrations, is_unique_violation},
-};
+use agora_platform::storage::{Database, Migrations, is_unique_violation};
 use sqlx::Row;
 
 use crate::domain::{Email, Role, roles_from_column, roles_to_column};
@@ -188,10 +186,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(spent) = spent else {
-            let previous = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(token_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let previous =
+                sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let Some(previous) = previous else {
                 return Ok(RefreshOutcome::Invalid);
             };
@@ -205,7 +204,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            tracing::warn!(session_id, "a spent refresh token was presented; session revoked");
+            tracing::warn!(
+                session_id,
+                "a spent refresh token was presented; session revoked"
+            );
             return Ok(RefreshOutcome::ReuseDetected);
         };
         let session_id: String = spent.try_get("session_id")?;
@@ -293,7 +295,11 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn revoke_session(&self, user_id: &str, session_id: &str) -> Result<bool, StoreError> {
+    pub async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let exists = sqlx::query("SELECT 1 AS one FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(session_id)

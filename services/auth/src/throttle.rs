@@ -54,7 +54,9 @@ impl LoginThrottle {
                     });
                 }
                 Ok(_) => {}
-                Err(error) => tracing::warn!(error = format!("{error:#}"), "login throttle unavailable"),
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "login throttle unavailable")
+                }
             }
         }
         Ok(())

@@ -26,7 +26,9 @@ on_both_backends!(
 );
 
 async fn registering_signs_the_account_in_with_tokens_the_services_accept(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let (user_id, tokens) = auth.register(&email("ada")).await;
     assert!(uuid::Uuid::parse_str(&user_id).is_ok());
     assert_eq!(tokens.token_type, "Bearer");
@@ -51,7 +53,9 @@ async fn registering_signs_the_account_in_with_tokens_the_services_accept(backen
 }
 
 async fn registration_lists_every_invalid_field_at_once(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let status = auth
         .client()
         .register(pb::RegisterRequest {
@@ -83,12 +87,18 @@ async fn registration_lists_every_invalid_field_at_once(backend: TestBackend) {
         let details = status.get_error_details();
         let violation = &details.bad_request().expect("BadRequest").field_violations[0];
         assert_eq!(violation.field, "password");
-        assert!(violation.description.contains(rule), "{}", violation.description);
+        assert!(
+            violation.description.contains(rule),
+            "{}",
+            violation.description
+        );
     }
 }
 
 async fn registering_a_taken_email_in_another_case_is_already_exists(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let address = email("grace");
     auth.register(&address).await;
     let status = auth
@@ -101,17 +111,25 @@ async fn registering_a_taken_email_in_another_case_is_already_exists(backend: Te
         .expect_err("taken");
     assert_eq!(status.code(), Code::AlreadyExists);
     let details = status.get_error_details();
-    assert_eq!(details.error_info().expect("ErrorInfo").reason, "EMAIL_TAKEN");
+    assert_eq!(
+        details.error_info().expect("ErrorInfo").reason,
+        "EMAIL_TAKEN"
+    );
 
     let login = auth.login(&address.to_uppercase(), "correct horse 7").await;
     assert!(login.is_ok(), "login normalises the email too");
 }
 
 async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let address = email("alan");
     auth.register(&address).await;
-    let wrong = auth.login(&address, "wrong horse 7").await.expect_err("wrong");
+    let wrong = auth
+        .login(&address, "wrong horse 7")
+        .await
+        .expect_err("wrong");
     let unknown = auth
         .login(&email("nobody"), "correct horse 7")
         .await
@@ -126,11 +144,16 @@ async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(backend: Test
 
 async fn repeated_failed_logins_are_throttled_with_a_retry_delay(backend: TestBackend) {
     let tweak = [("auth.max_failed_logins_per_account", serde_json::json!(3))];
-    let Some(auth) = TestAuth::spawn_with(backend, &tweak).await else { return };
+    let Some(auth) = TestAuth::spawn_with(backend, &tweak).await else {
+        return;
+    };
     let address = email("mallory-target");
     auth.register(&address).await;
     for _ in 0..3 {
-        let status = auth.login(&address, "guess horse 1").await.expect_err("wrong");
+        let status = auth
+            .login(&address, "guess horse 1")
+            .await
+            .expect_err("wrong");
         assert_eq!(status.code(), Code::Unauthenticated);
     }
     let throttled = auth
@@ -139,8 +162,14 @@ async fn repeated_failed_logins_are_throttled_with_a_retry_delay(backend: TestBa
         .expect_err("throttled even with the right password");
     assert_eq!(throttled.code(), Code::ResourceExhausted);
     let details = throttled.get_error_details();
-    let delay = details.retry_info().and_then(|r| r.retry_delay).expect("RetryInfo");
-    assert!(delay > Duration::ZERO && delay <= Duration::from_secs(15 * 60), "{delay:?}");
+    let delay = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(15 * 60),
+        "{delay:?}"
+    );
 
     // Another account from the same address is not locked by this one's failures.
     let other = email("bystander");
@@ -149,7 +178,9 @@ async fn repeated_failed_logins_are_throttled_with_a_retry_delay(backend: TestBa
 }
 
 async fn refresh_rotates_the_token_and_reuse_revokes_the_session(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let (_, first) = auth.register(&email("rot")).await;
     let refresh = |token: String| {
         let mut client = auth.client();
@@ -162,14 +193,22 @@ async fn refresh_rotates_the_token_and_reuse_revokes_the_session(backend: TestBa
                 .map(|r| r.into_inner().tokens.expect("tokens"))
         }
     };
-    let second = refresh(first.refresh_token.clone()).await.expect("live token");
+    let second = refresh(first.refresh_token.clone())
+        .await
+        .expect("live token");
     assert_ne!(second.refresh_token, first.refresh_token);
-    let third = refresh(second.refresh_token.clone()).await.expect("successor is live");
+    let third = refresh(second.refresh_token.clone())
+        .await
+        .expect("successor is live");
 
-    let reused = refresh(first.refresh_token.clone()).await.expect_err("spent");
+    let reused = refresh(first.refresh_token.clone())
+        .await
+        .expect_err("spent");
     assert_eq!(reused.code(), Code::Unauthenticated);
     // The reuse revoked the whole family: even the newest token is dead now.
-    let after = refresh(third.refresh_token.clone()).await.expect_err("family revoked");
+    let after = refresh(third.refresh_token.clone())
+        .await
+        .expect_err("family revoked");
     assert_eq!(after.code(), Code::Unauthenticated);
 
     let unknown = refresh("made-up".into()).await.expect_err("unknown");
@@ -179,7 +218,9 @@ async fn refresh_rotates_the_token_and_reuse_revokes_the_session(backend: TestBa
 }
 
 async fn logout_ends_the_session_and_is_harmless_twice(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let (_, tokens) = auth.register(&email("bye")).await;
     for _ in 0..2 {
         auth.client()
@@ -208,7 +249,9 @@ async fn logout_ends_the_session_and_is_harmless_twice(backend: TestBackend) {
 }
 
 async fn users_list_and_revoke_only_their_own_sessions(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let address = email("multi");
     let (_, first) = auth.register(&address).await;
     let second = auth
@@ -255,9 +298,7 @@ async fn users_list_and_revoke_only_their_own_sessions(backend: TestBackend) {
 
     auth.client()
         .revoke_session(authed(
-            pb::RevokeSessionRequest {
-                session_id: oldest,
-            },
+            pb::RevokeSessionRequest { session_id: oldest },
             &second.access_token,
         ))
         .await
@@ -282,7 +323,9 @@ async fn users_list_and_revoke_only_their_own_sessions(backend: TestBackend) {
 }
 
 async fn services_get_tokens_with_their_secret_only(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let issued = auth
         .client()
         .issue_service_token(pb::IssueServiceTokenRequest {
@@ -319,11 +362,19 @@ async fn services_get_tokens_with_their_secret_only(backend: TestBackend) {
         .await
         .expect_err("empty");
     assert_eq!(empty.code(), Code::InvalidArgument);
-    assert_eq!(empty.get_error_details().bad_request().map(|b| b.field_violations.len()), Some(2));
+    assert_eq!(
+        empty
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.len()),
+        Some(2)
+    );
 }
 
 async fn only_admins_set_roles_and_new_roles_reach_the_next_token(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let address = email("promoted");
     let (user_id, tokens) = auth.register(&address).await;
     let request = |token: &str| {
@@ -398,7 +449,9 @@ async fn only_admins_set_roles_and_new_roles_reach_the_next_token(backend: TestB
 }
 
 async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let (_, before) = auth.register(&email("rotation")).await;
     let old_keys = auth
         .client()
@@ -409,7 +462,10 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
         .keys;
     assert_eq!(old_keys.len(), 1);
     let old_kid = old_keys[0].kid.clone();
-    assert_eq!((old_keys[0].kty.as_str(), old_keys[0].crv.as_str()), ("OKP", "Ed25519"));
+    assert_eq!(
+        (old_keys[0].kty.as_str(), old_keys[0].crv.as_str()),
+        ("OKP", "Ed25519")
+    );
 
     let forbidden = auth
         .client()
@@ -436,7 +492,11 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
         .into_inner()
         .keys;
     let kids: Vec<_> = keys.iter().map(|k| k.kid.as_str()).collect();
-    assert_eq!(kids, [new_kid.as_str(), old_kid.as_str()], "current key first, old kept");
+    assert_eq!(
+        kids,
+        [new_kid.as_str(), old_kid.as_str()],
+        "current key first, old kept"
+    );
 
     auth.client()
         .list_sessions(authed(pb::ListSessionsRequest {}, &before.access_token))
@@ -453,7 +513,9 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
 
 async fn calls_in_flight_finish_while_the_server_drains(backend: TestBackend) {
     let tweak = [("server.drain_delay", serde_json::json!("300ms"))];
-    let Some(mut auth) = TestAuth::spawn_with(backend, &tweak).await else { return };
+    let Some(mut auth) = TestAuth::spawn_with(backend, &tweak).await else {
+        return;
+    };
     let address = email("drain");
     // Registration hashes a password: a call that takes a while.
     let mut client = auth.client();
@@ -489,6 +551,9 @@ async fn calls_in_flight_finish_while_the_server_drains(backend: TestBackend) {
     }
     assert!(saw_not_serving, "health said NOT_SERVING while draining");
     let registered = in_flight.await.expect("joined");
-    assert!(registered.is_ok(), "the in-flight call completed: {registered:?}");
+    assert!(
+        registered.is_ok(),
+        "the in-flight call completed: {registered:?}"
+    );
     stopping.await.expect("joined").expect("clean stop");
 }

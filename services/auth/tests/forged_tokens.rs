@@ -55,7 +55,9 @@ fn unsigned(header: &Value, claims: &Value, signature: &[u8]) -> String {
 
 async fn forgeries_are_refused_and_the_genuine_token_is_not(backend: TestBackend) {
     let key = SigningKey::from_bytes(&[7u8; 32]);
-    let Some(store) = TestStore::new(backend).await else { return };
+    let Some(store) = TestStore::new(backend).await else {
+        return;
+    };
     let settings = config(&store, &[("auth.signing_key_pem", json!(pem_of(&key)))]);
     let auth = TestAuth::start(store, settings).await;
     let jwks = auth
@@ -86,7 +88,11 @@ async fn forgeries_are_refused_and_the_genuine_token_is_not(backend: TestBackend
     };
 
     let genuine = sign(Some(&kid), &claims(&user_id), &key);
-    assert_eq!(call(genuine.clone()).await, Ok(()), "the control token is accepted");
+    assert_eq!(
+        call(genuine.clone()).await,
+        Ok(()),
+        "the control token is accepted"
+    );
 
     let other_key = SigningKey::from_bytes(&[9u8; 32]);
     let with = |field: &str, value: Value| {
@@ -103,33 +109,80 @@ async fn forgeries_are_refused_and_the_genuine_token_is_not(backend: TestBackend
         let parts: Vec<&str> = genuine.split('.').collect();
         let mut payload = claims(&user_id);
         payload["roles"] = json!(["admin"]);
-        format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload.to_string()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(payload.to_string()),
+            parts[2]
+        )
     };
     let hs256_with = |secret: &[u8]| {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
-        jsonwebtoken::encode(&header, &claims(&user_id), &EncodingKey::from_secret(secret))
-            .expect("signed")
+        jsonwebtoken::encode(
+            &header,
+            &claims(&user_id),
+            &EncodingKey::from_secret(secret),
+        )
+        .expect("signed")
     };
 
     let forgeries: Vec<(&str, String)> = vec![
         (
             "alg none",
-            unsigned(&json!({"alg": "none", "typ": "JWT", "kid": kid}), &claims(&user_id), b""),
+            unsigned(
+                &json!({"alg": "none", "typ": "JWT", "kid": kid}),
+                &claims(&user_id),
+                b"",
+            ),
         ),
-        ("signed by another key under the same kid", sign(Some(&kid), &claims(&user_id), &other_key)),
-        ("expired", sign(Some(&kid), &with("exp", json!(now() - 3600)), &key)),
-        ("exp as a string", sign(Some(&kid), &with("exp", json!((now() + 600).to_string())), &key)),
-        ("nbf as a string", sign(Some(&kid), &with("nbf", json!(now().to_string())), &key)),
-        ("not valid yet", sign(Some(&kid), &with("nbf", json!(now() + 3600)), &key)),
+        (
+            "signed by another key under the same kid",
+            sign(Some(&kid), &claims(&user_id), &other_key),
+        ),
+        (
+            "expired",
+            sign(Some(&kid), &with("exp", json!(now() - 3600)), &key),
+        ),
+        (
+            "exp as a string",
+            sign(
+                Some(&kid),
+                &with("exp", json!((now() + 600).to_string())),
+                &key,
+            ),
+        ),
+        (
+            "nbf as a string",
+            sign(Some(&kid), &with("nbf", json!(now().to_string())), &key),
+        ),
+        (
+            "not valid yet",
+            sign(Some(&kid), &with("nbf", json!(now() + 3600)), &key),
+        ),
         ("no exp", sign(Some(&kid), &without("exp"), &key)),
-        ("wrong audience", sign(Some(&kid), &with("aud", json!("someone-else")), &key)),
-        ("wrong issuer", sign(Some(&kid), &with("iss", json!("evil-auth")), &key)),
+        (
+            "wrong audience",
+            sign(Some(&kid), &with("aud", json!("someone-else")), &key),
+        ),
+        (
+            "wrong issuer",
+            sign(Some(&kid), &with("iss", json!("evil-auth")), &key),
+        ),
         ("tampered payload", tampered),
-        ("HS256 keyed with the raw public key", hs256_with(&key.verifying_key().to_bytes())),
-        ("HS256 keyed with the JWK x", hs256_with(public_x.as_bytes())),
+        (
+            "HS256 keyed with the raw public key",
+            hs256_with(&key.verifying_key().to_bytes()),
+        ),
+        (
+            "HS256 keyed with the JWK x",
+            hs256_with(public_x.as_bytes()),
+        ),
         ("no kid", sign(None, &claims(&user_id), &key)),
-        ("unknown kid", sign(Some("not-a-key"), &claims(&user_id), &key)),
+        (
+            "unknown kid",
+            sign(Some("not-a-key"), &claims(&user_id), &key),
+        ),
         ("not a JWT", "definitely.not.a-jwt".to_owned()),
     ];
     for (name, token) in forgeries {

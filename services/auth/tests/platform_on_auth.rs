@@ -17,14 +17,19 @@ use common::{ORDER_SECRET, TestAuth, authed, email};
 use tonic::Code;
 
 async fn a_remote_verifier_follows_a_key_rotation(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let verifier = Verifier::new(
         Arc::new(GrpcKeySource::new(auth.channel.clone())),
         &TokenSettings::default(),
     )
     .with_min_refresh(Duration::from_millis(100));
     let (user_id, before) = auth.register(&email("remote")).await;
-    let principal = verifier.verify(&before.access_token).await.expect("verified");
+    let principal = verifier
+        .verify(&before.access_token)
+        .await
+        .expect("verified");
     assert_eq!(principal.subject, user_id);
     assert!(!principal.is_admin());
 
@@ -48,13 +53,19 @@ async fn a_remote_verifier_follows_a_key_rotation(backend: TestBackend) {
 }
 
 async fn service_calls_carry_the_services_token_and_the_request_id(backend: TestBackend) {
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let credentials = Arc::new(ServiceCredentials::new(
         auth.channel.clone(),
         "order",
         ORDER_SECRET.to_owned().into(),
     ));
-    let channel = Propagate::new(auth.channel.clone(), Some(credentials), Duration::from_secs(5));
+    let channel = Propagate::new(
+        auth.channel.clone(),
+        Some(credentials),
+        Duration::from_secs(5),
+    );
     let mut client = AuthServiceClient::new(channel);
     let call = CallContext {
         request_id: "order-req-1".into(),
@@ -67,7 +78,10 @@ async fn service_calls_carry_the_services_token_and_the_request_id(backend: Test
     // PERMISSION_DENIED, not UNAUTHENTICATED: the service token was sent and accepted.
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(
-        status.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+        status
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
         Some("order-req-1"),
         "the server saw (and echoed) the caller's request id"
     );
@@ -91,7 +105,9 @@ async fn service_calls_carry_the_services_token_and_the_request_id(backend: Test
 
 async fn reflection_lists_the_service_and_health_on_both_versions(backend: TestBackend) {
     use tokio_stream::StreamExt;
-    let Some(auth) = TestAuth::spawn(backend).await else { return };
+    let Some(auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
 
     let mut v1 = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
         auth.channel.clone(),
@@ -110,15 +126,24 @@ async fn reflection_lists_the_service_and_health_on_both_versions(backend: TestB
         .expect("reflection v1")
         .into_inner();
     let answer = answers.next().await.expect("an answer").expect("ok");
-    let Some(tonic_reflection::pb::v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        answer.message_response
+    let Some(
+        tonic_reflection::pb::v1::server_reflection_response::MessageResponse::ListServicesResponse(
+            list,
+        ),
+    ) = answer.message_response
     else {
         panic!("not a service list");
     };
     let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     names.sort();
-    assert!(names.contains(&"agora.auth.v1.AuthService".to_owned()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"agora.auth.v1.AuthService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
     assert!(
         !names.contains(&"agora.order.v1.OrderService".to_owned()),
         "only what this port serves is listed: {names:?}"
@@ -152,7 +177,9 @@ async fn reflection_lists_the_service_and_health_on_both_versions(backend: TestB
 async fn a_verifier_without_reachable_keys_answers_unavailable_not_unauthenticated(
     backend: TestBackend,
 ) {
-    let Some(mut auth) = TestAuth::spawn(backend).await else { return };
+    let Some(mut auth) = TestAuth::spawn(backend).await else {
+        return;
+    };
     let (_, tokens) = auth.register(&email("offline")).await;
     auth.stop().await.expect("stopped");
     let verifier = Verifier::new(

@@ -5,9 +5,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use agora_contracts::agora::auth::v1::{
-    self as pb, auth_service_client::AuthServiceClient,
-};
+use agora_contracts::agora::auth::v1::{self as pb, auth_service_client::AuthServiceClient};
 use agora_platform::{
     config::Config,
     testing::{TestBackend, TestStore},
@@ -136,7 +134,11 @@ impl TestAuth {
         (response.user_id, response.tokens.expect("tokens"))
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Result<pb::LoginResponse, tonic::Status> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<pb::LoginResponse, tonic::Status> {
         self.client()
             .login(pb::LoginRequest {
                 email: email.into(),
