@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test of the project: the contracts' lint, the Rust suites (unit tests, and integration
+# tests through the real gRPC surface on embedded SQLite and on PostgreSQL + Redis), and the
+# `buf curl` walkthrough against a running mesh.
+#
+# PostgreSQL (AGORA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
+# Redis (AGORA_TEST_REDIS_URL, default redis://127.0.0.1:6379) must be reachable; with CI=true a
+# suite whose server is missing fails instead of being skipped.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== buf lint and build (proto/)"
+scripts/buf.sh lint
+scripts/buf.sh build
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== buf curl walkthrough"
+scripts/e2e-buf-curl.sh
