@@ -9,11 +9,14 @@ const GRPC_ONLY: [&str; 2] = [
 ];
 
 fn pool() -> DescriptorPool {
-    DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET).expect("the descriptor set decodes")
+    DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes")
 }
 
-fn option<'a>(options: &'a DynamicMessage, pool: &DescriptorPool, name: &str) -> Option<Value> {
-    let extension = pool.get_extension_by_name(name).expect("declared extension");
+fn option(options: &DynamicMessage, pool: &DescriptorPool, name: &str) -> Option<Value> {
+    let extension = pool
+        .get_extension_by_name(name)
+        .expect("declared extension");
     options
         .has_extension(&extension)
         .then(|| options.get_extension(&extension).into_owned())
@@ -23,13 +26,16 @@ fn option<'a>(options: &'a DynamicMessage, pool: &DescriptorPool, name: &str) ->
 fn every_edge_method_has_an_http_rule_and_no_internal_one_does() {
     let pool = pool();
     let mut checked = 0;
-    for service in pool.services().filter(|s| s.package_name().starts_with("agora.")) {
+    for service in pool
+        .services()
+        .filter(|s| s.package_name().starts_with("agora."))
+    {
         for method in service.methods() {
             let options = method.options();
             let access = option(&options, &pool, "agora.options.v1.access");
             let http = option(&options, &pool, "google.api.http");
-            let internal = access == Some(Value::EnumNumber(4))
-                || GRPC_ONLY.contains(&method.full_name());
+            let internal =
+                access == Some(Value::EnumNumber(4)) || GRPC_ONLY.contains(&method.full_name());
             assert_eq!(
                 http.is_some(),
                 !internal,
@@ -76,10 +82,8 @@ fn the_descriptor_set_keeps_the_comments_for_reflection_and_docs() {
         .source_code_info
         .as_ref()
         .expect("source info is kept");
-    assert!(
-        source
-            .location
-            .iter()
-            .any(|l| l.leading_comments().contains("Creates an account and signs it in."))
-    );
+    assert!(source.location.iter().any(|l| {
+        l.leading_comments()
+            .contains("Creates an account and signs it in.")
+    }));
 }

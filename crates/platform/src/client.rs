@@ -232,6 +232,17 @@ mod tests {
         }
     }
 
+    /// Sends one empty request through `client`.
+    async fn send(
+        client: &mut Propagate<Recorder>,
+    ) -> Result<http::Response<Body>, tower::BoxError> {
+        client
+            .ready()
+            .await?
+            .call(http::Request::new(Body::empty()))
+            .await
+    }
+
     fn recorder() -> (Recorder, Seen) {
         let recorder = Recorder::default();
         let seen = Arc::clone(&recorder.0);
@@ -247,13 +258,7 @@ mod tests {
             deadline: Some(Instant::now() + Duration::from_millis(800)),
         };
         call.scope(async {
-            client
-                .ready()
-                .await
-                .expect("ready")
-                .call(http::Request::new(Body::empty()))
-                .await
-                .expect("answered");
+            send(&mut client).await.expect("answered");
         })
         .await;
         let headers = seen.lock().expect("not poisoned").clone().expect("called");
@@ -268,13 +273,7 @@ mod tests {
     async fn calls_outside_a_served_call_get_a_new_id_and_the_default_deadline() {
         let (inner, seen) = recorder();
         let mut client = Propagate::new(inner, None, Duration::from_secs(3));
-        client
-            .ready()
-            .await
-            .expect("ready")
-            .call(http::Request::new(Body::empty()))
-            .await
-            .expect("answered");
+        send(&mut client).await.expect("answered");
         let headers = seen.lock().expect("not poisoned").clone().expect("called");
         assert!(uuid::Uuid::parse_str(headers[REQUEST_ID].to_str().expect("ascii")).is_ok());
         let timeout = parse_grpc_timeout(headers[GRPC_TIMEOUT].to_str().expect("ascii"));
@@ -290,15 +289,7 @@ mod tests {
             deadline: Some(Instant::now()),
         };
         let error = call
-            .scope(async {
-                client
-                    .ready()
-                    .await
-                    .expect("ready")
-                    .call(http::Request::new(Body::empty()))
-                    .await
-                    .expect_err("deadline passed")
-            })
+            .scope(async { send(&mut client).await.expect_err("deadline passed") })
             .await;
         let status = Status::from_error(error);
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);

@@ -36,12 +36,9 @@ async fn registering_signs_the_account_in_with_tokens_the_services_accept(backen
     assert!(!tokens.refresh_token.is_empty());
 
     let sessions = auth
-        .client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &tokens.access_token))
+        .sessions(&tokens.access_token)
         .await
-        .expect("the access token is accepted")
-        .into_inner()
-        .sessions;
+        .expect("the access token is accepted");
     assert_eq!(sessions.len(), 1);
 
     let anonymous = auth
@@ -182,38 +179,28 @@ async fn refresh_rotates_the_token_and_reuse_revokes_the_session(backend: TestBa
         return;
     };
     let (_, first) = auth.register(&email("rot")).await;
-    let refresh = |token: String| {
-        let mut client = auth.client();
-        async move {
-            client
-                .refresh(pb::RefreshRequest {
-                    refresh_token: token,
-                })
-                .await
-                .map(|r| r.into_inner().tokens.expect("tokens"))
-        }
-    };
-    let second = refresh(first.refresh_token.clone())
+    let second = auth
+        .refresh(&first.refresh_token)
         .await
         .expect("live token");
     assert_ne!(second.refresh_token, first.refresh_token);
-    let third = refresh(second.refresh_token.clone())
+    let third = auth
+        .refresh(&second.refresh_token)
         .await
         .expect("successor is live");
 
-    let reused = refresh(first.refresh_token.clone())
-        .await
-        .expect_err("spent");
+    let reused = auth.refresh(&first.refresh_token).await.expect_err("spent");
     assert_eq!(reused.code(), Code::Unauthenticated);
     // The reuse revoked the whole family: even the newest token is dead now.
-    let after = refresh(third.refresh_token.clone())
+    let after = auth
+        .refresh(&third.refresh_token)
         .await
         .expect_err("family revoked");
     assert_eq!(after.code(), Code::Unauthenticated);
 
-    let unknown = refresh("made-up".into()).await.expect_err("unknown");
+    let unknown = auth.refresh("made-up").await.expect_err("unknown");
     assert_eq!(unknown.code(), Code::Unauthenticated);
-    let empty = refresh(String::new()).await.expect_err("empty");
+    let empty = auth.refresh("").await.expect_err("empty");
     assert_eq!(empty.code(), Code::InvalidArgument);
 }
 
@@ -231,20 +218,14 @@ async fn logout_ends_the_session_and_is_harmless_twice(backend: TestBackend) {
             .expect("logout succeeds, twice too");
     }
     let refreshed = auth
-        .client()
-        .refresh(pb::RefreshRequest {
-            refresh_token: tokens.refresh_token.clone(),
-        })
+        .refresh(&tokens.refresh_token)
         .await
         .expect_err("the session is over");
     assert_eq!(refreshed.code(), Code::Unauthenticated);
     let sessions = auth
-        .client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &tokens.access_token))
+        .sessions(&tokens.access_token)
         .await
-        .expect("the access token lives until it expires")
-        .into_inner()
-        .sessions;
+        .expect("the access token lives until it expires");
     assert!(sessions.is_empty());
 }
 
@@ -260,13 +241,7 @@ async fn users_list_and_revoke_only_their_own_sessions(backend: TestBackend) {
         .expect("second device")
         .tokens
         .expect("tokens");
-    let sessions = auth
-        .client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &second.access_token))
-        .await
-        .expect("listed")
-        .into_inner()
-        .sessions;
+    let sessions = auth.sessions(&second.access_token).await.expect("listed");
     assert_eq!(sessions.len(), 2);
     let newest = sessions[0].session_id.clone();
     let oldest = sessions[1].session_id.clone();
@@ -304,20 +279,11 @@ async fn users_list_and_revoke_only_their_own_sessions(backend: TestBackend) {
         .await
         .expect("own session");
     let dead = auth
-        .client()
-        .refresh(pb::RefreshRequest {
-            refresh_token: first.refresh_token,
-        })
+        .refresh(&first.refresh_token)
         .await
         .expect_err("revoked session");
     assert_eq!(dead.code(), Code::Unauthenticated);
-    let left = auth
-        .client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &second.access_token))
-        .await
-        .expect("listed")
-        .into_inner()
-        .sessions;
+    let left = auth.sessions(&second.access_token).await.expect("listed");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].session_id, newest);
 }
@@ -339,8 +305,7 @@ async fn services_get_tokens_with_their_secret_only(backend: TestBackend) {
     // A service token is not a user: user methods refuse it with PERMISSION_DENIED (it was
     // authenticated, so not UNAUTHENTICATED).
     let denied = auth
-        .client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &issued.access_token))
+        .sessions(&issued.access_token)
         .await
         .expect_err("services are not users");
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -498,15 +463,13 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
         "current key first, old kept"
     );
 
-    auth.client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &before.access_token))
+    auth.sessions(&before.access_token)
         .await
         .expect("a token signed before the rotation still works");
     let (_, after) = auth.register(&email("rotation-after")).await;
     let header = jsonwebtoken::decode_header(&after.access_token).expect("a JWT");
     assert_eq!(header.kid.as_deref(), Some(new_kid.as_str()));
-    auth.client()
-        .list_sessions(authed(pb::ListSessionsRequest {}, &after.access_token))
+    auth.sessions(&after.access_token)
         .await
         .expect("a token signed by the new key works");
 }

@@ -148,6 +148,24 @@ impl TestAuth {
             .map(tonic::Response::into_inner)
     }
 
+    /// The live sessions of the account behind `access_token`.
+    pub async fn sessions(&self, access_token: &str) -> Result<Vec<pb::Session>, tonic::Status> {
+        self.client()
+            .list_sessions(authed(pb::ListSessionsRequest {}, access_token))
+            .await
+            .map(|r| r.into_inner().sessions)
+    }
+
+    /// Exchanges a refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<pb::Tokens, tonic::Status> {
+        self.client()
+            .refresh(pb::RefreshRequest {
+                refresh_token: refresh_token.into(),
+            })
+            .await
+            .map(|r| r.into_inner().tokens.expect("tokens"))
+    }
+
     pub async fn admin_token(&self) -> String {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
