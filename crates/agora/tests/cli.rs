@@ -224,3 +224,58 @@ async fn migrate_on_sqlite() {
 async fn migrate_on_postgres() {
     migrate_applies_the_schema_once_and_is_idempotent(TestBackend::Distributed).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_switches_to_postgres_and_redis_by_environment_alone() {
+    let Some(store) = TestStore::new(TestBackend::Distributed).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut child = agora(dir.path())
+        .args(["serve", "auth"])
+        .env("AGORA_SERVICES__AUTH__PORT", port.to_string())
+        .env("DATABASE_URL", &store.database_url)
+        .env(
+            "REDIS_URL",
+            store.redis_url.as_deref().expect("distributed"),
+        )
+        .env("AGORA_AUTH__CACHE_PREFIX", &store.prefix)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agora starts");
+    wait_for_status(port, tonic_health::ServingStatus::Serving).await;
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("valid URL")
+        .connect()
+        .await
+        .expect("connects");
+    agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient::new(channel)
+        .register(agora_contracts::agora::auth::v1::RegisterRequest {
+            email: "pg-user@example.com".into(),
+            password: "correct horse 7".into(),
+        })
+        .await
+        .expect("registered");
+    let db = store.database().await;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(db.pool())
+        .await
+        .expect("the account is in PostgreSQL");
+    assert_eq!(users, 1);
+    assert!(
+        !dir.path().join("auth.db").exists(),
+        "no SQLite file was made"
+    );
+
+    terminate(&child);
+    let _ = child.stderr.take();
+    let output =
+        tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
+            .await
+            .expect("joined");
+    assert!(output.status.success());
+    db.close().await;
+}

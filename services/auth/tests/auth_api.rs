@@ -23,6 +23,7 @@ on_both_backends!(
     only_admins_set_roles_and_new_roles_reach_the_next_token,
     a_rotated_key_signs_new_tokens_while_old_ones_stay_valid,
     calls_in_flight_finish_while_the_server_drains,
+    failed_logins_from_one_address_are_throttled_across_accounts,
 );
 
 async fn registering_signs_the_account_in_with_tokens_the_services_accept(backend: TestBackend) {
@@ -519,4 +520,29 @@ async fn calls_in_flight_finish_while_the_server_drains(backend: TestBackend) {
         "the in-flight call completed: {registered:?}"
     );
     stopping.await.expect("joined").expect("clean stop");
+}
+
+async fn failed_logins_from_one_address_are_throttled_across_accounts(backend: TestBackend) {
+    let tweak = [
+        ("auth.max_failed_logins_per_address", serde_json::json!(3)),
+        ("auth.max_failed_logins_per_account", serde_json::json!(100)),
+    ];
+    let Some(auth) = TestAuth::spawn_with(backend, &tweak).await else {
+        return;
+    };
+    let target = email("sprayed");
+    auth.register(&target).await;
+    // Password spraying: one wrong guess each on several accounts, from one address.
+    for i in 0..3 {
+        let status = auth
+            .login(&email(&format!("guess{i}")), "spray horse 1")
+            .await
+            .expect_err("no such account");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let throttled = auth
+        .login(&target, "correct horse 7")
+        .await
+        .expect_err("this address is throttled");
+    assert_eq!(throttled.code(), Code::ResourceExhausted);
 }
