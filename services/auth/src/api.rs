@@ -311,6 +311,11 @@ impl AuthService for AuthApi {
         &self,
         _: Request<pb::GetJwksRequest>,
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        // Verifiers ask only when they meet an unknown key id, which may come from a rotation on
+        // another replica: read the keys afresh, and fall back to the ones held if that fails.
+        if let Err(error) = self.keys.reload().await {
+            tracing::warn!(error = format!("{error:#}"), "serving the cached key set");
+        }
         Ok(Response::new(pb::GetJwksResponse {
             keys: self.keys.jwks().await,
         }))

@@ -37,10 +37,13 @@ struct Current {
 pub struct Keyring {
     db: Option<Database>,
     current: RwLock<Current>,
-    /// Public keys to publish, current first; with configured keys, only that one.
-    published: RwLock<Vec<Jwk>>,
+    /// Public keys to publish, current first, each with when it was retired (`None`: current);
+    /// with a configured key, only that one.
+    published: RwLock<Vec<(Jwk, Option<i64>)>>,
     tokens: TokenSettings,
-    access_ttl: Duration,
+    /// The longest lifetime of any token a key signs: a retired key stays published this long
+    /// (plus clock leeway), so every token it signed still verifies.
+    token_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -82,7 +85,7 @@ impl Keyring {
     pub fn from_pem(
         pem: &str,
         tokens: TokenSettings,
-        access_ttl: Duration,
+        token_lifetime: Duration,
     ) -> anyhow::Result<Self> {
         let key = SigningKey::from_pkcs8_pem(pem)
             .context("auth.signing_key_pem is not an Ed25519 PKCS#8 PEM private key")?;
@@ -95,9 +98,9 @@ impl Keyring {
                 encoding: encoding_key(&key)?,
                 created_at: now_micros(),
             }),
-            published: RwLock::new(vec![jwk(&kid, &public)]),
+            published: RwLock::new(vec![(jwk(&kid, &public), None)]),
             tokens,
-            access_ttl,
+            token_lifetime,
         })
     }
 
@@ -108,7 +111,7 @@ impl Keyring {
     pub async fn from_database(
         db: Database,
         tokens: TokenSettings,
-        access_ttl: Duration,
+        token_lifetime: Duration,
     ) -> anyhow::Result<Self> {
         let current = load_or_create(&db).await?;
         let keyring = Self {
@@ -116,7 +119,7 @@ impl Keyring {
             current: RwLock::new(current),
             published: RwLock::new(Vec::new()),
             tokens,
-            access_ttl,
+            token_lifetime,
         };
         keyring.reload().await?;
         Ok(keyring)
@@ -131,15 +134,12 @@ impl Keyring {
             return Ok(());
         };
         let current = load_or_create(db).await?;
-        // Keys retired less than a token lifetime (plus clock leeway) ago still verify tokens.
-        let grace =
-            i64::try_from((self.access_ttl + self.tokens.leeway).as_micros()).unwrap_or(i64::MAX);
         let rows = sqlx::query(
-            "SELECT kid, public_x FROM signing_keys
+            "SELECT kid, public_x, retired_at FROM signing_keys
              WHERE retired_at IS NULL OR retired_at > $1
              ORDER BY created_at DESC, kid",
         )
-        .bind(now_micros().saturating_sub(grace))
+        .bind(now_micros().saturating_sub(self.grace()))
         .fetch_all(db.pool())
         .await
         .context("reading the published keys")?;
@@ -147,11 +147,12 @@ impl Keyring {
         for row in rows {
             let kid: String = row.try_get("kid")?;
             let x: String = row.try_get("public_x")?;
+            let retired_at: Option<i64> = row.try_get("retired_at")?;
             let public = URL_SAFE_NO_PAD.decode(&x).context("a stored public key")?;
-            published.push(jwk(&kid, &public));
+            published.push((jwk(&kid, &public), retired_at));
         }
         // The current key goes first whatever the clock said about creation times.
-        if let Some(position) = published.iter().position(|k| k.kid == current.kid) {
+        if let Some(position) = published.iter().position(|(k, _)| k.kid == current.kid) {
             let first = published.remove(position);
             published.insert(0, first);
         }
@@ -194,9 +195,22 @@ impl Keyring {
         Ok(())
     }
 
-    /// The published key set, current key first.
+    /// How long after its retirement a key still verifies tokens, in microseconds.
+    fn grace(&self) -> i64 {
+        i64::try_from((self.token_lifetime + self.tokens.leeway).as_micros()).unwrap_or(i64::MAX)
+    }
+
+    /// The published key set, current key first: the current key and every retired key that
+    /// may have signed a token still accepted.
     pub async fn jwks(&self) -> Vec<Jwk> {
-        self.published.read().await.clone()
+        let oldest = now_micros().saturating_sub(self.grace());
+        self.published
+            .read()
+            .await
+            .iter()
+            .filter(|(_, retired_at)| retired_at.is_none_or(|at| at > oldest))
+            .map(|(jwk, _)| jwk.clone())
+            .collect()
     }
 
     /// Signs an access token for `subject` with `roles`, valid for `ttl`.

@@ -121,9 +121,10 @@ pub async fn serve(
         let db = Database::connect(&database_url).await?;
         db.migrate(store::MIGRATIONS).await?;
         let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
+        let token_lifetime = settings.access_ttl.max(settings.service_token_ttl);
         let keyring = Arc::new(match &settings.signing_key_pem {
-            Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, settings.access_ttl)?,
-            None => keys::Keyring::from_database(db.clone(), tokens, settings.access_ttl).await?,
+            Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, token_lifetime)?,
+            None => keys::Keyring::from_database(db.clone(), tokens, token_lifetime).await?,
         });
         keyring.rotate_if_older_than(settings.key_rotation).await?;
         let _ = local_keys.0.set(Arc::clone(&keyring));

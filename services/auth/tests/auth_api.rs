@@ -24,6 +24,7 @@ on_both_backends!(
     a_rotated_key_signs_new_tokens_while_old_ones_stay_valid,
     calls_in_flight_finish_while_the_server_drains,
     failed_logins_from_one_address_are_throttled_across_accounts,
+    a_retired_key_leaves_the_jwks_once_its_tokens_have_expired,
 );
 
 async fn registering_signs_the_account_in_with_tokens_the_services_accept(backend: TestBackend) {
@@ -545,4 +546,42 @@ async fn failed_logins_from_one_address_are_throttled_across_accounts(backend: T
         .await
         .expect_err("this address is throttled");
     assert_eq!(throttled.code(), Code::ResourceExhausted);
+}
+
+async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired(backend: TestBackend) {
+    let tweak = [
+        ("auth.access_ttl", serde_json::json!("1s")),
+        ("auth.service_token_ttl", serde_json::json!("1s")),
+        ("tokens.leeway", serde_json::json!("0s")),
+    ];
+    let Some(auth) = TestAuth::spawn_with(backend, &tweak).await else {
+        return;
+    };
+    let jwks = || async {
+        auth.client()
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .expect("jwks")
+            .into_inner()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect::<Vec<_>>()
+    };
+    let old = jwks().await;
+    let admin = auth.admin_token().await;
+    let new_kid = auth
+        .client()
+        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &admin))
+        .await
+        .expect("rotated")
+        .into_inner()
+        .kid;
+    assert_eq!(jwks().await, [new_kid.clone(), old[0].clone()]);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(
+        jwks().await,
+        [new_kid],
+        "every token of the old key has expired"
+    );
 }
