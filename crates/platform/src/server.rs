@@ -83,7 +83,10 @@ where
     let layers = ServiceBuilder::new()
         // Give every call a request id, its caller's deadline and a trace span, and answer the
         // errors of the layers below as gRPC statuses.
-        .layer(tower::layer::layer_fn(|inner| CallService { inner }))
+        .layer(tower::layer::layer_fn(|inner| CallService {
+            inner,
+            not_ready: None,
+        }))
         // Refuse calls past the limit at once (UNAVAILABLE) rather than queue them into timeouts.
         .load_shed()
         // Cap the calls this process serves at once, across all connections.
@@ -237,9 +240,21 @@ where
 }
 
 /// Per-call context, span and error mapping (the outermost layer).
-#[derive(Clone)]
 struct CallService<S> {
     inner: S,
+    /// A readiness error of the layers below, answered as a status by the next call (this
+    /// layer itself is always ready, so that every failure reaches the client as gRPC).
+    not_ready: Option<Status>,
+}
+
+impl<S: Clone> Clone for CallService<S> {
+    fn clone(&self) -> Self {
+        // A readiness error belongs to the instance that was polled, not to its clones.
+        Self {
+            inner: self.inner.clone(),
+            not_ready: None,
+        }
+    }
 }
 
 impl<S> Service<http::Request<Body>> for CallService<S>
@@ -253,14 +268,20 @@ where
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Errors surface per call, as statuses; readiness itself never fails here.
         match self.inner.poll_ready(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(error)) => {
+                self.not_ready = Some(status_of(error.into()));
+                Poll::Ready(Ok(()))
+            }
         }
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        if let Some(status) = self.not_ready.take() {
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let call = CallContext::from_headers(request.headers());
