@@ -270,6 +270,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn calls_continue_the_trace_of_the_call_being_served() {
+        use tracing::Instrument;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        crate::telemetry::init_for_tests();
+        let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+        let mut incoming = http::HeaderMap::new();
+        incoming.insert(
+            "traceparent",
+            format!("00-{trace_id}-00f067aa0ba902b7-01")
+                .parse()
+                .expect("valid header"),
+        );
+        let span = tracing::info_span!("served");
+        span.set_parent(crate::context::extract_trace_context(&incoming))
+            .expect("parented");
+        let (inner, seen) = recorder();
+        let mut client = Propagate::new(inner, None, Duration::from_secs(3));
+        send(&mut client).instrument(span).await.expect("answered");
+        let headers = seen.lock().expect("not poisoned").clone().expect("called");
+        let traceparent = headers["traceparent"].to_str().expect("ascii");
+        assert!(
+            traceparent.starts_with(&format!("00-{trace_id}-")),
+            "{traceparent}"
+        );
+    }
+
+    #[tokio::test]
     async fn calls_outside_a_served_call_get_a_new_id_and_the_default_deadline() {
         let (inner, seen) = recorder();
         let mut client = Propagate::new(inner, None, Duration::from_secs(3));

@@ -69,6 +69,14 @@ pub fn init(settings: &Settings, service_name: &str) -> anyhow::Result<Telemetry
     Ok(Telemetry { provider })
 }
 
+/// Telemetry for this crate's unit tests: installed once and kept for the whole test process, so
+/// no test's guard shuts the provider down under another test.
+#[cfg(test)]
+pub(crate) fn init_for_tests() {
+    static TELEMETRY: std::sync::OnceLock<Telemetry> = std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| init(&Settings::default(), "test").expect("telemetry"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_trace_that_comes_in_goes_out_with_the_same_trace_id() {
-        let _telemetry = init(&Settings::default(), "test").expect("telemetry");
+        init_for_tests();
         let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
         let mut incoming = http::HeaderMap::new();
         incoming.insert(
