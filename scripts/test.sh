@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: the contracts' lint, the Rust suites (unit tests, and integration
-# tests through the real gRPC surface on embedded SQLite and on PostgreSQL + Redis), and the
-# `buf curl` walkthrough against a running mesh.
+# tests through the real gRPC surface on embedded SQLite and on PostgreSQL + Redis), the
+# `buf curl` walkthrough against a running mesh, and a Python client generated from proto/.
 #
 # PostgreSQL (AGORA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
 # Redis (AGORA_TEST_REDIS_URL, default redis://127.0.0.1:6379) must be reachable; with CI=true a
@@ -18,3 +18,6 @@ cargo test --workspace --locked
 
 echo "== buf curl walkthrough"
 scripts/e2e-buf-curl.sh
+
+echo "== Python client generated from proto/"
+scripts/e2e-python-client.sh

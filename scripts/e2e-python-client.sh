@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Generates a Python client from proto/ with grpcio-tools (pinned, in a venv under .tools/) and
+# runs tests/python/auth_client.py against `agora up` on the embedded default.
+set -euo pipefail
+
+GRPC_VERSION="1.76.0"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+venv="$root/.tools/python"
+if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import grpc_tools, grpc_status" 2>/dev/null; then
+  echo "e2e-python: installing grpcio $GRPC_VERSION into .tools/python" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "grpcio==$GRPC_VERSION" "grpcio-tools==$GRPC_VERSION" "grpcio-status==$GRPC_VERSION"
+fi
+
+cargo build --quiet -p agora --bin agora
+work="$(mktemp -d)"
+# google/api comes with googleapis-common-protos (a grpcio-status dependency), so only Agora's
+# own packages are generated.
+mkdir -p "$work/gen"
+"$venv/bin/python" -m grpc_tools.protoc -I proto --python_out="$work/gen" --grpc_python_out="$work/gen" \
+  $(find proto/agora -name '*.proto' | sort)
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+AGORA_DATA_DIR="$work" AGORA_SERVICES__AUTH__PORT="$port" AGORA_LOG__FILTER=warn \
+  "$root/target/debug/agora" up >"$work/up.log" 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do
+  "$root/target/debug/agora" health "127.0.0.1:$port" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+AGORA_AUTH_ADDR="127.0.0.1:$port" PYTHONPATH="$work/gen" "$venv/bin/python" tests/python/auth_client.py
