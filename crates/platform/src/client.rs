@@ -275,13 +275,7 @@ mod tests {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         crate::telemetry::init_for_tests();
         let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
-        let mut incoming = http::HeaderMap::new();
-        incoming.insert(
-            "traceparent",
-            format!("00-{trace_id}-00f067aa0ba902b7-01")
-                .parse()
-                .expect("valid header"),
-        );
+        let incoming = crate::context::traceparent_headers(trace_id);
         let span = tracing::info_span!("served");
         span.set_parent(crate::context::extract_trace_context(&incoming))
             .expect("parented");

@@ -153,6 +153,18 @@ pub fn inject_trace_context(headers: &mut HeaderMap) {
     });
 }
 
+/// Headers carrying a sampled W3C trace context with `trace_id`, as a caller would send them.
+#[cfg(test)]
+pub(crate) fn traceparent_headers(trace_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    headers.insert(
+        "traceparent",
+        HeaderValue::from_str(&value).expect("a valid header"),
+    );
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,13 +88,7 @@ mod tests {
     fn a_trace_that_comes_in_goes_out_with_the_same_trace_id() {
         init_for_tests();
         let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        let mut incoming = http::HeaderMap::new();
-        incoming.insert(
-            "traceparent",
-            format!("00-{trace_id}-00f067aa0ba902b7-01")
-                .parse()
-                .expect("valid header"),
-        );
+        let incoming = crate::context::traceparent_headers(trace_id);
         let span = tracing::info_span!("served");
         span.set_parent(extract_trace_context(&incoming))
             .expect("a subscriber with the OpenTelemetry layer is installed");

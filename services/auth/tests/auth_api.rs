@@ -435,20 +435,13 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
     );
 
     let forbidden = auth
-        .client()
-        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &before.access_token))
+        .rotate(&before.access_token)
         .await
         .expect_err("users cannot rotate");
     assert_eq!(forbidden.code(), Code::PermissionDenied);
 
     let admin = auth.admin_token().await;
-    let new_kid = auth
-        .client()
-        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &admin))
-        .await
-        .expect("rotated")
-        .into_inner()
-        .kid;
+    let new_kid = auth.rotate(&admin).await.expect("rotated");
     assert_ne!(new_kid, old_kid);
 
     let keys = auth
@@ -570,13 +563,7 @@ async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired(backend: Tes
     };
     let old = jwks().await;
     let admin = auth.admin_token().await;
-    let new_kid = auth
-        .client()
-        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &admin))
-        .await
-        .expect("rotated")
-        .into_inner()
-        .kid;
+    let new_kid = auth.rotate(&admin).await.expect("rotated");
     assert_eq!(jwks().await, [new_kid.clone(), old[0].clone()]);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(

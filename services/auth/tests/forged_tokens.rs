@@ -193,20 +193,12 @@ async fn forgeries_are_refused_and_the_genuine_token_is_not(backend: TestBackend
     let mut admin_claims = claims(&user_id);
     admin_claims["roles"] = json!(["admin"]);
     let forged_admin = sign(Some(&kid), &admin_claims, &other_key);
-    let status = auth
-        .client()
-        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &forged_admin))
-        .await
-        .expect_err("forged");
+    let status = auth.rotate(&forged_admin).await.expect_err("forged");
     assert_eq!(status.code(), Code::Unauthenticated);
 
     // With keys from configuration, rotation is refused with a reason.
     let admin = auth.admin_token().await;
-    let status = auth
-        .client()
-        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &admin))
-        .await
-        .expect_err("configured keys");
+    let status = auth.rotate(&admin).await.expect_err("configured keys");
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
 

@@ -13,7 +13,7 @@ use agora_platform::{
     context::CallContext,
     testing::TestBackend,
 };
-use common::{ORDER_SECRET, TestAuth, authed, email};
+use common::{ORDER_SECRET, TestAuth, email};
 use tonic::Code;
 
 async fn a_remote_verifier_follows_a_key_rotation(backend: TestBackend) {
@@ -34,10 +34,7 @@ async fn a_remote_verifier_follows_a_key_rotation(backend: TestBackend) {
     assert!(!principal.is_admin());
 
     let admin = auth.admin_token().await;
-    auth.client()
-        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &admin))
-        .await
-        .expect("rotated");
+    auth.rotate(&admin).await.expect("rotated");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (_, after) = auth.register(&email("remote-after")).await;
     verifier

@@ -166,6 +166,14 @@ impl TestAuth {
             .map(|r| r.into_inner().tokens.expect("tokens"))
     }
 
+    /// Asks for a signing key rotation with `token`; the new key id on success.
+    pub async fn rotate(&self, token: &str) -> Result<String, tonic::Status> {
+        self.client()
+            .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, token))
+            .await
+            .map(|r| r.into_inner().kid)
+    }
+
     pub async fn admin_token(&self) -> String {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD)
             .await
