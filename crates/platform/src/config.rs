@@ -71,11 +71,6 @@ impl ServiceKind {
         }
     }
 
-    /// Parses a lower-case service name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-
     fn default_port(self) -> u16 {
         match self {
             ServiceKind::Auth => 50051,
@@ -251,17 +246,6 @@ impl ServicesSettings {
             ServiceKind::Product => &self.product,
             ServiceKind::Inventory => &self.inventory,
             ServiceKind::Order => &self.order,
-        }
-    }
-
-    /// The settings of one service, to change.
-    pub fn get_mut(&mut self, kind: ServiceKind) -> &mut ServiceEndpoint {
-        match kind {
-            ServiceKind::Auth => &mut self.auth,
-            ServiceKind::User => &mut self.user,
-            ServiceKind::Product => &mut self.product,
-            ServiceKind::Inventory => &mut self.inventory,
-            ServiceKind::Order => &mut self.order,
         }
     }
 }

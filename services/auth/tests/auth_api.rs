@@ -420,13 +420,7 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
         return;
     };
     let (_, before) = auth.register(&email("rotation")).await;
-    let old_keys = auth
-        .client()
-        .get_jwks(pb::GetJwksRequest {})
-        .await
-        .expect("jwks")
-        .into_inner()
-        .keys;
+    let old_keys = auth.jwks().await;
     assert_eq!(old_keys.len(), 1);
     let old_kid = old_keys[0].kid.clone();
     assert_eq!(
@@ -444,13 +438,7 @@ async fn a_rotated_key_signs_new_tokens_while_old_ones_stay_valid(backend: TestB
     let new_kid = auth.rotate(&admin).await.expect("rotated");
     assert_ne!(new_kid, old_kid);
 
-    let keys = auth
-        .client()
-        .get_jwks(pb::GetJwksRequest {})
-        .await
-        .expect("jwks")
-        .into_inner()
-        .keys;
+    let keys = auth.jwks().await;
     let kids: Vec<_> = keys.iter().map(|k| k.kid.as_str()).collect();
     assert_eq!(
         kids,
@@ -551,12 +539,8 @@ async fn a_retired_key_leaves_the_jwks_once_its_tokens_have_expired(backend: Tes
         return;
     };
     let jwks = || async {
-        auth.client()
-            .get_jwks(pb::GetJwksRequest {})
+        auth.jwks()
             .await
-            .expect("jwks")
-            .into_inner()
-            .keys
             .into_iter()
             .map(|k| k.kid)
             .collect::<Vec<_>>()

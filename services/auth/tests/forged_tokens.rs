@@ -60,13 +60,7 @@ async fn forgeries_are_refused_and_the_genuine_token_is_not(backend: TestBackend
     };
     let settings = config(&store, &[("auth.signing_key_pem", json!(pem_of(&key)))]);
     let auth = TestAuth::start(store, settings).await;
-    let jwks = auth
-        .client()
-        .get_jwks(pb::GetJwksRequest {})
-        .await
-        .expect("jwks")
-        .into_inner()
-        .keys;
+    let jwks = auth.jwks().await;
     let kid = jwks[0].kid.clone();
     let public_x = jwks[0].x.clone();
     assert_eq!(

@@ -166,6 +166,16 @@ impl TestAuth {
             .map(|r| r.into_inner().tokens.expect("tokens"))
     }
 
+    /// The published key set.
+    pub async fn jwks(&self) -> Vec<pb::Jwk> {
+        self.client()
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .expect("GetJwks answers")
+            .into_inner()
+            .keys
+    }
+
     /// Asks for a signing key rotation with `token`; the new key id on success.
     pub async fn rotate(&self, token: &str) -> Result<String, tonic::Status> {
         self.client()
