@@ -100,6 +100,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// Token checks shared by every service.
     pub tokens: TokenSettings,
+    /// The event bus.
+    pub events: EventSettings,
     /// Where each service listens and keeps its data.
     pub services: ServicesSettings,
     /// The calling service's own credentials for internal calls (client id = service name).
@@ -128,6 +130,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             server: ServerSettings::default(),
             tokens: TokenSettings::default(),
+            events: EventSettings::default(),
             services: ServicesSettings::default(),
             service_secret: None,
             auth: Dict::new(),
@@ -217,6 +220,39 @@ impl Default for TokenSettings {
             issuer: "agora-auth".into(),
             audience: "agora".into(),
             leeway: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The event bus: outbox relays and consumers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// Names the bus: the Redis key prefix of its streams, or, in memory, which in-process bus
+    /// services share. Deployments (and tests) sharing one Redis stay apart by prefix.
+    pub prefix: String,
+    /// How often a relay looks for unpublished outbox rows.
+    #[serde(with = "humantime_serde")]
+    pub relay_interval: Duration,
+    /// How long a delivered event may stay unacknowledged before another consumer of the group
+    /// reclaims it (its consumer is presumed dead).
+    #[serde(with = "humantime_serde")]
+    pub claim_after: Duration,
+    /// Deliveries of one event before it goes to the dead-letter stream.
+    pub max_attempts: u32,
+    /// How long published outbox rows are kept, for inspection, before they are pruned.
+    #[serde(with = "humantime_serde")]
+    pub outbox_retention: Duration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "agora:events:".into(),
+            relay_interval: Duration::from_millis(100),
+            claim_after: Duration::from_secs(30),
+            max_attempts: 5,
+            outbox_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

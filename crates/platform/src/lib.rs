@@ -13,6 +13,8 @@
 //! - [`error`]: one way to answer with rich `google.rpc` error details.
 //! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, and migrations.
 //! - [`cache`]: Redis or in-memory cache and counters, behind one small type.
+//! - [`events`]: the transactional outbox, its relay, and consumer groups on Redis Streams or in
+//!   memory.
 //! - [`client`]: channels for calls between services, with propagation and a service token.
 //! - [`testing`]: helpers that give each test its own database or key prefix.
 
@@ -22,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

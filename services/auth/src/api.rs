@@ -8,6 +8,7 @@ use agora_platform::{
     access::{Principal, ROLE_SERVICE},
     cache::Cache,
     error::{ApiError, FieldViolations},
+    events::Background,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use secrecy::ExposeSecret;
@@ -31,6 +32,8 @@ pub struct AuthApi {
     hasher: Hasher,
     keys: Arc<Keyring>,
     throttle: LoginThrottle,
+    /// The outbox relay: it runs as long as the service does.
+    _relay: Arc<Background>,
 }
 
 impl From<StoreError> for ApiError {
@@ -102,6 +105,7 @@ impl AuthApi {
         store: Store,
         cache: Cache,
         keys: Arc<Keyring>,
+        relay: Background,
     ) -> anyhow::Result<Self> {
         let throttle = LoginThrottle::new(
             cache,
@@ -115,6 +119,7 @@ impl AuthApi {
             store,
             keys,
             throttle,
+            _relay: Arc::new(relay),
         })
     }
 

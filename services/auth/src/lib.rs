@@ -17,6 +17,7 @@ use agora_platform::{
     access::{AccessLayer, AccessPolicy, Verifier},
     cache::Cache,
     config::{Config, ServiceKind},
+    events::{Bus, Relay},
     storage::Database,
 };
 use anyhow::Context as _;
@@ -117,9 +118,13 @@ pub async fn serve(
         .as_ref()
         .map(|url| url.expose_secret().to_owned());
     let tokens = platform.tokens.clone();
+    let events = platform.events.clone();
+    let bus = Bus::connect(platform).await?;
     let starting = async move {
         let db = Database::connect(&database_url).await?;
         db.migrate(store::MIGRATIONS).await?;
+        // Publishes UserRegistered events for as long as the server runs.
+        let relay = Relay::new(db.clone(), bus, store::PRODUCER, &events).spawn();
         let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
         let token_lifetime = settings.access_ttl.max(settings.service_token_ttl);
         let keyring = Arc::new(match &settings.signing_key_pem {
@@ -132,7 +137,7 @@ pub async fn serve(
             Arc::downgrade(&keyring),
             settings.key_rotation,
         ));
-        let api = api::AuthApi::new(settings, store::Store::new(db), cache, keyring)?;
+        let api = api::AuthApi::new(settings, store::Store::new(db), cache, keyring, relay)?;
         api.ensure_admin()
             .await
             .context("creating the configured administrator")?;

@@ -2,9 +2,12 @@
 //! transaction, so a failure leaves nothing half-written.
 
 use agora_platform::storage::{Database, Migrations, is_unique_violation};
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{Email, Role, roles_from_column, roles_to_column};
+
+/// The producer name of auth's events, and its stream on the bus.
+pub const PRODUCER: &str = "auth";
 
 /// Auth's migrations, per backend.
 pub const MIGRATIONS: Migrations = Migrations {
@@ -123,6 +126,7 @@ impl Store {
             other => other?,
         };
         insert_session(&mut tx, user_id, session_id, refresh, now).await?;
+        enqueue_registered(&mut tx, user_id, email, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -361,6 +365,7 @@ impl Store {
             }
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
+                let now = now_micros();
                 sqlx::query(
                     "INSERT INTO users (id, email, password_hash, roles, created_at)
                      VALUES ($1, $2, $3, $4, $5)",
@@ -369,9 +374,10 @@ impl Store {
                 .bind(email.as_str())
                 .bind(password_hash)
                 .bind(roles_to_column(&[Role::Admin]))
-                .bind(now_micros())
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                enqueue_registered(&mut tx, &id, email, now).await?;
                 id
             }
         };
@@ -381,7 +387,7 @@ impl Store {
 }
 
 async fn insert_session(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut Transaction<'static, Any>,
     user_id: &str,
     session_id: &str,
     refresh: &NewRefresh,
@@ -407,5 +413,25 @@ async fn insert_session(
     .bind(refresh.expires_at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Tells the other services that an account exists (the user service creates its profile), in
+/// the transaction that creates it.
+async fn enqueue_registered(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    email: &Email,
+    now_micros: i64,
+) -> Result<(), sqlx::Error> {
+    let registered = agora_contracts::agora::events::v1::UserRegistered {
+        user_id: user_id.to_owned(),
+        email: email.as_str().to_owned(),
+        register_time: Some(prost_types::Timestamp {
+            seconds: now_micros.div_euclid(1_000_000),
+            nanos: i32::try_from(now_micros.rem_euclid(1_000_000) * 1000).unwrap_or_default(),
+        }),
+    };
+    agora_platform::events::enqueue(tx, PRODUCER, user_id, &registered).await?;
     Ok(())
 }

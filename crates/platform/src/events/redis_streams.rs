@@ -1,0 +1,235 @@
+//! Redis Streams with consumer groups: `XADD` to publish, `XREADGROUP` to read, `XACK` after the
+//! consumer's commit, `XPENDING ... IDLE` + `XCLAIM` to take over what a dead consumer left.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use redis::{
+    AsyncCommands as _, Value,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply},
+};
+
+use super::Entry;
+
+/// The publishing side: one shared connection with short timeouts, so an outage fails a relay
+/// round quickly instead of stalling it.
+#[derive(Clone)]
+pub(crate) struct RedisStreams {
+    client: redis::Client,
+    connection: ConnectionManager,
+}
+
+/// One consumer's connection. Blocking reads hold a connection until they return, so each
+/// consumer has its own and its response timeout outlasts the block time.
+pub(crate) struct RedisReader {
+    connection: ConnectionManager,
+}
+
+/// The longest a blocking read waits; the reply timeout must outlast it.
+const MAX_BLOCK: Duration = Duration::from_secs(2);
+
+async fn manager(client: &redis::Client, response: Duration) -> anyhow::Result<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(response)
+        .set_number_of_retries(1);
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .context("connecting to Redis for the event bus")
+}
+
+impl RedisStreams {
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("parsing REDIS_URL")?;
+        let connection = manager(&client, Duration::from_secs(2)).await?;
+        Ok(Self { client, connection })
+    }
+
+    pub(crate) async fn reader(&self) -> anyhow::Result<RedisReader> {
+        Ok(RedisReader {
+            connection: manager(&self.client, MAX_BLOCK + Duration::from_secs(3)).await?,
+        })
+    }
+
+    pub(crate) async fn add(
+        &self,
+        stream: &str,
+        fields: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<()> {
+        add(&mut self.connection.clone(), stream, fields).await
+    }
+
+    pub(crate) async fn range(&self, stream: &str) -> anyhow::Result<Vec<Entry>> {
+        let reply: StreamRangeReply = self
+            .connection
+            .clone()
+            .xrange_all(stream)
+            .await
+            .context("XRANGE")?;
+        Ok(reply.ids.into_iter().map(|id| entry(id, 0)).collect())
+    }
+
+    pub(crate) async fn pending(&self, stream: &str, group: &str) -> anyhow::Result<u64> {
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut self.connection.clone())
+            .await
+            .context("XPENDING")?;
+        // The summary form starts with the number of pending entries.
+        match reply {
+            Value::Array(items) => match items.first() {
+                Some(Value::Int(count)) => Ok(u64::try_from(*count).unwrap_or_default()),
+                _ => Ok(0),
+            },
+            _ => Ok(0),
+        }
+    }
+}
+
+async fn add(
+    connection: &mut ConnectionManager,
+    stream: &str,
+    fields: &[(String, Vec<u8>)],
+) -> anyhow::Result<()> {
+    let mut command = redis::cmd("XADD");
+    command.arg(stream).arg("*");
+    for (key, value) in fields {
+        command.arg(key).arg(value.as_slice());
+    }
+    let _: String = command
+        .query_async(connection)
+        .await
+        .with_context(|| format!("XADD to {stream}"))?;
+    Ok(())
+}
+
+fn entry(id: StreamId, deliveries: u64) -> Entry {
+    let fields = id
+        .map
+        .into_iter()
+        .map(|(key, value)| {
+            let bytes = match value {
+                Value::BulkString(bytes) => bytes,
+                Value::SimpleString(text) => text.into_bytes(),
+                other => format!("{other:?}").into_bytes(),
+            };
+            (key, bytes)
+        })
+        .collect();
+    Entry {
+        id: id.id,
+        fields,
+        deliveries,
+    }
+}
+
+impl RedisReader {
+    pub(crate) async fn create_group(&self, stream: &str, group: &str) -> anyhow::Result<()> {
+        let created: redis::RedisResult<()> = self
+            .connection
+            .clone()
+            .xgroup_create_mkstream(stream, group, "0")
+            .await;
+        match created {
+            Ok(()) => Ok(()),
+            // The group exists already: another consumer (or an earlier run) made it.
+            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+            Err(error) => Err(error).context("XGROUP CREATE"),
+        }
+    }
+
+    pub(crate) async fn read_new(
+        &mut self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> anyhow::Result<Vec<Entry>> {
+        let block = block.min(MAX_BLOCK);
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut self.connection)
+            .await
+            .context("XREADGROUP")?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            .map(|id| entry(id, 1))
+            .collect())
+    }
+
+    pub(crate) async fn claim_idle(
+        &mut self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> anyhow::Result<Vec<Entry>> {
+        let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let idle: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .arg("IDLE")
+            .arg(min_idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .query_async(&mut self.connection)
+            .await
+            .context("XPENDING IDLE")?;
+        if idle.ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = idle.ids.iter().map(|pending| pending.id.as_str()).collect();
+        // XCLAIM re-checks the idle time, so two consumers racing for one entry cannot both win.
+        let claimed: StreamClaimReply = self
+            .connection
+            .xclaim(stream, group, consumer, min_idle_ms, &ids)
+            .await
+            .context("XCLAIM")?;
+        Ok(claimed
+            .ids
+            .into_iter()
+            .map(|id| {
+                let before = idle
+                    .ids
+                    .iter()
+                    .find(|pending| pending.id == id.id)
+                    .map_or(0, |pending| pending.times_delivered as u64);
+                entry(id, before + 1)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn ack(&mut self, stream: &str, group: &str, id: &str) -> anyhow::Result<()> {
+        let _: u64 = self
+            .connection
+            .xack(stream, group, &[id])
+            .await
+            .context("XACK")?;
+        Ok(())
+    }
+
+    pub(crate) async fn add(
+        &mut self,
+        stream: &str,
+        fields: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<()> {
+        add(&mut self.connection, stream, fields).await
+    }
+}

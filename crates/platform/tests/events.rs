@@ -1,0 +1,466 @@
+//! The event bus keeps its promises on both transports: in memory with SQLite, and on Redis
+//! Streams with PostgreSQL. Producer and consumer here are real outbox and consumer-group code
+//! over a real database; the consumer's effect is a row in its own table.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agora_contracts::agora::events::v1::{EventEnvelope, ProductCreated};
+use agora_platform::{
+    config::EventSettings,
+    events::{self, Bus, Handler, HandlerError, Relay},
+    storage::{Backend, Database},
+    testing::{TestBackend, TestStore},
+};
+use prost::{Message as _, Name as _};
+use sqlx::Row as _;
+use tokio::sync::mpsc;
+
+const PRODUCER: &str = "product";
+const GROUP: &str = "inventory";
+
+struct Fixture {
+    _store: TestStore,
+    db: Database,
+    bus: Bus,
+    settings: EventSettings,
+}
+
+async fn fixture(backend: TestBackend) -> Option<Fixture> {
+    let store = TestStore::new(backend).await?;
+    let db = store.database().await;
+    let (seq, blob) = match db.backend() {
+        Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+        Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+    };
+    for ddl in [
+        format!(
+            "CREATE TABLE outbox (seq {seq}, event_id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL, \
+             envelope {blob} NOT NULL, created_at BIGINT NOT NULL, published_at BIGINT)"
+        ),
+        "CREATE TABLE processed_events (consumer TEXT NOT NULL, event_id TEXT NOT NULL, \
+         processed_at BIGINT NOT NULL, PRIMARY KEY (consumer, event_id))"
+            .to_owned(),
+        "CREATE TABLE applied (event_id TEXT NOT NULL, sku TEXT NOT NULL)".to_owned(),
+    ] {
+        sqlx::query(&ddl).execute(db.pool()).await.expect("schema");
+    }
+    let bus = match &store.redis_url {
+        Some(url) => Bus::redis(url, store.prefix.clone()).await.expect("redis"),
+        None => Bus::memory(store.prefix.clone()),
+    };
+    let settings = EventSettings {
+        prefix: store.prefix.clone(),
+        relay_interval: Duration::from_millis(20),
+        claim_after: Duration::from_millis(300),
+        max_attempts: 3,
+        ..EventSettings::default()
+    };
+    Some(Fixture {
+        _store: store,
+        db,
+        bus,
+        settings,
+    })
+}
+
+/// Writes one ProductCreated for `sku` through the outbox, in its own transaction.
+async fn produce(db: &Database, sku: &str) -> String {
+    let mut tx = db.begin_write().await.expect("begin");
+    let event = ProductCreated {
+        product_id: format!("id-{sku}"),
+        sku: sku.into(),
+        ..ProductCreated::default()
+    };
+    let id = events::enqueue(&mut tx, PRODUCER, &event.product_id, &event)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    id
+}
+
+/// A consumer that records each ProductCreated in `applied`, once, and can be told to fail.
+#[derive(Clone)]
+struct Recorder {
+    db: Database,
+    /// SKUs whose events fail every time (a transient error that never passes).
+    failing: Arc<HashSet<String>>,
+    /// When set, the first event is reported here and then never finishes (a consumer that
+    /// hangs or dies mid-message).
+    hang: Option<mpsc::UnboundedSender<String>>,
+}
+
+impl Recorder {
+    fn new(db: &Database) -> Self {
+        Self {
+            db: db.clone(),
+            failing: Arc::default(),
+            hang: None,
+        }
+    }
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
+        if event.r#type != ProductCreated::full_name() {
+            return Ok(());
+        }
+        let payload = event.payload.as_ref().map(|any| any.value.as_slice());
+        let created = ProductCreated::decode(payload.unwrap_or_default())
+            .map_err(|error| HandlerError::Reject(format!("bad ProductCreated: {error}")))?;
+        if let Some(hang) = &self.hang {
+            let _ = hang.send(event.id.clone());
+            std::future::pending::<()>().await;
+        }
+        if self.failing.contains(&created.sku) {
+            return Err(HandlerError::Retry(anyhow::anyhow!(
+                "the warehouse is on fire"
+            )));
+        }
+        let mut tx = self.db.begin_write().await.map_err(anyhow::Error::from)?;
+        if events::remember(&mut tx, GROUP, &event.id)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            sqlx::query("INSERT INTO applied (event_id, sku) VALUES ($1, $2)")
+                .bind(&event.id)
+                .bind(&created.sku)
+                .execute(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+}
+
+async fn applied(db: &Database) -> Vec<(String, String)> {
+    sqlx::query("SELECT event_id, sku FROM applied ORDER BY sku")
+        .fetch_all(db.pool())
+        .await
+        .expect("select")
+        .iter()
+        .map(|row| (row.get("event_id"), row.get("sku")))
+        .collect()
+}
+
+/// Waits until `applied` holds `n` rows and the group has nothing pending.
+async fn settle(f: &Fixture, n: usize) -> Vec<(String, String)> {
+    for _ in 0..400 {
+        let rows = applied(&f.db).await;
+        let pending = f.bus.pending(PRODUCER, GROUP).await.expect("pending");
+        if rows.len() >= n && pending == 0 {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "not settled: {} applied, {} pending",
+        applied(&f.db).await.len(),
+        f.bus.pending(PRODUCER, GROUP).await.unwrap_or(u64::MAX)
+    );
+}
+
+async fn unpublished(db: &Database) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE published_at IS NULL")
+        .fetch_one(db.pool())
+        .await
+        .expect("count")
+        .get("n")
+}
+
+async fn an_event_survives_a_relay_crash_between_publish_and_mark(backend: TestBackend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let id = produce(&f.db, "sku-1").await;
+    let _consumer = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        GROUP,
+        Recorder::new(&f.db),
+        &f.settings,
+    );
+
+    let crashing = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings);
+    crashing.crash_after_next_publish();
+    crashing.run_once().await.expect_err("the injected crash");
+    assert_eq!(
+        unpublished(&f.db).await,
+        1,
+        "the crash left the row unmarked"
+    );
+
+    let restarted = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings);
+    assert_eq!(restarted.run_once().await.expect("a clean round"), 1);
+    assert_eq!(unpublished(&f.db).await, 0);
+
+    let published = f.bus.events(PRODUCER).await.expect("stream");
+    assert_eq!(published.len(), 2, "published twice: at least once");
+    assert!(published.iter().all(|event| event.id == id), "one event id");
+    assert_eq!(
+        settle(&f, 1).await,
+        vec![(id, "sku-1".into())],
+        "applied once"
+    );
+    // Nothing more arrives later either.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(applied(&f.db).await.len(), 1);
+}
+
+async fn the_relay_publishes_committed_events_in_order_and_never_rolled_back_ones(
+    backend: TestBackend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in 0..230 {
+        ids.push(produce(&f.db, &format!("sku-{n:03}")).await);
+    }
+    {
+        let mut tx = f.db.begin_write().await.expect("begin");
+        let ghost = ProductCreated {
+            sku: "ghost".into(),
+            ..ProductCreated::default()
+        };
+        events::enqueue(&mut tx, PRODUCER, "ghost", &ghost)
+            .await
+            .expect("enqueue");
+        tx.rollback().await.expect("rollback");
+    }
+    let _relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings).spawn();
+    for _ in 0..400 {
+        if unpublished(&f.db).await == 0
+            && f.bus.events(PRODUCER).await.expect("stream").len() == ids.len()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let published: Vec<String> = f
+        .bus
+        .events(PRODUCER)
+        .await
+        .expect("stream")
+        .into_iter()
+        .map(|event| {
+            assert_eq!(event.producer, PRODUCER);
+            assert_eq!(event.r#type, "agora.events.v1.ProductCreated");
+            assert!(event.occur_time.is_some());
+            event.id
+        })
+        .collect();
+    assert_eq!(
+        published, ids,
+        "every committed event, in commit order, once"
+    );
+}
+
+async fn a_consumer_that_dies_mid_message_has_it_reclaimed_by_another_and_applied_once(
+    backend: TestBackend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let _relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings).spawn();
+    let id = produce(&f.db, "sku-1").await;
+
+    let (seen, mut seen_rx) = mpsc::unbounded_channel();
+    let dying = Recorder {
+        hang: Some(seen),
+        ..Recorder::new(&f.db)
+    };
+    let dying = events::spawn_consumer(f.bus.clone(), PRODUCER, GROUP, dying, &f.settings);
+    let taken = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+        .await
+        .expect("the first consumer receives the event")
+        .expect("an id");
+    assert_eq!(taken, id);
+    assert_eq!(f.bus.pending(PRODUCER, GROUP).await.expect("pending"), 1);
+    drop(dying); // the consumer dies holding the event, unacknowledged
+
+    let _survivor = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        GROUP,
+        Recorder::new(&f.db),
+        &f.settings,
+    );
+    assert_eq!(settle(&f, 1).await, vec![(id, "sku-1".into())]);
+}
+
+async fn a_poison_message_is_dead_lettered_without_blocking_the_ones_behind_it(
+    backend: TestBackend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    // Undecodable payload: rejected at once.
+    let poison = EventEnvelope {
+        id: "poison-1".into(),
+        r#type: ProductCreated::full_name(),
+        producer: PRODUCER.into(),
+        payload: Some(prost_types::Any {
+            type_url: ProductCreated::type_url(),
+            value: vec![0xff, 0xff, 0xff],
+        }),
+        ..EventEnvelope::default()
+    };
+    f.bus.publish(&poison).await.expect("publish");
+    let _relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings).spawn();
+    let doomed = produce(&f.db, "sku-doomed").await;
+    let mut good = Vec::new();
+    for n in 0..5 {
+        good.push(produce(&f.db, &format!("sku-{n}")).await);
+    }
+    let recorder = Recorder {
+        failing: Arc::new(HashSet::from(["sku-doomed".to_owned()])),
+        ..Recorder::new(&f.db)
+    };
+    let _consumer = events::spawn_consumer(f.bus.clone(), PRODUCER, GROUP, recorder, &f.settings);
+
+    // The good events behind the poison and the failing one are applied: neither blocks them.
+    let rows = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let rows = applied(&f.db).await;
+            if rows.len() == 5 {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the good events are applied");
+    assert_eq!(
+        rows.iter()
+            .map(|(id, _)| id.clone())
+            .collect::<HashSet<_>>(),
+        good.iter().cloned().collect()
+    );
+
+    // The failing one is retried up to max_attempts, then set aside with its reason.
+    let letters = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let letters = f.bus.dead_letters(PRODUCER).await.expect("dead letters");
+            if letters.len() == 2 {
+                return letters;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await
+    .expect("both reach the dead-letter stream");
+    let by_id = |id: &str| letters.iter().find(|l| l.event_id == id).cloned();
+    let poisoned = by_id("poison-1").expect("the poison is dead-lettered");
+    assert_eq!(poisoned.group, GROUP);
+    assert_eq!(poisoned.attempts, 1, "rejected on first sight");
+    assert!(
+        poisoned.reason.contains("bad ProductCreated"),
+        "{}",
+        poisoned.reason
+    );
+    assert_eq!(
+        EventEnvelope::decode(poisoned.envelope.as_slice()).expect("kept intact"),
+        poison
+    );
+    let failed = by_id(&doomed).expect("the failing event is dead-lettered");
+    assert_eq!(failed.attempts, 3);
+    assert!(
+        failed.reason.contains("the warehouse is on fire"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(f.bus.pending(PRODUCER, GROUP).await.expect("pending"), 0);
+    assert_eq!(applied(&f.db).await.len(), 5);
+}
+
+async fn each_group_gets_every_event_and_a_group_shares_them_between_its_consumers(
+    backend: TestBackend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let _relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings).spawn();
+    // Two consumers of one group: each event is applied once in all.
+    let _one = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        GROUP,
+        Recorder::new(&f.db),
+        &f.settings,
+    );
+    let _two = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        GROUP,
+        Recorder::new(&f.db),
+        &f.settings,
+    );
+    // Another group counts what it sees.
+    #[derive(Clone, Default)]
+    struct Counter(Arc<Mutex<Vec<String>>>);
+    impl Handler for Counter {
+        async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
+            self.0.lock().expect("not poisoned").push(event.id.clone());
+            Ok(())
+        }
+    }
+    let counter = Counter::default();
+    let _other = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        "search",
+        counter.clone(),
+        &f.settings,
+    );
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(produce(&f.db, &format!("sku-{n:02}")).await);
+    }
+    let rows = settle(&f, 40).await;
+    assert_eq!(rows.len(), 40, "each event applied once by the group");
+    for _ in 0..200 {
+        if counter.0.lock().expect("not poisoned").len() >= 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        *counter.0.lock().expect("not poisoned"),
+        ids,
+        "the other group saw all, in order"
+    );
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(agora_platform::testing::TestBackend::Embedded).await;
+                }
+            )*
+        }
+        mod postgres_and_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(agora_platform::testing::TestBackend::Distributed).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_event_survives_a_relay_crash_between_publish_and_mark,
+    the_relay_publishes_committed_events_in_order_and_never_rolled_back_ones,
+    a_consumer_that_dies_mid_message_has_it_reclaimed_by_another_and_applied_once,
+    a_poison_message_is_dead_lettered_without_blocking_the_ones_behind_it,
+    each_group_gets_every_event_and_a_group_shares_them_between_its_consumers,
+);
