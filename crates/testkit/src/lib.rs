@@ -185,12 +185,15 @@ impl TestMesh {
                 format!("services.{name}.database_url"),
                 store.database_url.clone().into(),
             ),
-            (
-                format!("{name}.cache_prefix"),
-                format!("{}{name}:", self.prefix).into(),
-            ),
             ("service_secret".into(), secret(kind).into()),
         ];
+        // The services that cache keep their keys under this test's prefix.
+        if matches!(kind, ServiceKind::Auth | ServiceKind::Product) {
+            settings.push((
+                format!("{name}.cache_prefix"),
+                format!("{}{name}:", self.prefix).into(),
+            ));
+        }
         if let Some(auth) = self.services.get(&ServiceKind::Auth) {
             settings.push((
                 "services.auth.url".into(),
@@ -402,15 +405,16 @@ impl Running {
         }
     }
 
-    async fn wait_until_serving(&self, kind: ServiceKind) {
+    async fn wait_until_serving(&mut self, kind: ServiceKind) {
         use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
         let mut health = HealthClient::new(self.channel.clone());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(task) = &self.task
-                && task.is_finished()
-            {
-                panic!("{} stopped while starting", kind.name());
+            if let Some(task) = self.task.take_if(|task| task.is_finished()) {
+                match task.await {
+                    Ok(Err(error)) => panic!("{} failed to start: {error:#}", kind.name()),
+                    other => panic!("{} stopped while starting: {other:?}", kind.name()),
+                }
             }
             let status = health
                 .check(HealthCheckRequest {

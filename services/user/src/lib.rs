@@ -1,0 +1,80 @@
+//! Agora's user service: profiles, created from auth's events, read and changed by their owner.
+//!
+//! A profile appears when auth's `UserRegistered` event is consumed (there is no CreateProfile);
+//! its owner reads and changes it with GetMyProfile and UpdateMyProfile, and administrators read
+//! every profile with GetUser and ListUsers.
+//!
+//! Between a registration and the consumption of its event (normally milliseconds) the new user
+//! has a valid token but no profile yet: GetMyProfile and UpdateMyProfile answer NOT_FOUND, as
+//! the contract says, and the client retries.
+//!
+//! # Layout
+//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store and
+//!   maps the result.
+//! - [`domain`]: display names, addresses, preferences, update masks and ListUsers' paging
+//!   (no I/O).
+//! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
+//! - [`events`]: the consumer of auth's registrations.
+
+use std::sync::Arc;
+
+use agora_contracts::agora::user::v1::user_service_server::UserServiceServer;
+use agora_platform::{
+    access::{AccessLayer, AccessPolicy, GrpcKeySource, Verifier},
+    config::{Config, ServiceKind},
+    events::{Bus, spawn_consumer},
+    storage::Database,
+};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+pub mod api;
+pub mod domain;
+pub mod events;
+pub mod store;
+
+/// The `[user]` settings section (`AGORA_USER__...`). The service needs no settings of its own
+/// yet (a profile read is one primary-key lookup, so nothing is cached); the section is still
+/// read, so that a stray `AGORA_USER__...` variable stops start-up instead of being ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserSettings {}
+
+/// Serves the user service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// Bad settings, an unreachable database, Redis or bus, or a server failure.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // Read now, so a bad `[user]` setting stops start-up with its name.
+    let _settings: UserSettings = config.section("user")?;
+    let platform = config.settings.clone();
+    let policy = Arc::new(AccessPolicy::from_descriptors(
+        agora_contracts::FILE_DESCRIPTOR_SET,
+    )?);
+    // Tokens are verified here, with auth's public keys fetched over gRPC (zero trust: a caller
+    // may reach this port without the gateway).
+    let auth = agora_platform::client::lazy_channel(&platform.service_url(ServiceKind::Auth))?;
+    let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &platform.tokens);
+    let access = AccessLayer::new(policy, Arc::new(verifier));
+
+    let server_settings = platform.server.clone();
+    let starting = async move {
+        let db = Database::connect(&platform.database_url(ServiceKind::User)).await?;
+        db.migrate(store::MIGRATIONS).await?;
+        let store = store::Store::new(db);
+        let bus = Bus::connect(&platform).await?;
+        let consumer = spawn_consumer(
+            bus,
+            events::PRODUCER,
+            events::GROUP,
+            events::Registrations::new(store.clone()),
+            &platform.events,
+        );
+        Ok(UserServiceServer::new(api::UserApi::new(store, consumer)))
+    };
+    agora_platform::server::run(listener, &server_settings, access, starting, shutdown).await
+}
