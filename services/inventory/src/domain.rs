@@ -1,0 +1,457 @@
+//! Inventory's rules, without I/O: ids, quantities, reservation lines and their TTL, adjustment
+//! reasons and notes, and reservation states; [`ledger`]: the kinds of ledger lines, what each
+//! does to a stock level, and the pagination of the ledger. Requests are parsed into these types
+//! at the boundary, so the store never sees unchecked input.
+
+use std::{fmt, time::Duration};
+
+pub mod ledger;
+
+pub use ledger::{
+    DEFAULT_PAGE_SIZE, Deltas, MAX_PAGE_SIZE, MovementKind, NegativePageSize, PageToken,
+    PageTokenError, depleted, page_size,
+};
+
+/// Most lines in one reservation, and most ids in one BatchGetStock (the contract's limits).
+pub const MAX_LINES: usize = 100;
+/// Most ids in one BatchGetStock.
+pub const MAX_BATCH: usize = 100;
+/// Longest note or release reason, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
+/// Largest quantity of one line or size of one adjustment. Far above any real stock, and low
+/// enough that no sum of levels can overflow a 64-bit integer (SQLite would turn an overflow
+/// into a float).
+pub const MAX_UNITS: i64 = 1_000_000_000_000;
+/// Most units a product may have on hand; the store refuses changes beyond it.
+pub const MAX_ON_HAND: i64 = 1_000_000_000_000_000;
+/// Shortest reservation TTL the contract allows.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+/// Longest reservation TTL the contract allows.
+pub const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Empty.
+    #[error("is required")]
+    Empty,
+    /// Not a UUID.
+    #[error("must be a UUID")]
+    Malformed,
+}
+
+/// Parses a UUID in any of its textual forms into its canonical form (lower-case, hyphenated),
+/// so one product or order is always spelled the same way in the database.
+fn canonical_uuid(raw: &str) -> Result<String, IdError> {
+    if raw.is_empty() {
+        return Err(IdError::Empty);
+    }
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| IdError::Malformed)
+}
+
+/// A product's id, as the product service made it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProductId(String);
+
+impl ProductId {
+    /// Checks and normalises a product id.
+    ///
+    /// # Errors
+    /// The id is empty or not a UUID.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        canonical_uuid(raw).map(Self)
+    }
+
+    /// The canonical id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An order's id: the key of its reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OrderId(String);
+
+impl OrderId {
+    /// Checks and normalises an order id.
+    ///
+    /// # Errors
+    /// The id is empty or not a UUID.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        canonical_uuid(raw).map(Self)
+    }
+
+    /// The canonical id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A field of a request and what is wrong with it.
+pub type Violation = (String, String);
+
+/// One product and quantity of a reservation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Line {
+    /// The product.
+    pub product_id: ProductId,
+    /// Units, at least 1 and at most [`MAX_UNITS`].
+    pub quantity: i64,
+}
+
+/// The lines of a reservation: 1 to [`MAX_LINES`], each product once, sorted by product id.
+/// The order matters: every transaction takes the row locks of stock in this order, so two
+/// reservations can never wait for each other (no deadlock on PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lines(Vec<Line>);
+
+impl Lines {
+    /// Checks raw `(product_id, quantity)` lines; every problem is reported, each under its
+    /// field path (`lines[2].quantity`).
+    ///
+    /// # Errors
+    /// No lines, too many, a malformed id, a product named twice, or a quantity out of range.
+    pub fn parse<'a>(
+        raw: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> Result<Self, Vec<Violation>> {
+        let raw: Vec<(&str, i64)> = raw.into_iter().collect();
+        let mut violations = Vec::new();
+        if raw.is_empty() {
+            violations.push(("lines".into(), "must name at least one product".into()));
+        }
+        if raw.len() > MAX_LINES {
+            violations.push((
+                "lines".into(),
+                format!("must have at most {MAX_LINES} lines"),
+            ));
+        }
+        let mut lines: Vec<Line> = Vec::with_capacity(raw.len());
+        let mut seen: std::collections::HashMap<ProductId, usize> = Default::default();
+        for (i, (product_id, quantity)) in raw.into_iter().enumerate() {
+            let product_id = match ProductId::parse(product_id) {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    violations.push((format!("lines[{i}].product_id"), error.to_string()));
+                    None
+                }
+            };
+            if let Some(id) = &product_id {
+                if let Some(first) = seen.get(id) {
+                    violations.push((
+                        format!("lines[{i}].product_id"),
+                        format!("names the product of lines[{first}] again; one line per product"),
+                    ));
+                } else {
+                    seen.insert(id.clone(), i);
+                }
+            }
+            if quantity < 1 {
+                violations.push((format!("lines[{i}].quantity"), "must be at least 1".into()));
+            } else if quantity > MAX_UNITS {
+                violations.push((
+                    format!("lines[{i}].quantity"),
+                    format!("must be at most {MAX_UNITS}"),
+                ));
+            }
+            if let Some(product_id) = product_id {
+                lines.push(Line {
+                    product_id,
+                    quantity,
+                });
+            }
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        lines.sort();
+        Ok(Self(lines))
+    }
+
+    /// Lines read back from the store (already valid); sorted here like parsed ones.
+    pub fn from_stored(mut lines: Vec<Line>) -> Self {
+        lines.sort();
+        Self(lines)
+    }
+
+    /// The lines, sorted by product id.
+    pub fn as_slice(&self) -> &[Line] {
+        &self.0
+    }
+}
+
+/// Why a reservation TTL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TtlError {
+    /// Negative, or below [`MIN_TTL`].
+    #[error("must be at least 1 second")]
+    TooShort,
+    /// Above the configured maximum.
+    #[error("must be at most {}", humanize(*.0))]
+    TooLong(Duration),
+}
+
+fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s % 3600 == 0 => format!("{} hour(s)", s / 3600),
+        s if s % 60 == 0 => format!("{} minute(s)", s / 60),
+        s => format!("{s} second(s)"),
+    }
+}
+
+/// How long a new reservation holds: the requested TTL, or the configured default when none
+/// was asked for.
+///
+/// # Errors
+/// The requested TTL is negative, shorter than a second or longer than `max`.
+pub fn reservation_ttl(
+    requested: Option<Result<Duration, ()>>,
+    default: Duration,
+    max: Duration,
+) -> Result<Duration, TtlError> {
+    match requested {
+        None => Ok(default),
+        Some(Err(())) => Err(TtlError::TooShort),
+        Some(Ok(ttl)) if ttl < MIN_TTL => Err(TtlError::TooShort),
+        Some(Ok(ttl)) if ttl > max => Err(TtlError::TooLong(max)),
+        Some(Ok(ttl)) => Ok(ttl),
+    }
+}
+
+/// Why an admin adjusted stock by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdjustReason {
+    /// Goods arrived from a supplier.
+    Restock,
+    /// A stock-take found a different count.
+    Correction,
+    /// Goods were damaged, lost or stolen.
+    Damage,
+    /// A customer sent goods back.
+    Return,
+}
+
+impl AdjustReason {
+    /// The name stored in the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Restock => "restock",
+            Self::Correction => "correction",
+            Self::Damage => "damage",
+            Self::Return => "return",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Restock, Self::Correction, Self::Damage, Self::Return]
+            .into_iter()
+            .find(|reason| reason.name() == name)
+    }
+}
+
+/// Why an adjustment's delta was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    /// Zero changes nothing and would only clutter the ledger.
+    #[error("must not be zero")]
+    Zero,
+    /// Beyond [`MAX_UNITS`] either way.
+    #[error("must be between -{MAX_UNITS} and {MAX_UNITS}")]
+    TooLarge,
+}
+
+/// Checks the delta of an adjustment.
+///
+/// # Errors
+/// The delta is zero or too large.
+pub fn adjustment_delta(delta: i64) -> Result<i64, DeltaError> {
+    match delta {
+        0 => Err(DeltaError::Zero),
+        d if d.unsigned_abs() > MAX_UNITS.unsigned_abs() => Err(DeltaError::TooLarge),
+        d => Ok(d),
+    }
+}
+
+/// Why a note (or release reason) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be at most {MAX_NOTE_CHARS} characters")]
+pub struct NoteTooLong;
+
+/// Free text kept in the ledger, trimmed, at most [`MAX_NOTE_CHARS`] characters.
+///
+/// # Errors
+/// The text is too long.
+pub fn note(raw: &str) -> Result<String, NoteTooLong> {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > MAX_NOTE_CHARS {
+        return Err(NoteTooLong);
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Where a reservation is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationState {
+    /// Holding units until it expires.
+    Pending,
+    /// Sold.
+    Committed,
+    /// Given back by the order service.
+    Released,
+    /// Given back because it expired.
+    Expired,
+}
+
+impl ReservationState {
+    /// The name stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Committed => "committed",
+            Self::Released => "released",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Committed,
+            Self::Released,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|state| state.name() == name)
+    }
+
+    /// The state as callers see it at `now`: a pending reservation whose time has passed is
+    /// expired, even before the sweeper has given its units back.
+    pub fn effective(self, expires_at: i64, now: i64) -> Self {
+        match self {
+            Self::Pending if expires_at <= now => Self::Expired,
+            state => state,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "0190a0b0-0000-7000-8000-00000000000a";
+    const B: &str = "0190a0b0-0000-7000-8000-00000000000b";
+
+    #[test]
+    fn ids_are_stored_in_their_canonical_form() {
+        let id = ProductId::parse("0190A0B000007000800000000000000A").expect("a UUID");
+        assert_eq!(id.as_str(), A);
+        assert_eq!(ProductId::parse(""), Err(IdError::Empty));
+        assert_eq!(OrderId::parse("order-1"), Err(IdError::Malformed));
+    }
+
+    #[test]
+    fn lines_are_sorted_by_product_so_locks_are_taken_in_one_order() {
+        let lines = Lines::parse([(B, 1), (A, 2)]).expect("valid lines");
+        let products: Vec<_> = lines
+            .as_slice()
+            .iter()
+            .map(|l| l.product_id.as_str())
+            .collect();
+        assert_eq!(products, [A, B]);
+    }
+
+    #[test]
+    fn every_problem_of_the_lines_is_reported_at_once() {
+        let violations = Lines::parse([(A, 0), ("nope", 1), (A, 2), (B, MAX_UNITS + 1)])
+            .expect_err("invalid lines");
+        let fields: Vec<_> = violations.iter().map(|(field, _)| field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "lines[0].quantity",
+                "lines[1].product_id",
+                "lines[2].product_id",
+                "lines[3].quantity"
+            ]
+        );
+        let empty = Lines::parse([]).expect_err("no lines");
+        assert_eq!(empty[0].0, "lines");
+        let many: Vec<String> = (0..=MAX_LINES)
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        let too_many = Lines::parse(many.iter().map(|id| (id.as_str(), 1))).expect_err("101 lines");
+        assert_eq!(too_many[0].0, "lines");
+    }
+
+    #[test]
+    fn the_ttl_defaults_and_stays_within_its_bounds() {
+        let default = Duration::from_secs(900);
+        let max = Duration::from_secs(3600);
+        assert_eq!(reservation_ttl(None, default, max), Ok(default));
+        let ten = Duration::from_secs(10);
+        assert_eq!(reservation_ttl(Some(Ok(ten)), default, max), Ok(ten));
+        assert_eq!(
+            reservation_ttl(Some(Ok(Duration::from_millis(999))), default, max),
+            Err(TtlError::TooShort)
+        );
+        assert_eq!(
+            reservation_ttl(Some(Err(())), default, max),
+            Err(TtlError::TooShort)
+        );
+        assert_eq!(
+            reservation_ttl(Some(Ok(Duration::from_secs(3601))), default, max),
+            Err(TtlError::TooLong(max))
+        );
+        assert_eq!(
+            TtlError::TooLong(max).to_string(),
+            "must be at most 1 hour(s)"
+        );
+    }
+
+    #[test]
+    fn a_pending_reservation_past_its_time_counts_as_expired() {
+        assert_eq!(
+            ReservationState::Pending.effective(100, 100),
+            ReservationState::Expired
+        );
+        assert_eq!(
+            ReservationState::Pending.effective(101, 100),
+            ReservationState::Pending
+        );
+        assert_eq!(
+            ReservationState::Committed.effective(1, 100),
+            ReservationState::Committed
+        );
+    }
+
+    #[test]
+    fn adjustments_need_a_non_zero_bounded_delta_and_a_short_note() {
+        assert_eq!(adjustment_delta(0), Err(DeltaError::Zero));
+        assert_eq!(adjustment_delta(-MAX_UNITS - 1), Err(DeltaError::TooLarge));
+        assert_eq!(adjustment_delta(i64::MIN), Err(DeltaError::TooLarge));
+        assert_eq!(adjustment_delta(-2), Ok(-2));
+        assert_eq!(note("  delivery 42  "), Ok("delivery 42".into()));
+        assert_eq!(note(&"é".repeat(500)).map(|n| n.chars().count()), Ok(500));
+        assert_eq!(note(&"x".repeat(501)), Err(NoteTooLong));
+        assert_eq!(
+            AdjustReason::from_name("damage"),
+            Some(AdjustReason::Damage)
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! What inventory hears and says on the event bus.
+//!
+//! - Consumes the `product` stream as the group [`GROUP`]: `ProductCreated` opens the product's
+//!   stock record with zero units (and its first ledger line); `ProductArchived` marks the record
+//!   archived. Archiving is informational only: levels stay readable, pending reservations can
+//!   still be committed or released and admins can still adjust leftover goods, because whether
+//!   a product may be ordered is the product service's call (the order saga reads it first).
+//!   Both are applied once per event id ([`events::remember`] in the same transaction).
+//! - Publishes `StockDepleted` (producer [`PRODUCER`](crate::store::PRODUCER)) through its outbox
+//!   when a product's available stock reaches zero; see `store::apply_movement`.
+
+use agora_contracts::agora::events::v1::{EventEnvelope, ProductArchived, ProductCreated};
+use agora_platform::events::{self, HandlerError};
+use prost::{Message, Name};
+
+use crate::{domain::ProductId, store::Store};
+
+/// The consumer group (and `processed_events` consumer name) of inventory.
+pub const GROUP: &str = "inventory";
+/// The producer whose stream inventory consumes.
+pub const PRODUCT_STREAM: &str = "product";
+
+/// Applies product events to the stock records.
+#[derive(Debug, Clone)]
+pub struct ProductEvents {
+    store: Store,
+}
+
+impl ProductEvents {
+    /// A handler writing to `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+/// Decodes the payload of `event` as `M`, refusing an envelope whose payload is missing or of
+/// another type (it would never decode on a retry either).
+fn payload<M: Message + Name + Default>(event: &EventEnvelope) -> Result<M, HandlerError> {
+    let any = event
+        .payload
+        .as_ref()
+        .ok_or_else(|| HandlerError::Reject(format!("event {} has no payload", event.id)))?;
+    // Compared by the type name after the last `/`, whatever host the type URL names.
+    let name = M::full_name();
+    if any.type_url.rsplit('/').next() != Some(name.as_str()) {
+        return Err(HandlerError::Reject(format!(
+            "event {} says {} but carries {}",
+            event.id, event.r#type, any.type_url
+        )));
+    }
+    M::decode(any.value.as_slice()).map_err(|error| {
+        HandlerError::Reject(format!("event {} does not decode: {error}", event.id))
+    })
+}
+
+fn product_id(event: &EventEnvelope, raw: &str) -> Result<ProductId, HandlerError> {
+    ProductId::parse(raw).map_err(|error| {
+        HandlerError::Reject(format!(
+            "event {} names product {raw:?}, which {error}",
+            event.id
+        ))
+    })
+}
+
+impl events::Handler for ProductEvents {
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
+        if event.id.is_empty() {
+            return Err(HandlerError::Reject("event without an id".into()));
+        }
+        if event.r#type == ProductCreated::full_name() {
+            let created: ProductCreated = payload(event)?;
+            let product_id = product_id(event, &created.product_id)?;
+            let opened = self
+                .store
+                .open(GROUP, &event.id, &product_id)
+                .await
+                .map_err(|error| HandlerError::Retry(error.into()))?;
+            if opened {
+                tracing::info!(%product_id, "stock record opened");
+            }
+        } else if event.r#type == ProductArchived::full_name() {
+            let archived: ProductArchived = payload(event)?;
+            let product_id = product_id(event, &archived.product_id)?;
+            let archived_at = archived
+                .archive_time
+                .map_or_else(crate::store::now_micros, |t| {
+                    t.seconds
+                        .saturating_mul(1_000_000)
+                        .saturating_add(i64::from(t.nanos / 1000))
+                });
+            let known = self
+                .store
+                .archive(GROUP, &event.id, &product_id, archived_at)
+                .await
+                .map_err(|error| HandlerError::Retry(error.into()))?;
+            if !known {
+                tracing::warn!(%product_id, "archived product has no stock record");
+            }
+        }
+        // Other product events (ProductUpdated, ...) do not concern stock.
+        Ok(())
+    }
+}
