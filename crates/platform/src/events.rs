@@ -16,9 +16,9 @@
 //! What travels is the encoded `agora.events.v1.EventEnvelope` (field `envelope` of each stream
 //! entry, beside `event_id` and `type`), so a consumer in any language can read it.
 //!
-//! Every service that publishes or consumes carries these two tables in its migrations
-//! (PostgreSQL shown; on SQLite `seq` is `INTEGER PRIMARY KEY AUTOINCREMENT` and `envelope` a
-//! `BLOB`):
+//! A service that publishes carries the `outbox` table in its migrations, and one that consumes
+//! the `processed_events` table (PostgreSQL shown; on SQLite `seq` is
+//! `INTEGER PRIMARY KEY AUTOINCREMENT` and `envelope` a `BLOB`):
 //! ```sql
 //! CREATE TABLE outbox (
 //!     seq BIGSERIAL PRIMARY KEY,

@@ -110,7 +110,9 @@ where
                 slot: Arc::clone(&slot),
             })
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                // Small replies go out at once: with Nagle's algorithm on, a reply can wait
+                // ~40 ms for the client's delayed ACK.
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async {
                     let _ = stopped.await;
                 },

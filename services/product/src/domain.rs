@@ -1,0 +1,497 @@
+//! The catalog's rules, without I/O: what a SKU, a name, a category, a price and an image URL
+//! are, what an update may change, and how a product is stored for searching and sorting.
+//! Requests are parsed into these types at the boundary, so the rest of the service never sees
+//! unchecked input.
+
+use agora_contracts::agora::product::v1 as pb;
+use agora_platform::error::FieldViolations;
+
+use crate::currency::is_known_currency;
+
+mod image_url;
+
+pub use image_url::ImageUrl;
+
+/// Why one field was refused; the message completes "`<field>` ...".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// Empty (after trimming, where the field is trimmed).
+    #[error("is required")]
+    Required,
+    /// Longer than the field allows, in characters.
+    #[error("must be at most {0} characters")]
+    TooLong(usize),
+    /// Contains characters the field does not allow.
+    #[error("must not contain control characters")]
+    ControlCharacters,
+    /// Does not match the field's pattern.
+    #[error("must match {0}")]
+    Pattern(&'static str),
+    /// A negative amount.
+    #[error("must be at least 0")]
+    Negative,
+    /// Not an ISO 4217 code this service knows.
+    #[error("must be a known ISO 4217 currency code in upper case, e.g. EUR")]
+    UnknownCurrency,
+    /// Not an absolute `https` URL.
+    #[error("must be an absolute https URL, or empty")]
+    NotHttpsUrl,
+}
+
+/// A stock keeping unit: `^[A-Z0-9][A-Z0-9_-]{0,63}$`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sku(String);
+
+impl Sku {
+    /// The pattern, as the contract states it.
+    pub const PATTERN: &'static str = "^[A-Z0-9][A-Z0-9_-]{0,63}$";
+
+    /// Checks a SKU; it is not normalised, so what is stored is what was sent.
+    ///
+    /// # Errors
+    /// Empty, or not matching [`Sku::PATTERN`].
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let mut chars = raw.chars();
+        let Some(first) = chars.next() else {
+            return Err(FieldError::Required);
+        };
+        let valid = (first.is_ascii_uppercase() || first.is_ascii_digit())
+            && raw.len() <= 64
+            && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::Pattern(Self::PATTERN))
+        }
+    }
+
+    /// The SKU.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A product name: 1 to 200 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductName(String);
+
+impl ProductName {
+    /// The longest name, in characters.
+    pub const MAX: usize = 200;
+
+    /// Trims and checks a name.
+    ///
+    /// # Errors
+    /// Empty after trimming, too long, or with control characters.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(FieldError::Required);
+        }
+        if name.chars().count() > Self::MAX {
+            return Err(FieldError::TooLong(Self::MAX));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(FieldError::ControlCharacters);
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A plain-text description of at most 5000 characters, kept as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    /// The longest description, in characters.
+    pub const MAX: usize = 5000;
+
+    /// Checks a description. Line breaks and tabs are plain text; other control characters
+    /// (NUL above all, which PostgreSQL cannot store) are refused.
+    ///
+    /// # Errors
+    /// Too long, or with control characters other than tab and line breaks.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        if raw.chars().count() > Self::MAX {
+            return Err(FieldError::TooLong(Self::MAX));
+        }
+        if raw
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(FieldError::ControlCharacters);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The description.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A category slug: 1 to 50 characters matching `^[a-z0-9]+(-[a-z0-9]+)*$`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategorySlug(String);
+
+impl CategorySlug {
+    /// The pattern, as the contract states it.
+    pub const PATTERN: &'static str = "^[a-z0-9]+(-[a-z0-9]+)*$";
+    /// The longest slug.
+    pub const MAX: usize = 50;
+
+    /// Checks a slug.
+    ///
+    /// # Errors
+    /// Empty, too long, or not matching [`CategorySlug::PATTERN`].
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        if raw.is_empty() {
+            return Err(FieldError::Required);
+        }
+        if raw.len() > Self::MAX {
+            return Err(FieldError::TooLong(Self::MAX));
+        }
+        let valid = raw.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::Pattern(Self::PATTERN))
+        }
+    }
+
+    /// The slug.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A known ISO 4217 currency code, upper case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Currency(String);
+
+impl Currency {
+    /// Checks a currency code.
+    ///
+    /// # Errors
+    /// Empty, or not a known ISO 4217 code.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        if raw.is_empty() {
+            return Err(FieldError::Required);
+        }
+        if is_known_currency(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::UnknownCurrency)
+        }
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A unit price: a non-negative amount of minor units in a known currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    /// The currency.
+    pub currency: Currency,
+    /// The amount in the currency's minor unit; at least 0.
+    pub amount_minor: i64,
+}
+
+impl Price {
+    /// Checks a price, recording every violation under `field` (e.g. `product.price`).
+    pub fn parse(
+        field: &str,
+        raw: Option<&agora_contracts::agora::common::v1::Money>,
+        violations: &mut FieldViolations,
+    ) -> Option<Self> {
+        let Some(money) = raw else {
+            violations.add(field, FieldError::Required.to_string());
+            return None;
+        };
+        let currency = violations.take(
+            &format!("{field}.currency_code"),
+            Currency::parse(&money.currency_code),
+        );
+        if money.amount_minor < 0 {
+            violations.add(
+                format!("{field}.amount_minor"),
+                FieldError::Negative.to_string(),
+            );
+            return None;
+        }
+        Some(Self {
+            currency: currency?,
+            amount_minor: money.amount_minor,
+        })
+    }
+}
+
+/// Values read back from the store were checked when they were written (and rules may tighten
+/// later without making old rows unreadable), so the store rebuilds them without re-checking.
+macro_rules! stored {
+    ($($ty:ident),*) => {
+        $(
+            impl $ty {
+                pub(crate) fn from_store(raw: String) -> Self {
+                    Self(raw)
+                }
+            }
+        )*
+    };
+}
+stored!(Sku, ProductName, Description, CategorySlug, Currency);
+
+/// Whether a product is on sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Listed and orderable.
+    Active,
+    /// Off sale for good.
+    Archived,
+}
+
+impl Status {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Archived => "archived",
+        }
+    }
+
+    /// Reads the stored form; `None` for a value this version does not know.
+    pub fn from_column(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Status::Active),
+            "archived" => Some(Status::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of a product an admin sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductFields {
+    /// Unique across the catalog.
+    pub sku: Sku,
+    /// Shown to customers.
+    pub name: ProductName,
+    /// Plain text.
+    pub description: Description,
+    /// The category slug.
+    pub category: CategorySlug,
+    /// The unit price.
+    pub price: Price,
+    /// A picture, or empty.
+    pub image_url: ImageUrl,
+}
+
+impl ProductFields {
+    /// Parses the settable fields of `product`, recording every violation as `product.<field>`;
+    /// the read-only fields are ignored, as CreateProduct documents.
+    pub fn parse(product: &pb::Product, violations: &mut FieldViolations) -> Option<Self> {
+        let sku = violations.take("product.sku", Sku::parse(&product.sku));
+        let name = violations.take("product.name", ProductName::parse(&product.name));
+        let description = violations.take(
+            "product.description",
+            Description::parse(&product.description),
+        );
+        let category = violations.take("product.category", CategorySlug::parse(&product.category));
+        let price = Price::parse("product.price", product.price.as_ref(), violations);
+        let image_url = violations.take("product.image_url", ImageUrl::parse(&product.image_url));
+        Some(Self {
+            sku: sku?,
+            name: name?,
+            description: description?,
+            category: category?,
+            price: price?,
+            image_url: image_url?,
+        })
+    }
+
+    /// The lower-cased name products are sorted by. Lower-casing happens here, in Rust, so
+    /// PostgreSQL and SQLite (whose `lower()` only knows ASCII) sort alike.
+    pub fn name_key(&self) -> String {
+        self.name.as_str().to_lowercase()
+    }
+
+    /// The lower-cased text a query searches (name and description, one per line), computed
+    /// here for the same reason as [`ProductFields::name_key`].
+    pub fn search_text(&self) -> String {
+        format!("{}\n{}", self.name.as_str(), self.description.as_str()).to_lowercase()
+    }
+}
+
+/// A product as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    /// Its id, a hyphenated lower-case UUIDv7.
+    pub id: String,
+    /// What admins set.
+    pub fields: ProductFields,
+    /// Whether it is on sale.
+    pub status: Status,
+    /// When it was created, in microseconds since the epoch.
+    pub created_at: i64,
+    /// When it last changed, in microseconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// Parses a product id: any UUID spelling, normalised to the hyphenated lower-case form ids are
+/// stored in.
+///
+/// # Errors
+/// Not a UUID.
+pub fn parse_id(raw: &str) -> Result<String, &'static str> {
+    if raw.is_empty() {
+        return Err("is required");
+    }
+    uuid::Uuid::parse_str(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| "must be a UUID")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skus_follow_the_contract_pattern() {
+        for good in ["MUG-BLUE-350", "A", "0_X", &"A".repeat(64)] {
+            assert!(Sku::parse(good).is_ok(), "{good}");
+        }
+        assert_eq!(Sku::parse(""), Err(FieldError::Required));
+        for bad in ["mug", "-MUG", "_A", "MUG BLUE", "MÜG", &"A".repeat(65)] {
+            assert_eq!(
+                Sku::parse(bad),
+                Err(FieldError::Pattern(Sku::PATTERN)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_counted_in_characters() {
+        let name = ProductName::parse("  Blue mug  ").expect("valid");
+        assert_eq!(name.as_str(), "Blue mug");
+        assert_eq!(ProductName::parse("   "), Err(FieldError::Required));
+        assert!(ProductName::parse(&"é".repeat(200)).is_ok());
+        assert_eq!(
+            ProductName::parse(&"é".repeat(201)),
+            Err(FieldError::TooLong(200))
+        );
+        assert_eq!(
+            ProductName::parse("blue\u{7}mug"),
+            Err(FieldError::ControlCharacters)
+        );
+    }
+
+    #[test]
+    fn descriptions_keep_line_breaks_but_refuse_other_control_characters() {
+        assert!(Description::parse("").is_ok());
+        assert!(Description::parse("line one\nline two\ttabbed\r\n").is_ok());
+        assert_eq!(
+            Description::parse("nul \0 byte"),
+            Err(FieldError::ControlCharacters)
+        );
+        assert_eq!(
+            Description::parse(&"x".repeat(5001)),
+            Err(FieldError::TooLong(5000))
+        );
+    }
+
+    #[test]
+    fn category_slugs_are_lower_case_words_joined_by_single_hyphens() {
+        for good in ["kitchen", "home-office", "a1-b2-c3"] {
+            assert!(CategorySlug::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "Kitchen",
+            "home--office",
+            "-home",
+            "home-",
+            "home office",
+            "küche",
+        ] {
+            assert_eq!(
+                CategorySlug::parse(bad),
+                Err(FieldError::Pattern(CategorySlug::PATTERN)),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            CategorySlug::parse(&"a".repeat(51)),
+            Err(FieldError::TooLong(50))
+        );
+    }
+
+    #[test]
+    fn currencies_must_be_real_iso_4217_codes() {
+        for good in ["EUR", "USD", "JPY", "CHF", "XOF"] {
+            assert!(Currency::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["eur", "ABC", "EU", "EURO", "XXX", "XTS"] {
+            assert_eq!(
+                Currency::parse(bad),
+                Err(FieldError::UnknownCurrency),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_price_reports_its_currency_and_amount_problems_together() {
+        let mut violations = FieldViolations::default();
+        let money = agora_contracts::agora::common::v1::Money {
+            currency_code: "ZZZ".into(),
+            amount_minor: -1,
+        };
+        assert!(Price::parse("product.price", Some(&money), &mut violations).is_none());
+        let status = tonic::Status::from(violations.into_error());
+        assert!(status.message().contains("2 invalid fields"), "{status:?}");
+    }
+
+    #[test]
+    fn ids_are_normalised_to_hyphenated_lower_case() {
+        let id = uuid::Uuid::now_v7();
+        let simple = id.simple().to_string().to_uppercase();
+        assert_eq!(parse_id(&simple), Ok(id.hyphenated().to_string()));
+        assert_eq!(parse_id("42"), Err("must be a UUID"));
+        assert_eq!(parse_id(""), Err("is required"));
+    }
+
+    #[test]
+    fn sort_and_search_keys_are_lower_cased_in_rust() {
+        let mut violations = FieldViolations::default();
+        let fields = ProductFields::parse(
+            &pb::Product {
+                sku: "MUG".into(),
+                name: "Ärger MUG".into(),
+                description: "Große Tasse".into(),
+                category: "kitchen".into(),
+                price: Some(agora_contracts::agora::common::v1::Money {
+                    currency_code: "EUR".into(),
+                    amount_minor: 1999,
+                }),
+                ..Default::default()
+            },
+            &mut violations,
+        )
+        .expect("valid");
+        assert_eq!(fields.name_key(), "ärger mug");
+        assert_eq!(fields.search_text(), "ärger mug\ngroße tasse");
+    }
+}

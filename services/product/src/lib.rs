@@ -1,0 +1,106 @@
+//! Agora's product service: the catalog, cached for reads, publishing its changes.
+//!
+//! Anyone may browse the catalog; administrators create, change and archive products. Reads of
+//! single products go through a cache (Redis when configured, memory otherwise) that every write
+//! invalidates; listings page by keyset, so paging stays stable while the catalog grows. Every
+//! change is published (`ProductCreated`, `ProductUpdated`, `ProductArchived`) through the
+//! transactional outbox.
+//!
+//! # Layout
+//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store or
+//!   the cache and maps the result.
+//! - [`domain`]: SKUs, names, categories, prices, image URLs and ids (no I/O).
+//! - [`currency`]: the ISO 4217 codes a price may use.
+//! - [`update`]: what an UpdateProduct's field mask changes.
+//! - [`listing`]: ListProducts' filters, orders and page tokens.
+//! - [`cache`]: cache-aside for product reads.
+//! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
+//! - [`events`]: the events the service publishes.
+
+use std::{sync::Arc, time::Duration};
+
+use agora_contracts::agora::product::v1::product_service_server::ProductServiceServer;
+use agora_platform::{
+    access::{AccessLayer, AccessPolicy, GrpcKeySource, Verifier},
+    cache::Cache,
+    client::lazy_channel,
+    config::{Config, ServiceKind},
+    events::{Bus, Relay},
+    storage::Database,
+};
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+pub mod api;
+pub mod cache;
+pub mod currency;
+pub mod domain;
+pub mod events;
+pub mod listing;
+pub mod store;
+pub mod update;
+
+/// The `[product]` settings section (`AGORA_PRODUCT__...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProductSettings {
+    /// Prefix of the product service's cache keys, so deployments (and tests) sharing a Redis
+    /// stay apart.
+    pub cache_prefix: String,
+    /// How long a product read stays cached; `0s` disables the cache. Writes invalidate at once,
+    /// so this only bounds how long an entry missed by an invalidation (a Redis outage) lives.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for ProductSettings {
+    fn default() -> Self {
+        Self {
+            cache_prefix: "agora:product:".into(),
+            cache_ttl: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Serves the product service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// Bad settings, an unreachable database or Redis, or a server failure.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let settings: ProductSettings = config.section("product")?;
+    let platform = config.settings.clone();
+    let policy = Arc::new(AccessPolicy::from_descriptors(
+        agora_contracts::FILE_DESCRIPTOR_SET,
+    )?);
+    // Tokens are verified here with auth's public keys, fetched over gRPC when a key id is new.
+    let auth = lazy_channel(&platform.service_url(ServiceKind::Auth))?;
+    let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &platform.tokens);
+    let access = AccessLayer::new(policy, Arc::new(verifier));
+
+    let starting = {
+        let platform = platform.clone();
+        async move {
+            let db = Database::connect(&platform.database_url(ServiceKind::Product)).await?;
+            db.migrate(store::MIGRATIONS).await?;
+            let redis_url = platform
+                .redis_url
+                .as_ref()
+                .map(|url| url.expose_secret().to_owned());
+            let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
+            let bus = Bus::connect(&platform).await?;
+            let relay = Relay::new(db.clone(), bus, events::PRODUCER, &platform.events).spawn();
+            let api = api::ProductApi::new(
+                store::Store::new(db),
+                cache::ProductCache::new(cache, settings.cache_ttl),
+                relay,
+            );
+            Ok(ProductServiceServer::new(api))
+        }
+    };
+    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+}
