@@ -124,27 +124,103 @@ async fn sigterm_turns_health_not_serving_before_the_process_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn up_prints_where_to_point_clients_and_serves_there() {
+async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serves_there() {
+    use agora_contracts::agora::{
+        inventory::v1::{BatchGetStockRequest, inventory_service_client::InventoryServiceClient},
+        product::v1::{ListProductsRequest, product_service_client::ProductServiceClient},
+    };
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let mut child = agora(dir.path())
-        .arg("up")
-        .env("AGORA_SERVICES__AUTH__PORT", port.to_string())
+    let ports: Vec<(&str, u16)> = ["AUTH", "USER", "PRODUCT", "INVENTORY"]
+        .into_iter()
+        .map(|name| (name, free_port()))
+        .collect();
+    let port = |name: &str| {
+        ports
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| *p)
+            .expect("a port")
+    };
+    let mut command = agora(dir.path());
+    command.arg("up");
+    for (name, port) in &ports {
+        command.env(format!("AGORA_SERVICES__{name}__PORT"), port.to_string());
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("agora starts");
-    wait_for_status(port, tonic_health::ServingStatus::Serving).await;
+    wait_for_status(port("AUTH"), tonic_health::ServingStatus::Serving).await;
     let probe = Command::new(AGORA)
         .args([
             "health",
-            &format!("127.0.0.1:{port}"),
-            "agora.auth.v1.AuthService",
+            &format!("127.0.0.1:{}", port("INVENTORY")),
+            "agora.inventory.v1.InventoryService",
         ])
         .output()
         .expect("health runs");
     assert!(probe.status.success());
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+
+    // The demo catalog arrives, stocked, without anyone signing in.
+    let channel = |port: u16| {
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("url")
+            .connect_lazy()
+    };
+    let mut products = ProductServiceClient::new(channel(port("PRODUCT")));
+    let mut listed = Vec::new();
+    for _ in 0..400 {
+        listed = products
+            .list_products(ListProductsRequest {
+                page_size: 100,
+                ..ListProductsRequest::default()
+            })
+            .await
+            .map(|r| r.into_inner().products)
+            .unwrap_or_default();
+        if listed.len() == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 30, "the demo catalog is loaded");
+    let ids: Vec<String> = listed.iter().map(|p| p.id.clone()).collect();
+    let mut stock = Vec::new();
+    for _ in 0..400 {
+        stock = InventoryServiceClient::new(channel(port("INVENTORY")))
+            .batch_get_stock(BatchGetStockRequest {
+                product_ids: ids.clone(),
+            })
+            .await
+            .expect("stock is public")
+            .into_inner()
+            .stock_levels;
+        if stock.iter().map(|s| s.on_hand).sum::<i64>() == 701 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stock.len(), 30, "every product has a stock record");
+    assert_eq!(
+        stock.iter().map(|s| s.available).sum::<i64>(),
+        701,
+        "and its units"
+    );
+
+    // `agora seed` against the running mesh changes nothing the second time.
+    let mut seed = agora(dir.path());
+    seed.arg("seed");
+    for (name, port) in &ports {
+        seed.env(format!("AGORA_SERVICES__{name}__PORT"), port.to_string());
+    }
+    let seeded = seed.output().expect("seed runs");
+    assert!(seeded.status.success(), "{seeded:?}");
+    assert!(
+        String::from_utf8_lossy(&seeded.stdout).contains("has products already"),
+        "{seeded:?}"
+    );
 
     terminate(&child);
     let stdout = child.stdout.take();
@@ -157,16 +233,27 @@ async fn up_prints_where_to_point_clients_and_serves_there() {
         out.read_to_string(&mut printed).expect("stdout");
     }
     assert!(output.status.success(), "{output:?}");
-    assert!(printed.contains(&format!("127.0.0.1:{port}")), "{printed}");
-    assert!(printed.contains("buf curl"), "{printed}");
+    for (_, port) in &ports {
+        assert!(printed.contains(&format!("127.0.0.1:{port}")), "{printed}");
+    }
     assert!(
-        printed.contains("agora.auth.v1.AuthService/Register"),
+        printed.contains("Loaded the demo catalog: 30 products"),
         "{printed}"
     );
+    assert!(printed.contains("admin@agora.local"), "{printed}");
+    assert!(printed.contains("ProductService/ListProducts"), "{printed}");
+    assert!(printed.contains("AuthService/Register"), "{printed}");
+    let password = std::fs::read_to_string(dir.path().join("admin-password")).expect("kept");
     assert!(
-        dir.path().join("auth.db").exists(),
-        "embedded data lives in the data directory"
+        password.trim().len() >= 24,
+        "a made-up password is kept for the next run"
     );
+    for service in ["auth", "user", "product", "inventory"] {
+        assert!(
+            dir.path().join(format!("{service}.db")).exists(),
+            "embedded data lives in the data directory"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,273 @@
+//! `agora up`: every service in one process, each on its own port, sharing the in-process bus;
+//! demo data on a fresh data directory; a banner saying where to point clients.
+
+use std::{path::Path, time::Duration};
+
+use agora_platform::{
+    config::{Config, ServiceKind},
+    server::shutdown_signal,
+};
+use anyhow::Context as _;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    seed::{Outcome, Seeder},
+    services::Service,
+};
+
+/// The administrator `up` and `seed` use when none is configured.
+pub(crate) const DEFAULT_ADMIN_EMAIL: &str = "admin@agora.local";
+
+/// The administrator's credentials, and where the password came from.
+pub(crate) struct Admin {
+    pub(crate) email: String,
+    pub(crate) password: String,
+    pub(crate) source: String,
+}
+
+/// The configured administrator, or the default one with its password kept in the data
+/// directory (made up on first use, readable by the owner only), so it survives restarts.
+pub(crate) fn admin(config: &Config) -> anyhow::Result<Admin> {
+    let section = &config.settings.auth;
+    let configured = |key: &str| {
+        section
+            .get(key)
+            .and_then(|value| value.as_str().map(str::to_owned))
+    };
+    if let (Some(email), Some(password)) = (configured("admin_email"), configured("admin_password"))
+    {
+        return Ok(Admin {
+            email,
+            password,
+            source: "configuration".into(),
+        });
+    }
+    let path = config.settings.data_dir.join("admin-password");
+    let password = match std::fs::read_to_string(&path) {
+        Ok(password) if !password.trim().is_empty() => password.trim().to_owned(),
+        _ => write_new_password(&path)?,
+    };
+    Ok(Admin {
+        email: DEFAULT_ADMIN_EMAIL.into(),
+        password,
+        source: path.display().to_string(),
+    })
+}
+
+fn write_new_password(path: &Path) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let password = random_hex(12);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{password}")?;
+    Ok(password)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut buffer);
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// In one process, services authenticate to each other with secrets made up at start-up, unless
+/// some are configured: then the configuration is used as it is. The administrator is ensured.
+pub(crate) fn embedded_config(config: Config) -> anyhow::Result<(Config, Admin)> {
+    let mut config = config;
+    if !config.settings.auth.contains_key("service_clients") {
+        for kind in ServiceKind::ALL {
+            config = config.with(
+                &format!("auth.service_clients.{}", kind.name()),
+                random_hex(24),
+            )?;
+        }
+    }
+    let admin = admin(&config)?;
+    let config = config
+        .with("auth.admin_email", &admin.email)?
+        .with("auth.admin_password", &admin.password)?;
+    Ok((config, admin))
+}
+
+/// The configuration one service of `up` runs with: the shared one plus its own secret.
+fn service_config(config: &Config, kind: ServiceKind) -> anyhow::Result<Config> {
+    let secret = config
+        .settings
+        .auth
+        .get("service_clients")
+        .and_then(|clients| clients.find_ref(kind.name()))
+        .and_then(|secret| secret.as_str().map(str::to_owned));
+    match secret {
+        Some(secret) => Ok(config.clone().with("service_secret", secret)?),
+        None => Ok(config.clone()),
+    }
+}
+
+/// Runs every service until ctrl-c or SIGTERM.
+pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
+    let settings = &config.settings;
+    let embedded = Service::ALL
+        .iter()
+        .all(|s| settings.services.get(s.kind()).database_url.is_none());
+    // A fresh data directory gets the demo catalog once its services are up.
+    let fresh = embedded
+        && !settings
+            .data_dir
+            .join(format!("{}.db", ServiceKind::Product.name()))
+            .exists();
+    let mut listeners = Vec::new();
+    for service in Service::ALL {
+        let addr = settings.bind_addr(service.kind());
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "binding {} for {} (set AGORA_SERVICES__{}__PORT to use another port)",
+                addr,
+                service.kind().name(),
+                service.kind().name().to_uppercase()
+            )
+        })?;
+        listeners.push((service, listener));
+    }
+    print_endpoints(&config, &listeners, embedded)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (service, listener) in listeners {
+        let config = service_config(&config, service.kind())?;
+        tasks.spawn(service.serve(config, listener, stopped.clone()));
+    }
+    let ready = async {
+        wait_until_serving(&config).await?;
+        if fresh {
+            let outcome = Seeder::new(&config.settings)?
+                .seed(&admin.email, &admin.password)
+                .await
+                .context("loading the demo catalog")?;
+            if let Outcome::Seeded { products, units } = outcome {
+                println!("Loaded the demo catalog: {products} products, {units} units in stock.");
+            }
+        }
+        print_try(&config, &admin);
+        anyhow::Ok(())
+    };
+    let mut result = Ok(());
+    tokio::select! {
+        () = shutdown_signal() => {}
+        done = ready => {
+            result = done;
+            if result.is_ok() {
+                tokio::select! {
+                    () = shutdown_signal() => {}
+                    Some(joined) = tasks.join_next() => result = stopped_early(joined),
+                }
+            }
+        }
+        Some(joined) = tasks.join_next() => result = stopped_early(joined),
+    }
+    let _ = stop.send(true);
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(error) = joined.context("a service task panicked").and_then(|r| r) {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "service failed while stopping"
+            );
+        }
+    }
+    result
+}
+
+fn stopped_early(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.context("a service task panicked").and_then(|r| r)?;
+    Err(anyhow::anyhow!("a service stopped unexpectedly"))
+}
+
+/// Waits until every service's health says SERVING.
+async fn wait_until_serving(config: &Config) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for service in Service::ALL {
+        let channel =
+            agora_platform::client::lazy_channel(&config.settings.service_url(service.kind()))?;
+        let mut health = HealthClient::new(channel);
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.grpc_name().into(),
+                })
+                .await
+                .map(|r| r.into_inner().status)
+                .ok();
+            if status == Some(tonic_health::ServingStatus::Serving as i32) {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{} did not become SERVING within a minute",
+                service.kind().name()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+fn print_endpoints(
+    config: &Config,
+    listeners: &[(Service, TcpListener)],
+    embedded: bool,
+) -> anyhow::Result<()> {
+    let settings = &config.settings;
+    let storage = if embedded {
+        format!("SQLite files under {}", settings.data_dir.display())
+    } else {
+        "the configured databases".to_owned()
+    };
+    let shared = if settings.redis_url.is_some() {
+        "Redis cache and event streams"
+    } else {
+        "in-memory cache and event bus"
+    };
+    println!("Agora is starting ({storage}, {shared}). Stop with ctrl-c.\n");
+    for (service, listener) in listeners {
+        println!(
+            "  {:<10} {:<22} {}",
+            service.kind().name(),
+            listener.local_addr()?,
+            service.grpc_name()
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn print_try(config: &Config, admin: &Admin) {
+    let settings = &config.settings;
+    let url = |kind| settings.service_url(kind);
+    let (auth, product, inventory) = (
+        url(ServiceKind::Auth),
+        url(ServiceKind::Product),
+        url(ServiceKind::Inventory),
+    );
+    let host = product.trim_start_matches("http://");
+    println!(
+        "Ready. Administrator: {} (password in {}).\n\n\
+         Try (reflection is on; install buf with `npm i -g @bufbuild/buf`, or use grpcurl):\n  \
+         buf curl --http2-prior-knowledge --list-methods {product}\n  \
+         buf curl --http2-prior-knowledge -d '{{\"pageSize\":5,\"category\":\"coffee\"}}' \
+         {product}/agora.product.v1.ProductService/ListProducts\n  \
+         buf curl --http2-prior-knowledge {product}/agora.product.v1.ProductService/ListCategories\n  \
+         buf curl --http2-prior-knowledge -d '{{\"productIds\":[\"<id from ListProducts>\"]}}' \
+         {inventory}/agora.inventory.v1.InventoryService/BatchGetStock\n  \
+         buf curl --http2-prior-knowledge -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse 7\"}}' \
+         {auth}/agora.auth.v1.AuthService/Register\n  \
+         grpcurl -plaintext {host} list\n",
+        admin.email, admin.source
+    );
+}
