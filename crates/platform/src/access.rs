@@ -364,6 +364,20 @@ impl AccessLayer {
     pub fn new(policy: Arc<AccessPolicy>, verifier: Arc<Verifier>) -> Self {
         Self { policy, verifier }
     }
+
+    /// The access layer of every service but auth: the rules of Agora's contracts, and tokens
+    /// verified with the keys auth publishes, fetched over gRPC when first needed (zero trust: a
+    /// caller may reach the service's port without going through the gateway).
+    ///
+    /// # Errors
+    /// The contracts' rules do not load, or auth's URL is malformed.
+    pub fn with_auth_keys(settings: &crate::config::Settings) -> anyhow::Result<Self> {
+        let policy = AccessPolicy::from_descriptors(agora_contracts::FILE_DESCRIPTOR_SET)?;
+        let auth =
+            crate::client::lazy_channel(&settings.service_url(crate::config::ServiceKind::Auth))?;
+        let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &settings.tokens);
+        Ok(Self::new(Arc::new(policy), Arc::new(verifier)))
+    }
 }
 
 impl<S> tower::Layer<S> for AccessLayer {

@@ -162,3 +162,42 @@ impl Drop for TestStore {
         }
     }
 }
+
+/// A request with `authorization: Bearer <token>`.
+///
+/// # Panics
+/// When `token` cannot be a header value (tokens from auth always can).
+pub fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is a valid header value"),
+    );
+    request
+}
+
+/// Declares each listed `async fn scenario(backend: TestBackend)` as two tests: one on the
+/// embedded backend (`mod embedded`) and one on PostgreSQL + Redis (`mod postgres_and_redis`).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::TestBackend::Embedded).await;
+                }
+            )*
+        }
+        mod postgres_and_redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::TestBackend::Distributed).await;
+                }
+            )*
+        }
+    };
+}

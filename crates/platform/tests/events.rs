@@ -436,28 +436,7 @@ async fn each_group_gets_every_event_and_a_group_shares_them_between_its_consume
     );
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(agora_platform::testing::TestBackend::Embedded).await;
-                }
-            )*
-        }
-        mod postgres_and_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(agora_platform::testing::TestBackend::Distributed).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+agora_platform::on_both_backends!(
     an_event_survives_a_relay_crash_between_publish_and_mark,
     the_relay_publishes_committed_events_in_order_and_never_rolled_back_ones,
     a_consumer_that_dies_mid_message_has_it_reclaimed_by_another_and_applied_once,

@@ -17,17 +17,20 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use agora_contracts::agora::auth::v1::{self as auth_pb, auth_service_client::AuthServiceClient};
-pub use agora_platform::testing::TestBackend;
 use agora_platform::{
     config::{Config, ServiceKind},
     events::Bus,
     storage::Database,
     testing::TestStore,
 };
+pub use agora_platform::{
+    on_both_backends,
+    testing::{TestBackend, authed},
+};
 use figment::Figment;
 use futures::future::BoxFuture;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 mod redis;
 
@@ -447,21 +450,6 @@ impl Drop for Running {
     }
 }
 
-/// A request with `authorization: Bearer <token>`.
-///
-/// # Panics
-/// When `token` cannot be a header value (tokens from auth always can).
-pub fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}")
-            .parse()
-            .expect("a token is a valid header value"),
-    );
-    request
-}
-
 /// A unique email for one test.
 pub fn email(name: &str) -> String {
     format!("{name}.{}@example.com", uuid::Uuid::now_v7().simple())
@@ -487,27 +475,4 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-/// Runs each listed scenario once on the embedded backend and once on PostgreSQL + Redis.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::TestBackend::Embedded).await;
-                }
-            )*
-        }
-        mod postgres_and_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::TestBackend::Distributed).await;
-                }
-            )*
-        }
-    };
 }

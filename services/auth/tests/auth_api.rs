@@ -2,6 +2,8 @@
 
 mod common;
 
+use agora_platform::on_both_backends;
+
 use std::time::Duration;
 
 use agora_contracts::agora::auth::v1 as pb;

@@ -4,6 +4,8 @@
 
 mod common;
 
+use agora_platform::on_both_backends;
+
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::testing::{TestBackend, TestStore};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -3,6 +3,8 @@
 
 mod common;
 
+use agora_platform::on_both_backends;
+
 use std::{sync::Arc, time::Duration};
 
 use agora_contracts::agora::auth::v1::{self as pb, auth_service_client::AuthServiceClient};

@@ -24,11 +24,11 @@
 //! - [`events`]: the product events consumed, and the event published.
 //! - [`sweeper`]: the task that expires reservations.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use agora_contracts::agora::inventory::v1::inventory_service_server::InventoryServiceServer;
 use agora_platform::{
-    access::{AccessLayer, AccessPolicy, GrpcKeySource, Verifier},
+    access::AccessLayer,
     config::{Config, ServiceKind},
     events::{Bus, Relay, spawn_consumer},
     storage::Database,
@@ -103,13 +103,7 @@ pub async fn serve(
     let settings: InventorySettings = config.section("inventory")?;
     settings.validate()?;
     let platform = &config.settings;
-    let policy = Arc::new(AccessPolicy::from_descriptors(
-        agora_contracts::FILE_DESCRIPTOR_SET,
-    )?);
-    // Tokens are verified here with auth's published keys, fetched over gRPC when first needed.
-    let auth = agora_platform::client::lazy_channel(&platform.service_url(ServiceKind::Auth))?;
-    let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &platform.tokens);
-    let access = AccessLayer::new(policy, Arc::new(verifier));
+    let access = AccessLayer::with_auth_keys(platform)?;
 
     let database_url = platform.database_url(ServiceKind::Inventory);
     let event_settings = platform.events.clone();

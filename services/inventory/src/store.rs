@@ -36,13 +36,7 @@ pub const PRODUCER: &str = "inventory";
 /// failure, or that SQLite found busy past its timeout.
 const WRITE_ATTEMPTS: u32 = 4;
 
-/// Microseconds since the Unix epoch: the one time type both backends store alike.
-pub fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
+pub use agora_platform::storage::now_micros;
 
 /// A duration in microseconds, saturating.
 pub fn micros(duration: Duration) -> i64 {

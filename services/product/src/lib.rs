@@ -17,13 +17,12 @@
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the events the service publishes.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use agora_contracts::agora::product::v1::product_service_server::ProductServiceServer;
 use agora_platform::{
-    access::{AccessLayer, AccessPolicy, GrpcKeySource, Verifier},
+    access::AccessLayer,
     cache::Cache,
-    client::lazy_channel,
     config::{Config, ServiceKind},
     events::{Bus, Relay},
     storage::Database,
@@ -74,13 +73,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let settings: ProductSettings = config.section("product")?;
     let platform = config.settings.clone();
-    let policy = Arc::new(AccessPolicy::from_descriptors(
-        agora_contracts::FILE_DESCRIPTOR_SET,
-    )?);
-    // Tokens are verified here with auth's public keys, fetched over gRPC when a key id is new.
-    let auth = lazy_channel(&platform.service_url(ServiceKind::Auth))?;
-    let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &platform.tokens);
-    let access = AccessLayer::new(policy, Arc::new(verifier));
+    let access = AccessLayer::with_auth_keys(&platform)?;
 
     let starting = {
         let platform = platform.clone();

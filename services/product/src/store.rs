@@ -28,13 +28,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 const COLUMNS: &str = "id, sku, name, description, category, price_minor, currency, image_url, \
                        status, created_at, updated_at";
 
-/// Microseconds since the Unix epoch: the one time type both backends store alike.
-pub fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
+pub use agora_platform::storage::now_micros;
 
 /// Store failures the service distinguishes.
 #[derive(Debug, thiserror::Error)]

@@ -16,11 +16,9 @@
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the consumer of auth's registrations.
 
-use std::sync::Arc;
-
 use agora_contracts::agora::user::v1::user_service_server::UserServiceServer;
 use agora_platform::{
-    access::{AccessLayer, AccessPolicy, GrpcKeySource, Verifier},
+    access::AccessLayer,
     config::{Config, ServiceKind},
     events::{Bus, spawn_consumer},
     storage::Database,
@@ -52,14 +50,7 @@ pub async fn serve(
     // Read now, so a bad `[user]` setting stops start-up with its name.
     let _settings: UserSettings = config.section("user")?;
     let platform = config.settings.clone();
-    let policy = Arc::new(AccessPolicy::from_descriptors(
-        agora_contracts::FILE_DESCRIPTOR_SET,
-    )?);
-    // Tokens are verified here, with auth's public keys fetched over gRPC (zero trust: a caller
-    // may reach this port without the gateway).
-    let auth = agora_platform::client::lazy_channel(&platform.service_url(ServiceKind::Auth))?;
-    let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &platform.tokens);
-    let access = AccessLayer::new(policy, Arc::new(verifier));
+    let access = AccessLayer::with_auth_keys(&platform)?;
 
     let server_settings = platform.server.clone();
     let starting = async move {

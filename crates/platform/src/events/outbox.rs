@@ -6,7 +6,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
 use agora_contracts::agora::events::v1::EventEnvelope;
@@ -17,19 +17,11 @@ use sqlx::{Any, Row as _, Transaction};
 use super::{Background, Bus};
 use crate::{
     config::EventSettings,
-    storage::{Backend, Database},
+    storage::{Backend, Database, now_micros},
 };
 
 /// Rows a relay publishes in one transaction.
 const BATCH: i64 = 100;
-
-fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
-        })
-}
 
 /// The W3C `traceparent` of the current span, or empty when there is none.
 fn current_traceparent() -> String {

@@ -12,7 +12,7 @@ use agora_platform::{
 };
 use figment::Figment;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 
 pub const ADMIN_EMAIL: &str = "admin@agora.test";
 pub const ADMIN_PASSWORD: &str = "admin password 1";
@@ -205,40 +205,9 @@ impl Drop for TestAuth {
     }
 }
 
-/// A request with `authorization: Bearer <token>`.
-pub fn authed<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("a valid header"),
-    );
-    request
-}
+pub use agora_platform::testing::authed;
 
 /// A unique email for one test.
 pub fn email(name: &str) -> String {
     format!("{name}.{}@example.com", uuid::Uuid::now_v7().simple())
-}
-
-/// Runs each listed scenario once on the embedded backend and once on PostgreSQL + Redis.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(agora_platform::testing::TestBackend::Embedded).await;
-                }
-            )*
-        }
-        mod postgres_and_redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(agora_platform::testing::TestBackend::Distributed).await;
-                }
-            )*
-        }
-    };
 }
