@@ -1,0 +1,531 @@
+//! Auth at the edge: the access option each method declares in the contracts
+//! (`(agora.options.v1.access)`), enforced before a request is transcoded or forwarded.
+//!
+//! Tokens are checked by the platform's [`Verifier`] against the JWKS the auth service publishes
+//! (cached by `kid`, fetched again when a token names an unknown key), and the decision is the
+//! platform's [`authorize`], so the edge and the services can never disagree. The services check
+//! again behind the edge (zero trust); the edge's check spares them the traffic and gives browsers
+//! a proper `401` with `WWW-Authenticate` (RFC 6750) or `403`.
+//!
+//! A method from descriptors that do not know the access option (a service of another language
+//! whose descriptors came from its reflection) is left to that service: the edge cannot know its
+//! rules. A method of descriptors that do know the option but that declares none is denied, as in
+//! the services.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use agora_platform::{
+    access::{Access, GrpcKeySource, Principal, TokenError, Verifier, authorize},
+    config::{ServiceKind, Settings},
+};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::Response,
+};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
+use tonic::{Code, Status};
+
+use crate::rules::Binding;
+
+/// The name of the access option in the contracts.
+const ACCESS_OPTION: &str = "agora.options.v1.access";
+
+/// The access rule of one method, as the edge sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The method declares this level.
+    Declared(Access),
+    /// The method's descriptors know the option but the method declares none: nobody may call it.
+    Undeclared,
+    /// The method's descriptors do not know the option: its own service decides.
+    Foreign,
+}
+
+/// Reads the access rule of a method from its descriptor.
+pub fn rule_of(method: &MethodDescriptor) -> Rule {
+    let Some(extension) = method.parent_pool().get_extension_by_name(ACCESS_OPTION) else {
+        return Rule::Foreign;
+    };
+    let options = method.options();
+    if !options.has_extension(&extension) {
+        return Rule::Undeclared;
+    }
+    match *options.get_extension(&extension) {
+        Value::EnumNumber(1) => Rule::Declared(Access::Public),
+        Value::EnumNumber(2) => Rule::Declared(Access::User),
+        Value::EnumNumber(3) => Rule::Declared(Access::Admin),
+        Value::EnumNumber(4) => Rule::Declared(Access::Service),
+        _ => Rule::Undeclared,
+    }
+}
+
+/// The edge's auth: the verifier and each method's rule, read once.
+///
+/// Mount it inside CORS (preflights carry no token) and outside the rate limiter (which counts a
+/// signed-in caller by user id). It needs the route's [`Binding`] in the request's extensions, so
+/// it goes where the matched route is known, or after the layer that matches it:
+///
+/// ```ignore
+/// let auth = auth::EdgeAuth::from_settings(&config.settings, pool.clone())?;
+/// let app = routes
+///     .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::enforce))
+///     // Check bearer tokens and the method's access option before anything goes upstream.
+///     .layer(axum::middleware::from_fn_with_state(auth, auth::enforce));
+/// ```
+#[derive(Clone)]
+pub struct EdgeAuth {
+    verifier: Arc<Verifier>,
+    /// For passed-through gRPC calls, which carry no binding: the method by path.
+    pool: DescriptorPool,
+    /// Rules by method full name: reading options decodes them, so each is read once.
+    rules: Arc<RwLock<HashMap<String, Rule>>>,
+}
+
+impl std::fmt::Debug for EdgeAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeAuth").finish_non_exhaustive()
+    }
+}
+
+/// Why a request was refused, and what to tell the client.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The gRPC status (UNAUTHENTICATED, PERMISSION_DENIED or UNAVAILABLE).
+    pub status: Status,
+    /// The `WWW-Authenticate` challenge, for 401 and 403.
+    pub challenge: Option<HeaderValue>,
+}
+
+impl EdgeAuth {
+    /// Enforces the rules of the methods in `pool`, verifying tokens with `verifier`.
+    pub fn new(pool: DescriptorPool, verifier: Arc<Verifier>) -> Self {
+        Self {
+            verifier,
+            pool,
+            rules: Arc::default(),
+        }
+    }
+
+    /// Verifies tokens with the keys of the auth service configured in `settings`, fetched over
+    /// gRPC when first needed (so the gateway may start before auth).
+    ///
+    /// # Errors
+    /// The auth service's URL is malformed.
+    pub fn from_settings(settings: &Settings, pool: DescriptorPool) -> anyhow::Result<Self> {
+        let channel =
+            agora_platform::client::lazy_channel(&settings.service_url(ServiceKind::Auth))?;
+        let verifier = Verifier::new(Arc::new(GrpcKeySource::new(channel)), &settings.tokens);
+        Ok(Self::new(pool, Arc::new(verifier)))
+    }
+
+    /// The rule of a method, read from its options the first time.
+    pub fn rule(&self, method: &MethodDescriptor) -> Rule {
+        let read = self
+            .rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(rule) = read.get(method.full_name()) {
+            return *rule;
+        }
+        drop(read);
+        let rule = rule_of(method);
+        self.rules
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(method.full_name().to_owned(), rule);
+        rule
+    }
+
+    /// The method a request calls: its route's binding, or for a gRPC call the method at its
+    /// path. `None` for everything else (probes, documents, unknown paths).
+    pub fn method_of(&self, request: &Request) -> Option<MethodDescriptor> {
+        if let Some(binding) = request.extensions().get::<Binding>() {
+            return Some(binding.method.clone());
+        }
+        if !is_grpc(request) {
+            return None;
+        }
+        let (service, method) = request
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split_once('/')?;
+        self.pool
+            .get_service_by_name(service)?
+            .methods()
+            .find(|m| m.name() == method)
+    }
+
+    /// Decides on a call of `method` with `headers`: the verified caller (if any) or a refusal.
+    ///
+    /// # Errors
+    /// The refusal to send instead of calling the method.
+    pub async fn admit(
+        &self,
+        method: &MethodDescriptor,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, Refusal> {
+        let access = match self.rule(method) {
+            Rule::Foreign => return Ok(None),
+            Rule::Undeclared => {
+                return Err(Refusal {
+                    status: Status::permission_denied(
+                        "this method declares no access rule, so nobody may call it",
+                    ),
+                    challenge: None,
+                });
+            }
+            Rule::Declared(access) => access,
+        };
+        let principal = match bearer_token(headers) {
+            Err(message) => {
+                return Err(challenge(Code::Unauthenticated, "invalid_request", message));
+            }
+            Ok(None) => None,
+            Ok(Some(token)) => match self.verifier.verify(token).await {
+                Ok(principal) => Some(principal),
+                Err(TokenError::KeysUnavailable(error)) => {
+                    tracing::error!(error = format!("{error:#}"), "cannot fetch signing keys");
+                    return Err(Refusal {
+                        status: Status::unavailable("token verification is unavailable"),
+                        challenge: None,
+                    });
+                }
+                Err(error) => {
+                    tracing::info!(%error, "refused a token at the edge");
+                    return Err(challenge(
+                        Code::Unauthenticated,
+                        "invalid_token",
+                        "invalid or expired access token",
+                    ));
+                }
+            },
+        };
+        match authorize(access, principal.as_ref()) {
+            Ok(()) => Ok(principal),
+            Err(status) if status.code() == Code::Unauthenticated => Err(Refusal {
+                // No token at all: RFC 6750 says the challenge then carries no error code.
+                challenge: Some(HeaderValue::from_static("Bearer realm=\"agora\"")),
+                status,
+            }),
+            Err(status) => Err(Refusal {
+                challenge: Some(HeaderValue::from_static(
+                    "Bearer realm=\"agora\", error=\"insufficient_scope\"",
+                )),
+                status,
+            }),
+        }
+    }
+}
+
+fn challenge(code: Code, error: &str, description: &str) -> Refusal {
+    let header =
+        format!("Bearer realm=\"agora\", error=\"{error}\", error_description=\"{description}\"");
+    Refusal {
+        status: Status::new(code, description),
+        // The parts are fixed ASCII strings of this file, always a valid header value.
+        challenge: HeaderValue::from_str(&header).ok(),
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if any.
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| "malformed authorization header")?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err("the authorization header must be `Bearer <access token>`"),
+    }
+}
+
+/// The middleware: refuses calls the method's access rule does not admit, and hands the verified
+/// [`Principal`] to the layers inside (the rate limiter counts by it).
+pub async fn enforce(State(auth): State<EdgeAuth>, mut request: Request, next: Next) -> Response {
+    let Some(method) = auth.method_of(&request) else {
+        return next.run(request).await;
+    };
+    match auth.admit(&method, request.headers()).await {
+        Ok(principal) => {
+            if let Some(principal) = principal {
+                request.extensions_mut().insert(principal);
+            }
+            next.run(request).await
+        }
+        Err(refusal) => {
+            let mut response = refuse(&request, &refusal.status);
+            if let Some(challenge) = refusal.challenge
+                && !is_grpc(&request)
+            {
+                response
+                    .headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, challenge);
+            }
+            response
+        }
+    }
+}
+
+/// Whether a request is a gRPC or gRPC-Web call (answered in gRPC's own error form).
+pub fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The answer to a request the edge refuses: a `google.rpc.Status` JSON body by the one status
+/// table for REST, a gRPC status for gRPC calls.
+pub fn refuse(request: &Request, status: &Status) -> Response {
+    if is_grpc(request) {
+        let mut response = status.clone().into_http::<Body>();
+        if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE)
+            && content_type.as_bytes().starts_with(b"application/grpc-web")
+        {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type.clone());
+        }
+        *response.status_mut() = StatusCode::OK;
+        return response;
+    }
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    crate::status::error_response(status, request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agora_platform::config::TokenSettings;
+    use agora_testkit::{TestBackend, TestMesh, email};
+    use axum::{Router, routing::any};
+    use tower::ServiceExt as _;
+
+    fn pool() -> DescriptorPool {
+        DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET).expect("the contracts decode")
+    }
+
+    fn method(pool: &DescriptorPool, service: &str, name: &str) -> MethodDescriptor {
+        pool.get_service_by_name(service)
+            .and_then(|s| s.methods().find(|m| m.name() == name))
+            .expect("a method of the contracts")
+    }
+
+    /// The edge's auth against a real auth service's keys.
+    async fn edge(mesh: &TestMesh) -> EdgeAuth {
+        let source = GrpcKeySource::new(mesh.channel(ServiceKind::Auth));
+        let verifier = Verifier::new(Arc::new(source), &TokenSettings::default());
+        EdgeAuth::new(pool(), Arc::new(verifier))
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_rule_of_a_method_is_read_from_its_access_option() {
+        let pool = pool();
+        let rule = |s, m| rule_of(&method(&pool, s, m));
+        assert_eq!(
+            rule("agora.auth.v1.AuthService", "Login"),
+            Rule::Declared(Access::Public)
+        );
+        assert_eq!(
+            rule("agora.user.v1.UserService", "GetMyProfile"),
+            Rule::Declared(Access::User)
+        );
+        assert_eq!(
+            rule("agora.inventory.v1.InventoryService", "AdjustStock"),
+            Rule::Declared(Access::Admin)
+        );
+        assert_eq!(
+            rule("agora.inventory.v1.InventoryService", "Reserve"),
+            Rule::Declared(Access::Service)
+        );
+    }
+
+    #[test]
+    fn a_method_of_descriptors_without_the_option_is_left_to_its_service() {
+        // Descriptors of another language's service know nothing of Agora's options.
+        let foreign = prost_types::FileDescriptorProto {
+            name: Some("greet.proto".into()),
+            package: Some("greet.v1".into()),
+            message_type: vec![prost_types::DescriptorProto {
+                name: Some("Hello".into()),
+                ..Default::default()
+            }],
+            service: vec![prost_types::ServiceDescriptorProto {
+                name: Some("Greeter".into()),
+                method: vec![prost_types::MethodDescriptorProto {
+                    name: Some("Greet".into()),
+                    input_type: Some(".greet.v1.Hello".into()),
+                    output_type: Some(".greet.v1.Hello".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            syntax: Some("proto3".into()),
+            ..Default::default()
+        };
+        let pool = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: vec![foreign],
+        })
+        .expect("a valid set");
+        assert_eq!(
+            rule_of(&method(&pool, "greet.v1.Greeter", "Greet")),
+            Rule::Foreign
+        );
+    }
+
+    #[test]
+    fn only_bearer_authorization_is_accepted() {
+        assert_eq!(bearer_token(&HeaderMap::new()), Ok(None));
+        assert_eq!(bearer_token(&bearer("abc")), Ok(Some("abc")));
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic abc"),
+        );
+        assert!(bearer_token(&basic).is_err());
+    }
+
+    async fn each_level_admits_its_callers_and_challenges_the_rest(backend: TestBackend) {
+        let Some(mesh) = TestMesh::start(backend).await else {
+            return;
+        };
+        let auth = edge(&mesh).await;
+        let pool = pool();
+        let login = method(&pool, "agora.auth.v1.AuthService", "Login");
+        let profile = method(&pool, "agora.user.v1.UserService", "GetMyProfile");
+        let adjust = method(&pool, "agora.inventory.v1.InventoryService", "AdjustStock");
+        let (user_id, user) = mesh.register(&email("edge-auth")).await;
+        let admin = mesh.admin_token().await;
+
+        assert_eq!(
+            auth.admit(&login, &HeaderMap::new()).await.expect("public"),
+            None
+        );
+        let principal = auth
+            .admit(&profile, &bearer(&user))
+            .await
+            .expect("a signed-in user")
+            .expect("a principal");
+        assert_eq!(principal.subject, user_id);
+        assert!(auth.admit(&adjust, &bearer(&admin)).await.is_ok());
+
+        let anonymous = auth
+            .admit(&profile, &HeaderMap::new())
+            .await
+            .expect_err("no token");
+        assert_eq!(anonymous.status.code(), Code::Unauthenticated);
+        assert_eq!(
+            anonymous.challenge.expect("a challenge"),
+            "Bearer realm=\"agora\""
+        );
+
+        let forged = auth
+            .admit(&login, &bearer("eyJhbGciOiJFZERTQSJ9.e30.c2ln"))
+            .await
+            .expect_err("a bad token is refused even where none is needed");
+        assert_eq!(forged.status.code(), Code::Unauthenticated);
+        let challenge = forged.challenge.expect("a challenge");
+        assert!(
+            challenge
+                .to_str()
+                .expect("ascii")
+                .contains("error=\"invalid_token\"")
+        );
+
+        let customer = auth
+            .admit(&adjust, &bearer(&user))
+            .await
+            .expect_err("not an admin");
+        assert_eq!(customer.status.code(), Code::PermissionDenied);
+        assert!(
+            customer
+                .challenge
+                .expect("a challenge")
+                .to_str()
+                .expect("ascii")
+                .contains("insufficient_scope")
+        );
+    }
+
+    async fn grpc_calls_through_the_edge_are_checked_by_path(backend: TestBackend) {
+        let Some(mesh) = TestMesh::start(backend).await else {
+            return;
+        };
+        let auth = edge(&mesh).await;
+        let (_, user) = mesh.register(&email("edge-grpc")).await;
+        let app = Router::new()
+            .route("/{*path}", any(|| async { "upstream" }))
+            .layer(axum::middleware::from_fn_with_state(auth, enforce));
+        let call = |token: Option<&str>| {
+            let mut request = Request::post("/agora.user.v1.UserService/GetMyProfile")
+                .header("content-type", "application/grpc");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            app.clone()
+                .oneshot(request.body(Body::empty()).expect("a request"))
+        };
+        let refused = call(None).await.expect("answered");
+        assert_eq!(
+            refused.status(),
+            StatusCode::OK,
+            "gRPC errors travel in grpc-status"
+        );
+        assert_eq!(refused.headers()["grpc-status"], "16");
+        assert!(
+            refused
+                .headers()
+                .get(http::header::WWW_AUTHENTICATE)
+                .is_none()
+        );
+        let admitted = call(Some(&user)).await.expect("answered");
+        assert!(
+            admitted.headers().get("grpc-status").is_none(),
+            "reached the upstream"
+        );
+        // Health and reflection, and methods the contracts do not know, are not the edge's call.
+        let health = app
+            .clone()
+            .oneshot(
+                Request::post("/grpc.health.v1.Health/Check")
+                    .header("content-type", "application/grpc")
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("answered");
+        assert!(health.headers().get("grpc-status").is_none());
+    }
+
+    agora_testkit::on_both_backends!(
+        each_level_admits_its_callers_and_challenges_the_rest,
+        grpc_calls_through_the_edge_are_checked_by_path,
+    );
+}

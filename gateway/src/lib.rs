@@ -1,0 +1,20 @@
+//! Agora's edge: what browsers and plain HTTP clients see of the mesh.
+//!
+//! # Layout
+//! - [`rules`]: the `google.api.http` rules of the descriptor set, one [`rules::Binding`] each.
+//! - [`status`]: gRPC status -> HTTP status and a `google.rpc.Status` JSON body, the one table.
+//! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
+//! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
+//! - [`cors`]: which web origins may call the edge; preflights answered here.
+//! - [`limits`]: the request body size limit (413).
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
+
+pub mod auth;
+pub mod cors;
+pub mod health;
+pub mod limits;
+pub mod openapi;
+pub mod ratelimit;
+pub mod rules;
+pub mod status;

@@ -1,0 +1,490 @@
+//! Rate limits per client at the edge.
+//!
+//! Each client has a budget of requests per fixed window: a signed-in client is counted by its
+//! user id (so a user behind a shared address is not punished for its neighbours), anyone else by
+//! its address. Login and register get a much smaller budget of their own, because they are
+//! where passwords are guessed. Counters live in [`Cache`]: Redis when `REDIS_URL` is set, so every
+//! replica of the gateway draws on the same budget, in memory otherwise.
+//!
+//! Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`;
+//! a refused one is 429 RESOURCE_EXHAUSTED with `Retry-After`.
+//!
+//! A fixed window lets a client spend up to twice its budget across a window boundary; in
+//! exchange a check is one atomic Redis round trip. If the counters cannot be reached the request
+//! is let through (and logged): an outage of the cache must not take the API down with it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use agora_platform::{access::Principal, cache::Cache};
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use http::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+
+use crate::rules::Binding;
+
+/// `[gateway.rate_limit]`: the budgets.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Whether requests are limited at all.
+    pub enabled: bool,
+    /// Requests one client may make per `window`.
+    pub requests: u64,
+    /// The length of a window.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Calls of the `sign_in_methods` one client may make per `sign_in_window`.
+    pub sign_in_requests: u64,
+    /// The window of the sign-in budget.
+    #[serde(with = "humantime_serde")]
+    pub sign_in_window: Duration,
+    /// The methods under the sign-in budget, by full name (`package.Service.Method`).
+    pub sign_in_methods: Vec<String>,
+    /// Count anonymous clients by the first address of `X-Forwarded-For` instead of the peer
+    /// address. Only safe behind a proxy that sets the header itself: otherwise a client could
+    /// pick a new identity per request.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests: 600,
+            window: Duration::from_secs(60),
+            sign_in_requests: 10,
+            sign_in_window: Duration::from_secs(60),
+            sign_in_methods: vec![
+                "agora.auth.v1.AuthService.Login".into(),
+                "agora.auth.v1.AuthService.Register".into(),
+            ],
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// A budget: how many requests per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// The window.
+    pub window: Duration,
+}
+
+/// What one request's hit on its counter means for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the request may go on.
+    pub allowed: bool,
+    /// The budget of the window.
+    pub limit: u64,
+    /// Requests left in the window after this one.
+    pub remaining: u64,
+    /// When the window ends.
+    pub reset_after: Duration,
+}
+
+impl Verdict {
+    /// The verdict for the `count`-th request of a window that ends in `reset_after`.
+    pub fn new(quota: Quota, count: u64, reset_after: Duration) -> Self {
+        Self {
+            allowed: count <= quota.limit,
+            limit: quota.limit,
+            remaining: quota.limit.saturating_sub(count),
+            // Redis may report a window that already ended (the key expired between INCR and
+            // PTTL); a client told "0 seconds" would retry in a tight loop.
+            reset_after: reset_after.min(quota.window),
+        }
+    }
+
+    /// Whole seconds until the window ends, rounded up and at least one, so a client that waits
+    /// that long is sure to find a fresh window.
+    pub fn reset_secs(&self) -> u64 {
+        let millis = u64::try_from(self.reset_after.as_millis()).unwrap_or(u64::MAX);
+        millis.div_ceil(1000).max(1)
+    }
+
+    /// Writes `RateLimit-*` (and, when refused, `Retry-After`) headers.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        let number = |n: u64| HeaderValue::from(n);
+        headers.insert("ratelimit-limit", number(self.limit));
+        headers.insert("ratelimit-remaining", number(self.remaining));
+        headers.insert("ratelimit-reset", number(self.reset_secs()));
+        if !self.allowed {
+            headers.insert(http::header::RETRY_AFTER, number(self.reset_secs()));
+        }
+    }
+}
+
+/// Counts requests per client and decides whether each may go on.
+///
+/// Mount it inside the auth middleware (so a signed-in caller's [`Principal`] is known) and
+/// outside the transcoder; the app must be served with connect info so anonymous clients can be
+/// told apart by address:
+///
+/// ```ignore
+/// let limiter = ratelimit::RateLimiter::new(cache, settings.rate_limit.clone());
+/// let app = routes
+///     .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::enforce))
+///     .layer(axum::middleware::from_fn_with_state(edge_auth, auth::enforce));
+/// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>());
+/// ```
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    cache: Cache,
+    settings: RateLimitSettings,
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Every method but sign-in.
+    General,
+    /// Login and register.
+    SignIn,
+}
+
+impl RateLimiter {
+    /// A limiter counting in `cache` (give it a key prefix of its own, e.g. `agora:gateway:`).
+    pub fn new(cache: Cache, settings: RateLimitSettings) -> Self {
+        Self { cache, settings }
+    }
+
+    /// The settings this limiter enforces.
+    pub fn settings(&self) -> &RateLimitSettings {
+        &self.settings
+    }
+
+    /// The budget of a method, by its full name.
+    pub fn budget_of(&self, method: &str) -> Budget {
+        if self.settings.sign_in_methods.iter().any(|m| m == method) {
+            Budget::SignIn
+        } else {
+            Budget::General
+        }
+    }
+
+    fn quota(&self, budget: Budget) -> Quota {
+        match budget {
+            Budget::General => Quota {
+                limit: self.settings.requests,
+                window: self.settings.window,
+            },
+            Budget::SignIn => Quota {
+                limit: self.settings.sign_in_requests,
+                window: self.settings.sign_in_window,
+            },
+        }
+    }
+
+    /// Counts one request of `client` against `budget`.
+    ///
+    /// # Errors
+    /// The counters could not be reached.
+    pub async fn check(&self, client: &str, budget: Budget) -> anyhow::Result<Verdict> {
+        let quota = self.quota(budget);
+        let name = match budget {
+            Budget::General => "general",
+            Budget::SignIn => "sign-in",
+        };
+        let hit = self
+            .cache
+            .hit(&format!("ratelimit:{name}:{client}"), quota.window)
+            .await?;
+        Ok(Verdict::new(quota, hit.count, hit.reset_after))
+    }
+
+    /// Who the client of a request is: its user id when signed in, else its address.
+    pub fn client_of(&self, request: &Request) -> String {
+        if let Some(principal) = request.extensions().get::<Principal>() {
+            return format!("user:{}", principal.subject);
+        }
+        if self.settings.trust_forwarded_for
+            && let Some(first) = request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        {
+            return format!("addr:{first}");
+        }
+        match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(addr)) => format!("addr:{}", addr.ip()),
+            // Served without connect info (in-process tests): every caller is one client.
+            None => "addr:unknown".into(),
+        }
+    }
+}
+
+/// The method a request calls: its route's binding, or the path of a gRPC call.
+fn method_of(request: &Request) -> Option<String> {
+    if let Some(binding) = request.extensions().get::<Binding>() {
+        return Some(binding.method.full_name().to_owned());
+    }
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    grpc.then(|| {
+        request
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .replace('/', ".")
+    })
+}
+
+/// The middleware: counts API calls (REST routes and passed-through gRPC calls; probes, the
+/// OpenAPI document and unrouted paths are not counted) and refuses those over budget with 429.
+pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
+    if !limiter.settings.enabled {
+        return next.run(request).await;
+    }
+    let Some(method) = method_of(&request) else {
+        return next.run(request).await;
+    };
+    let client = limiter.client_of(&request);
+    let verdict = match limiter.check(&client, limiter.budget_of(&method)).await {
+        Ok(verdict) => verdict,
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "rate limit counters unavailable; letting the request through"
+            );
+            return next.run(request).await;
+        }
+    };
+    if !verdict.allowed {
+        tracing::info!(client, method, "rate limited");
+        let status = tonic::Status::resource_exhausted(format!(
+            "too many requests: {} per {}s; retry in {}s",
+            verdict.limit,
+            limiter.quota(limiter.budget_of(&method)).window.as_secs(),
+            verdict.reset_secs()
+        ));
+        let mut response = crate::auth::refuse(&request, &status);
+        verdict.write_headers(response.headers_mut());
+        return response;
+    }
+    let mut response = next.run(request).await;
+    verdict.write_headers(response.headers_mut());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUOTA: Quota = Quota {
+        limit: 3,
+        window: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn the_last_request_of_the_budget_passes_and_the_next_is_refused() {
+        let last = Verdict::new(QUOTA, 3, Duration::from_secs(10));
+        assert!(last.allowed);
+        assert_eq!(last.remaining, 0);
+        let over = Verdict::new(QUOTA, 4, Duration::from_secs(10));
+        assert!(!over.allowed);
+        assert_eq!(over.remaining, 0);
+    }
+
+    #[test]
+    fn the_reset_rounds_up_to_whole_seconds_and_is_never_zero() {
+        let v = |millis| Verdict::new(QUOTA, 1, Duration::from_millis(millis)).reset_secs();
+        assert_eq!(v(1), 1);
+        assert_eq!(v(0), 1);
+        assert_eq!(v(1000), 1);
+        assert_eq!(v(1001), 2);
+        assert_eq!(v(59_999), 60);
+        assert_eq!(v(3_600_000), 60, "never past the window");
+    }
+
+    #[test]
+    fn refused_requests_say_when_to_retry_and_allowed_ones_do_not() {
+        let mut headers = HeaderMap::new();
+        Verdict::new(QUOTA, 2, Duration::from_millis(4500)).write_headers(&mut headers);
+        assert_eq!(headers["ratelimit-limit"], "3");
+        assert_eq!(headers["ratelimit-remaining"], "1");
+        assert_eq!(headers["ratelimit-reset"], "5");
+        assert!(!headers.contains_key("retry-after"));
+        Verdict::new(QUOTA, 9, Duration::from_millis(4500)).write_headers(&mut headers);
+        assert_eq!(headers["retry-after"], "5");
+        assert_eq!(headers["ratelimit-remaining"], "0");
+    }
+
+    #[test]
+    fn login_and_register_draw_on_the_sign_in_budget() {
+        let limiter = RateLimiter::new(Cache::memory("t:"), RateLimitSettings::default());
+        assert_eq!(
+            limiter.budget_of("agora.auth.v1.AuthService.Login"),
+            Budget::SignIn
+        );
+        assert_eq!(
+            limiter.budget_of("agora.auth.v1.AuthService.Register"),
+            Budget::SignIn
+        );
+        assert_eq!(
+            limiter.budget_of("agora.product.v1.ProductService.GetProduct"),
+            Budget::General
+        );
+    }
+
+    #[test]
+    fn a_signed_in_client_is_counted_by_user_and_others_by_address() {
+        let limiter = RateLimiter::new(Cache::memory("t:"), RateLimitSettings::default());
+        let mut request = Request::new(axum::body::Body::empty());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 1, 2, 3], 4567))));
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(
+            limiter.client_of(&request),
+            "addr:10.1.2.3",
+            "the header is not trusted by default"
+        );
+        request.extensions_mut().insert(Principal {
+            subject: "u-1".into(),
+            roles: vec![],
+        });
+        assert_eq!(limiter.client_of(&request), "user:u-1");
+
+        let trusting = RateLimiter::new(
+            Cache::memory("t:"),
+            RateLimitSettings {
+                trust_forwarded_for: true,
+                ..RateLimitSettings::default()
+            },
+        );
+        request.extensions_mut().remove::<Principal>();
+        assert_eq!(trusting.client_of(&request), "addr:203.0.113.9");
+    }
+
+    /// Spends a budget of three, checks the count and the refusal, then checks that the window
+    /// starts again once it has passed.
+    async fn a_budget_is_spent_refused_and_renewed(cache: Cache) {
+        let settings = RateLimitSettings {
+            sign_in_requests: 3,
+            sign_in_window: Duration::from_millis(400),
+            ..RateLimitSettings::default()
+        };
+        let limiter = RateLimiter::new(cache, settings);
+        for remaining in [2, 1, 0] {
+            let verdict = limiter
+                .check("addr:a", Budget::SignIn)
+                .await
+                .expect("counted");
+            assert!(verdict.allowed);
+            assert_eq!(verdict.remaining, remaining);
+            assert!(verdict.reset_after <= Duration::from_millis(400));
+        }
+        let refused = limiter
+            .check("addr:a", Budget::SignIn)
+            .await
+            .expect("counted");
+        assert!(!refused.allowed);
+        let other = limiter
+            .check("addr:b", Budget::SignIn)
+            .await
+            .expect("counted");
+        assert!(other.allowed, "another client has its own budget");
+        let general = limiter
+            .check("addr:a", Budget::General)
+            .await
+            .expect("counted");
+        assert!(general.allowed, "the general budget is separate");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let renewed = limiter
+            .check("addr:a", Budget::SignIn)
+            .await
+            .expect("counted");
+        assert!(renewed.allowed, "a new window");
+        assert_eq!(renewed.remaining, 2);
+    }
+
+    #[tokio::test]
+    async fn in_memory_a_budget_is_spent_refused_and_renewed() {
+        a_budget_is_spent_refused_and_renewed(Cache::memory("t:")).await;
+    }
+
+    /// A connection to the test Redis under `prefix`; `None` (skipped, loudly) when it is down,
+    /// except under `CI=true`, where that fails the test.
+    async fn redis(prefix: &str) -> Option<Cache> {
+        let url = agora_platform::testing::redis_url();
+        match Cache::redis(&url, prefix).await {
+            Ok(cache) => Some(cache),
+            Err(error) => {
+                let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+                assert!(!ci, "CI=true and Redis is unreachable: {error:#}");
+                eprintln!("SKIPPED: Redis is unreachable ({error:#})");
+                None
+            }
+        }
+    }
+
+    fn unique_prefix() -> String {
+        format!("test:gateway:{}:", uuid::Uuid::now_v7().simple())
+    }
+
+    #[tokio::test]
+    async fn on_redis_a_budget_is_spent_refused_and_renewed() {
+        let Some(cache) = redis(&unique_prefix()).await else {
+            return;
+        };
+        a_budget_is_spent_refused_and_renewed(cache).await;
+    }
+
+    #[tokio::test]
+    async fn on_redis_replicas_share_one_budget() {
+        let prefix = unique_prefix();
+        // Two gateways: two connections to one Redis, with the deployment's one prefix.
+        let (Some(one), Some(two)) = (redis(&prefix).await, redis(&prefix).await) else {
+            return;
+        };
+        let settings = RateLimitSettings {
+            requests: 2,
+            ..RateLimitSettings::default()
+        };
+        let first = RateLimiter::new(one, settings.clone());
+        let second = RateLimiter::new(two, settings);
+        assert!(
+            first
+                .check("user:u", Budget::General)
+                .await
+                .expect("counted")
+                .allowed
+        );
+        assert!(
+            second
+                .check("user:u", Budget::General)
+                .await
+                .expect("counted")
+                .allowed
+        );
+        assert!(
+            !first
+                .check("user:u", Budget::General)
+                .await
+                .expect("counted")
+                .allowed
+        );
+        assert!(
+            !second
+                .check("user:u", Budget::General)
+                .await
+                .expect("counted")
+                .allowed
+        );
+    }
+}
