@@ -21,3 +21,6 @@ scripts/e2e-buf-curl.sh
 
 echo "== Python client generated from proto/"
 scripts/e2e-python-client.sh
+
+echo "== the edge's OpenAPI document against the OpenAPI 3.1 meta-schema"
+scripts/edge-openapi-validate.sh
