@@ -32,16 +32,32 @@ use crate::context::{
 /// A channel to `url` that connects on first use and reconnects by itself, so a service starts
 /// even when its upstreams are still starting.
 ///
+/// A `dns:///host:port` URL balances calls over every address the name resolves to, following
+/// DNS as it changes (headless Services in Kubernetes; see [`crate::discovery`]); an `http://`
+/// URL keeps one connection.
+///
 /// # Errors
 /// A malformed URL.
 pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    if let Some(target) = crate::discovery::DnsTarget::parse(url)? {
+        return Ok(crate::discovery::balanced_channel(
+            target,
+            |addr| upstream_endpoint(&format!("http://{addr}")),
+            std::sync::Arc::new(crate::discovery::SystemResolver),
+            crate::discovery::DEFAULT_REFRESH,
+        ));
+    }
+    Ok(upstream_endpoint(url)?.connect_lazy())
+}
+
+/// How every connection to an upstream is set up.
+fn upstream_endpoint(url: &str) -> anyhow::Result<Endpoint> {
     Ok(Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("invalid upstream URL {url:?}"))?
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(10)))
 }
 
 /// A service's own credentials, turned into short-lived access tokens by the auth service.

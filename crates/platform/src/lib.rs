@@ -16,6 +16,7 @@
 //! - [`events`]: the transactional outbox, its relay, and consumer groups on Redis Streams or in
 //!   memory.
 //! - [`client`]: channels for calls between services, with propagation and a service token.
+//! - [`discovery`]: client-side balancing over every address of a DNS name (headless Services).
 //! - [`testing`]: helpers that give each test its own database or key prefix.
 
 pub mod access;
@@ -23,6 +24,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod server;
