@@ -1,0 +1,248 @@
+//! The gRPC handlers of `agora.order.v1.OrderService`. Each parses its request into domain types,
+//! checks who may see the order, and calls the saga or the store.
+
+use std::{pin::Pin, time::Duration};
+
+use agora_contracts::agora::order::v1::{self as pb, order_service_server::OrderService};
+use agora_platform::{
+    access::Principal,
+    error::{ApiError, FieldViolations},
+    events::Background,
+};
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{self, OrderId, Status as OrderStatus},
+    saga::Saga,
+    store::{Cursor, OrderRow},
+};
+
+/// The default and the largest page of ListOrders.
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
+/// How long one WatchOrder stream lasts at most, as the contract allows.
+const WATCH_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// The order service's handlers and what they share.
+#[derive(Debug)]
+pub struct OrderApi {
+    saga: Saga,
+    /// How often a watch reads its order.
+    watch_poll: Duration,
+    /// The relay and recovery: they run as long as the server holds these handlers.
+    _tasks: Background,
+}
+
+impl OrderApi {
+    /// Builds the handlers; `tasks` run as long as the handlers live.
+    pub fn new(saga: Saga, watch_poll: Duration, tasks: Background) -> Self {
+        Self {
+            saga,
+            watch_poll,
+            _tasks: tasks,
+        }
+    }
+
+    /// An order the caller may see: their own, or any for an admin. Anything else is NOT_FOUND
+    /// so ids cannot be probed.
+    async fn visible(&self, principal: &Principal, raw_id: &str) -> Result<OrderRow, Status> {
+        let id = OrderId::parse(raw_id).map_err(|e| ApiError::invalid_field("order_id", e))?;
+        let not_found = || ApiError::NotFound {
+            resource: "order",
+            id: raw_id.to_owned(),
+        };
+        let order = self
+            .saga
+            .store()
+            .get(id.as_str())
+            .await?
+            .ok_or_else(not_found)?;
+        if order.user_id != principal.subject && !principal.is_admin() {
+            return Err(not_found().into());
+        }
+        Ok(order)
+    }
+}
+
+/// The fingerprint of a listing's filters, so a token cannot be replayed with other filters.
+fn filters_tag(user: Option<&str>, status: Option<OrderStatus>) -> String {
+    let digest = Sha256::digest(format!("{user:?}|{:?}", status.map(OrderStatus::as_str)));
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+fn page_token(last: &OrderRow, tag: &str) -> String {
+    format!("{}.{}.{tag}", last.created_at, last.id)
+}
+
+fn parse_token(token: &str, tag: &str) -> Option<Cursor> {
+    let mut parts = token.splitn(3, '.');
+    let created = parts.next()?.parse().ok()?;
+    let id = OrderId::parse(parts.next()?).ok()?;
+    (parts.next()? == tag).then(|| (created, id.to_string()))
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchOrderResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    async fn create_order(
+        &self,
+        request: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::CreateOrderResponse>, Status> {
+        let user = Principal::of(&request)?.subject.clone();
+        let place = domain::parse_create(request.get_ref()).map_err(FieldViolations::into_error)?;
+        let order = self.saga.place(&user, &place).await?;
+        Ok(Response::new(pb::CreateOrderResponse {
+            order: Some(order.to_proto()),
+        }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::GetOrderResponse>, Status> {
+        let order = self
+            .visible(Principal::of(&request)?, &request.get_ref().order_id)
+            .await?;
+        Ok(Response::new(pb::GetOrderResponse {
+            order: Some(order.to_proto()),
+        }))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        let request = request.into_inner();
+        let mut violations = FieldViolations::default();
+        if request.page_size < 0 {
+            violations.add("page_size", "must not be negative");
+        }
+        let user: Option<String> = match request.user_id.as_str() {
+            "" => Some(principal.subject.clone()),
+            "-" => None,
+            other => match uuid::Uuid::parse_str(other) {
+                Ok(id) => Some(id.to_string()),
+                Err(_) => {
+                    violations.add("user_id", "must be a user id, \"-\" or empty");
+                    None
+                }
+            },
+        };
+        let status = pb::OrderStatus::try_from(request.status)
+            .map_err(|_| ApiError::invalid_field("status", "unknown status"))?;
+        let status = OrderStatus::from_proto(status);
+        let tag = filters_tag(user.as_deref(), status);
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            let cursor = parse_token(&request.page_token, &tag);
+            if cursor.is_none() {
+                violations.add("page_token", "is malformed or was issued for other filters");
+            }
+            cursor
+        };
+        violations.finish()?;
+        if user.as_deref() != Some(principal.subject.as_str()) && !principal.is_admin() {
+            return Err(ApiError::PermissionDenied(
+                "only admins may list the orders of other users".into(),
+            )
+            .into());
+        }
+        let size = match usize::try_from(request.page_size).unwrap_or(0) {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        // One more than the page tells whether another page follows.
+        let mut rows = self
+            .saga
+            .store()
+            .list(user.as_deref(), status, after.as_ref(), size + 1)
+            .await?;
+        let more = rows.len() > size;
+        rows.truncate(size);
+        let next_page_token = match rows.last() {
+            Some(last) if more => page_token(last, &tag),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListOrdersResponse {
+            orders: rows.iter().map(OrderRow::to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        let reason = domain::parse_reason(&request.get_ref().reason)
+            .map_err(|e| ApiError::invalid_field("reason", e))?;
+        let order = self
+            .visible(&principal, &request.get_ref().order_id)
+            .await?;
+        let order = self.saga.cancel(order, &reason).await?;
+        Ok(Response::new(pb::CancelOrderResponse {
+            order: Some(order.to_proto()),
+        }))
+    }
+
+    type WatchOrderStream = WatchStream;
+
+    /// The stream reads the order from the database every `watch_poll`, so it sees changes made
+    /// by any replica (the saga's commit, recovery, a cancel served elsewhere) without a
+    /// process-local channel that only one replica could feed.
+    async fn watch_order(
+        &self,
+        request: Request<pb::WatchOrderRequest>,
+    ) -> Result<Response<Self::WatchOrderStream>, Status> {
+        let first = self
+            .visible(Principal::of(&request)?, &request.get_ref().order_id)
+            .await?;
+        let store = self.saga.store().clone();
+        let poll = self.watch_poll;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let ends = tokio::time::Instant::now() + WATCH_LIMIT;
+            let mut last = first;
+            if sender
+                .send(Ok(pb::WatchOrderResponse {
+                    order: Some(last.to_proto()),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            while !last.status.is_final() && tokio::time::Instant::now() < ends {
+                tokio::select! {
+                    () = sender.closed() => return,
+                    () = tokio::time::sleep(poll) => {}
+                }
+                let now = match store.get(&last.id).await {
+                    Ok(Some(now)) => now,
+                    Ok(None) => return,
+                    Err(error) => {
+                        let _ = sender.send(Err(error.into())).await;
+                        return;
+                    }
+                };
+                if now.status != last.status || now.updated_at != last.updated_at {
+                    last = now;
+                    let message = pb::WatchOrderResponse {
+                        order: Some(last.to_proto()),
+                    };
+                    if sender.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+}

@@ -1,0 +1,178 @@
+//! Agora's order service: places orders through a reservation saga it orchestrates, idempotently
+//! by a client key, and cancels them; publishes `OrderPlaced` and `OrderCancelled`.
+//!
+//! Never oversell: stock is taken only by inventory's all-or-nothing reservation. Never
+//! double-charge a retry: a key is claimed (unique per user) before any stock is touched, and a
+//! duplicate waits for the first call's order. Never strand stock: every failure after the
+//! reservation releases it; a saga that dies half-way is repaired by recovery at start-up and
+//! periodically, and by the reservation's own TTL.
+//!
+//! # Layout
+//! - [`api`]: the gRPC handlers, including WatchOrder (a database poll, so any replica's change
+//!   reaches every watcher).
+//! - [`domain`]: request validation, statuses, the request fingerprint (no I/O).
+//! - [`store`]: the SQL of orders and idempotency claims, with the outbox events.
+//! - [`saga`]: the calls to product and inventory, compensation, cancellation.
+//! - [`recovery`]: repairs sagas that did not finish.
+
+use std::time::Duration;
+
+use agora_contracts::agora::order::v1::order_service_server::OrderServiceServer;
+use agora_platform::{
+    access::AccessLayer,
+    client::{Propagate, ServiceCredentials, lazy_channel},
+    config::{Config, ServiceKind},
+    events::{Bus, Relay},
+    storage::Database,
+};
+use anyhow::Context as _;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub mod api;
+pub mod domain;
+pub mod recovery;
+pub mod saga;
+pub mod store;
+
+pub use saga::Hooks;
+
+/// The `[order]` settings section (`AGORA_ORDER__...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    /// The TTL of each order's stock reservation: the longest a crashed saga can hold stock.
+    #[serde(with = "humantime_serde")]
+    pub reservation_ttl: Duration,
+    /// How long an idempotency key is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
+    /// The deadline of a call to product or inventory when the caller set none.
+    #[serde(with = "humantime_serde")]
+    pub upstream_timeout: Duration,
+    /// How often recovery looks for unfinished sagas.
+    #[serde(with = "humantime_serde")]
+    pub recovery_interval: Duration,
+    /// How old an unfinished saga must be before recovery repairs it (longer than any saga).
+    #[serde(with = "humantime_serde")]
+    pub recovery_after: Duration,
+    /// How often a WatchOrder stream reads its order.
+    #[serde(with = "humantime_serde")]
+    pub watch_poll: Duration,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            reservation_ttl: Duration::from_secs(10 * 60),
+            idempotency_retention: Duration::from_secs(24 * 3600),
+            upstream_timeout: Duration::from_secs(5),
+            recovery_interval: Duration::from_secs(10),
+            recovery_after: Duration::from_secs(60),
+            watch_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+impl OrderSettings {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// A setting out of range, named in the message.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.reservation_ttl),
+            "order.reservation_ttl must be between 1s and 1h (inventory's bounds)"
+        );
+        anyhow::ensure!(
+            self.idempotency_retention >= Duration::from_secs(1),
+            "order.idempotency_retention must be at least 1s"
+        );
+        anyhow::ensure!(
+            self.upstream_timeout >= Duration::from_millis(10),
+            "order.upstream_timeout must be at least 10ms"
+        );
+        anyhow::ensure!(
+            self.recovery_interval >= Duration::from_millis(10),
+            "order.recovery_interval must be at least 10ms"
+        );
+        anyhow::ensure!(
+            self.watch_poll >= Duration::from_millis(10),
+            "order.watch_poll must be at least 10ms"
+        );
+        Ok(())
+    }
+}
+
+/// Serves the order service on `listener` until `shutdown` resolves.
+///
+/// # Errors
+/// Bad settings, no service secret, an unreachable database or Redis, or a server failure.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    serve_with_hooks(config, listener, shutdown, Hooks::default()).await
+}
+
+/// [`serve`] with failure points that tests arm; production code calls [`serve`].
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_hooks(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    hooks: Hooks,
+) -> anyhow::Result<()> {
+    let settings: OrderSettings = config.section("order")?;
+    settings.validate()?;
+    let platform = &config.settings;
+    let access = AccessLayer::with_auth_keys(platform)?;
+    let secret = platform
+        .service_secret
+        .clone()
+        .context("service_secret must be set: the order service calls inventory as a service")?;
+    let credentials = Arc::new(ServiceCredentials::new(
+        lazy_channel(&platform.service_url(ServiceKind::Auth))?,
+        ServiceKind::Order.name(),
+        secret,
+    ));
+    let upstream = |kind| -> anyhow::Result<saga::Upstream> {
+        Ok(Propagate::new(
+            lazy_channel(&platform.service_url(kind))?,
+            Some(Arc::clone(&credentials)),
+            settings.upstream_timeout,
+        ))
+    };
+    let product = upstream(ServiceKind::Product)?;
+    let inventory = upstream(ServiceKind::Inventory)?;
+
+    let database_url = platform.database_url(ServiceKind::Order);
+    let event_settings = platform.events.clone();
+    let starting = async move {
+        let db = Database::connect(&database_url).await?;
+        db.migrate(store::MIGRATIONS).await?;
+        let bus = Bus::connect(platform).await?;
+        let store = store::Store::new(db.clone());
+        let saga = saga::Saga::new(
+            store,
+            product,
+            inventory,
+            settings.reservation_ttl,
+            settings.idempotency_retention,
+            hooks,
+        );
+        let mut tasks = Relay::new(db, bus, store::PRODUCER, &event_settings).spawn();
+        tasks.extend(recovery::spawn(
+            saga.clone(),
+            settings.recovery_interval,
+            settings.recovery_after,
+        ));
+        let api = api::OrderApi::new(saga, settings.watch_poll, tasks);
+        Ok(OrderServiceServer::new(api))
+    };
+    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+}

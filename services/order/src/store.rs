@@ -1,0 +1,545 @@
+//! Order's SQL: orders, idempotency claims, and the outbox events written with them.
+
+use std::{future::Future, time::Duration};
+
+use agora_contracts::agora::{
+    common::v1::Money,
+    events::v1::{OrderCancelled, OrderPlaced, OrderPlacedLine},
+    order::v1 as pb,
+};
+use agora_platform::{
+    events,
+    storage::{Database, Migrations, is_unique_violation},
+};
+use prost::Message;
+use sqlx::{Row, any::AnyRow};
+
+use crate::domain::{OrderId, Status};
+
+/// Order's migrations, per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: &sqlx::migrate!("./migrations/postgres"),
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+};
+
+/// The producer name of order's events, and the name of its stream on the bus.
+pub const PRODUCER: &str = "order";
+
+/// Attempts of a write transaction that failed transiently.
+const WRITE_ATTEMPTS: u32 = 4;
+
+pub use agora_platform::storage::now_micros;
+
+/// A duration in microseconds, saturating.
+pub fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX / 2)
+}
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A stored row breaks the rules.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<StoreError> for agora_platform::error::ApiError {
+    fn from(error: StoreError) -> Self {
+        agora_platform::error::ApiError::internal(error)
+    }
+}
+
+impl From<StoreError> for tonic::Status {
+    fn from(error: StoreError) -> Self {
+        agora_platform::error::ApiError::from(error).into()
+    }
+}
+
+/// Whether a failed transaction is worth running again (deadlock, serialization, SQLite busy).
+fn is_transient(error: &StoreError) -> bool {
+    let StoreError::Database(error) = error else {
+        return false;
+    };
+    error
+        .as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| matches!(code.as_ref(), "40001" | "40P01" | "5" | "517"))
+}
+
+/// Runs a write transaction again, a few times, when it failed transiently.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(error) if tries < WRITE_ATTEMPTS && is_transient(&error) => {
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A stored order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRow {
+    /// The order's id.
+    pub id: String,
+    /// Who placed it.
+    pub user_id: String,
+    /// Its status.
+    pub status: Status,
+    /// The lines and address (the other fields unset).
+    pub body: pb::Order,
+    /// The currency of the lines and total.
+    pub currency_code: String,
+    /// The total in minor units.
+    pub total_minor: i64,
+    /// Why it was cancelled.
+    pub cancel_reason: String,
+    /// Why it failed.
+    pub failure_reason: String,
+    /// When it was placed (µs).
+    pub created_at: i64,
+    /// When its status last changed (µs).
+    pub updated_at: i64,
+}
+
+fn timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
+    }
+}
+
+impl OrderRow {
+    /// The order as the contract shows it.
+    pub fn to_proto(&self) -> pb::Order {
+        pb::Order {
+            id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            status: self.status.to_proto() as i32,
+            lines: self.body.lines.clone(),
+            total: Some(Money {
+                currency_code: self.currency_code.clone(),
+                amount_minor: self.total_minor,
+            }),
+            shipping_address: self.body.shipping_address.clone(),
+            cancel_reason: self.cancel_reason.clone(),
+            failure_reason: self.failure_reason.clone(),
+            create_time: Some(timestamp(self.created_at)),
+            update_time: Some(timestamp(self.updated_at)),
+        }
+    }
+
+    /// The OrderPlaced event of this order.
+    pub fn placed_event(&self) -> OrderPlaced {
+        OrderPlaced {
+            order_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            lines: self
+                .body
+                .lines
+                .iter()
+                .map(|l| OrderPlacedLine {
+                    product_id: l.product_id.clone(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            total: Some(Money {
+                currency_code: self.currency_code.clone(),
+                amount_minor: self.total_minor,
+            }),
+            place_time: Some(timestamp(self.created_at)),
+        }
+    }
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, status, currency_code, total_minor, body, \
+     cancel_reason, failure_reason, created_at, updated_at";
+
+fn order(row: &AnyRow) -> Result<OrderRow, StoreError> {
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
+    let body: Vec<u8> = row.try_get("body")?;
+    Ok(OrderRow {
+        status: Status::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("order {id} has status {status:?}")))?,
+        body: pb::Order::decode(body.as_slice())
+            .map_err(|_| StoreError::Corrupt(format!("order {id} has an unreadable body")))?,
+        user_id: row.try_get("user_id")?,
+        currency_code: row.try_get("currency_code")?,
+        total_minor: row.try_get("total_minor")?,
+        cancel_reason: row.try_get("cancel_reason")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        id,
+    })
+}
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is ours: run the saga under the given order id.
+    Won,
+    /// Another call holds the key (live): its request fingerprint and order id.
+    Held {
+        /// The fingerprint of the request that claimed the key.
+        fingerprint: String,
+        /// The order id it runs (or ran) under.
+        order_id: String,
+    },
+}
+
+/// A claim whose saga may have died before storing its order.
+#[derive(Debug, Clone)]
+pub struct StaleClaim {
+    /// The claiming user.
+    pub user_id: String,
+    /// The key.
+    pub key: String,
+    /// The order id its reservation is keyed by.
+    pub order_id: String,
+}
+
+/// A page position: the (created_at, id) of the last order returned.
+pub type Cursor = (i64, String);
+
+/// Order's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Wraps a migrated database.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Claims `key` for `user_id` under `order_id`, unless a live claim holds it. An expired
+    /// claim is replaced: keys are remembered for the retention period only.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn claim(
+        &self,
+        user_id: &str,
+        key: &str,
+        fingerprint: &str,
+        order_id: &OrderId,
+        retention: Duration,
+    ) -> Result<Claim, StoreError> {
+        retrying(|| async move {
+            let now = now_micros();
+            let mut tx = self.db.begin_write().await?;
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys
+                 (user_id, idem_key, request_hash, order_id, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(fingerprint)
+            .bind(order_id.as_str())
+            .bind(now)
+            .bind(now.saturating_add(micros(retention)))
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    tx.commit().await?;
+                    Ok(Claim::Won)
+                }
+                Err(error) if is_unique_violation(&error) => {
+                    // PostgreSQL aborts the transaction at the violation: read outside it.
+                    tx.rollback().await?;
+                    match self.claim_of(user_id, key).await? {
+                        Some(held) => Ok(held),
+                        // Released in between: the next attempt may win.
+                        None => Err(StoreError::Database(error)),
+                    }
+                }
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await
+    }
+
+    /// The live claim of a key, if any.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn claim_of(&self, user_id: &str, key: &str) -> Result<Option<Claim>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_hash, order_id FROM idempotency_keys
+             WHERE user_id = $1 AND idem_key = $2 AND expires_at > $3",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(now_micros())
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|row| {
+            Ok(Claim::Held {
+                fingerprint: row.try_get("request_hash")?,
+                order_id: row.try_get("order_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Drops the claim of a saga that stored nothing, so a retry with the same key starts anew.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn drop_claim(
+        &self,
+        user_id: &str,
+        key: &str,
+        order_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND order_id = $3",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(order_id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Claims created before `before` whose order was never stored.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn stale_claims(&self, before: i64) -> Result<Vec<StaleClaim>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.user_id, k.idem_key, k.order_id FROM idempotency_keys k
+             WHERE k.created_at < $1
+               AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.id = k.order_id)
+             LIMIT 100",
+        )
+        .bind(before)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StaleClaim {
+                    user_id: row.try_get("user_id")?,
+                    key: row.try_get("idem_key")?,
+                    order_id: row.try_get("order_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets keys past their retention.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn purge_expired_keys(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM idempotency_keys WHERE expires_at <= $1
+               AND EXISTS (SELECT 1 FROM orders o WHERE o.id = idempotency_keys.order_id)",
+        )
+        .bind(now_micros())
+        .execute(self.db.pool())
+        .await?
+        .rows_affected())
+    }
+
+    /// Stores a new PENDING order and its OrderPlaced event in one transaction.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn insert(&self, order: &OrderRow) -> Result<(), StoreError> {
+        retrying(|| async move {
+            let mut tx = self.db.begin_write().await?;
+            sqlx::query(&format!(
+                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ))
+            .bind(&order.id)
+            .bind(&order.user_id)
+            .bind(order.status.as_str())
+            .bind(&order.currency_code)
+            .bind(order.total_minor)
+            .bind(order.body.encode_to_vec())
+            .bind(&order.cancel_reason)
+            .bind(&order.failure_reason)
+            .bind(order.created_at)
+            .bind(order.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            events::enqueue(&mut tx, PRODUCER, &order.id, &order.placed_event()).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One order.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn get(&self, id: &str) -> Result<Option<OrderRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        row.as_ref().map(order).transpose()
+    }
+
+    /// Moves an order from one of `from` to `to` (with a failure reason for FAILED). Returns
+    /// whether it moved; an order in another status is left alone.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: &[Status],
+        to: Status,
+        failure_reason: &str,
+    ) -> Result<bool, StoreError> {
+        let from_list: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let sql = format!(
+            "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3
+             WHERE id = $4 AND status IN ({})",
+            from_list.join(", ")
+        );
+        retrying(|| {
+            let sql = sql.clone();
+            async move {
+                Ok(sqlx::query(&sql)
+                    .bind(to.as_str())
+                    .bind(failure_reason)
+                    .bind(now_micros())
+                    .bind(id)
+                    .execute(self.db.pool())
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+        })
+        .await
+    }
+
+    /// Marks a PENDING or CONFIRMED order cancelled, with its OrderCancelled event, in one
+    /// transaction. Returns whether it changed.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn cancel(&self, order: &OrderRow, reason: &str) -> Result<bool, StoreError> {
+        retrying(|| async move {
+            let now = now_micros();
+            let mut tx = self.db.begin_write().await?;
+            let changed = sqlx::query(
+                "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2
+                 WHERE id = $3 AND status IN ('pending', 'confirmed')",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(&order.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if changed {
+                let event = OrderCancelled {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    reason: reason.to_owned(),
+                    cancel_time: Some(timestamp(now)),
+                };
+                events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    /// Orders newest first: of `user_id` (or everyone), in `status` (or any), after `after`.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn list(
+        &self,
+        user_id: Option<&str>,
+        status: Option<Status>,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if user_id.is_some() {
+            conditions.push(format!("user_id = {}", next()));
+        }
+        if status.is_some() {
+            conditions.push(format!("status = {}", next()));
+        }
+        if after.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            conditions.push(format!(
+                "(created_at < {a} OR (created_at = {b} AND id < {c}))"
+            ));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders {filter} ORDER BY created_at DESC, id DESC LIMIT {limit}"
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(user_id) = user_id {
+            query = query.bind(user_id);
+        }
+        if let Some(status) = status {
+            query = query.bind(status.as_str());
+        }
+        if let Some((created, id)) = after {
+            query = query.bind(*created).bind(*created).bind(id.as_str());
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        rows.iter().map(order).collect()
+    }
+
+    /// PENDING orders last changed before `before`: sagas that did not finish.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn stuck(&self, before: i64) -> Result<Vec<OrderRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE status = 'pending' AND updated_at < $1
+             ORDER BY updated_at LIMIT 100"
+        ))
+        .bind(before)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter().map(order).collect()
+    }
+}
