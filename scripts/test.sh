@@ -24,3 +24,6 @@ scripts/e2e-python-client.sh
 
 echo "== the edge's OpenAPI document against the OpenAPI 3.1 meta-schema"
 scripts/edge-openapi-validate.sh
+
+echo "== the API page (/docs) rendered in headless Chromium"
+scripts/edge-docs-browser.sh

@@ -129,16 +129,7 @@ fn operation(
     let text = comments
         .of(&method.parent_file(), method.path())
         .unwrap_or_default();
-    let summary = text
-        .split("\n\n")
-        .next()
-        .unwrap_or_default()
-        .replace('\n', " ");
-    let summary = summary
-        .split(". ")
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('.');
+    let summary = first_sentence(text);
 
     let mut parameters: Vec<Value> = variables
         .iter()
@@ -223,6 +214,25 @@ fn operation(
         });
     }
     operation
+}
+
+/// The first sentence of a comment's first paragraph, on one line: an operation's summary.
+/// "e.g." and "i.e." do not end a sentence.
+fn first_sentence(comment: &str) -> String {
+    let paragraph = comment
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .replace('\n', " ");
+    let mut end = paragraph.len();
+    for (at, _) in paragraph.match_indices(". ") {
+        let before = &paragraph[..at];
+        if !(before.ends_with("e.g") || before.ends_with("i.e")) {
+            end = at;
+            break;
+        }
+    }
+    paragraph[..end].trim_end_matches('.').to_owned()
 }
 
 fn responses(schemas: &mut Schemas<'_>, binding: &Binding) -> Value {

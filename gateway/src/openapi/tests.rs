@@ -264,3 +264,12 @@ async fn the_router_serves_the_document_and_the_page() {
         .expect("answered");
     assert_eq!(page.status(), http::StatusCode::OK);
 }
+
+#[test]
+fn a_summary_is_the_first_sentence_and_e_g_does_not_end_it() {
+    assert_eq!(
+        first_sentence("Revokes a session, e.g. a lost device. More.\n\nDetails."),
+        "Revokes a session, e.g. a lost device"
+    );
+    assert_eq!(first_sentence("Lists the\nsessions."), "Lists the sessions");
+}
