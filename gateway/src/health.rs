@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use agora_platform::config::{ServiceKind, Settings};
 use axum::{
     Json, Router,
     extract::{Request, State},
@@ -44,7 +45,7 @@ pub struct Upstream {
 /// refused):
 ///
 /// ```ignore
-/// let health = health::Health::new(upstreams, Duration::from_secs(2));
+/// let health = health::Health::new(health::agora_upstreams(&config.settings)?, Duration::from_secs(2));
 /// let app = api_routes.merge(health.router());
 /// // On SIGTERM, before draining: tell the load balancer to stop sending traffic.
 /// health.set_draining();
@@ -125,6 +126,35 @@ impl Health {
             Ok(Err(status)) => format!("UNREACHABLE: {}", status.message()),
             Err(_) => format!("UNREACHABLE: no answer within {:?}", self.timeout),
         }
+    }
+}
+
+/// The five services of the mesh as upstreams, reached where `settings` says (channels connect
+/// lazily, so the gateway starts before its upstreams and `/readyz` tells when they are up).
+///
+/// # Errors
+/// A service URL in the settings is malformed.
+pub fn agora_upstreams(settings: &Settings) -> anyhow::Result<Vec<Upstream>> {
+    ServiceKind::ALL
+        .into_iter()
+        .map(|kind| {
+            Ok(Upstream {
+                name: kind.name().to_owned(),
+                service: grpc_service(kind).to_owned(),
+                channel: agora_platform::client::lazy_channel(&settings.service_url(kind))?,
+            })
+        })
+        .collect()
+}
+
+/// The gRPC service each Agora service reports its health under.
+fn grpc_service(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Auth => "agora.auth.v1.AuthService",
+        ServiceKind::User => "agora.user.v1.UserService",
+        ServiceKind::Product => "agora.product.v1.ProductService",
+        ServiceKind::Inventory => "agora.inventory.v1.InventoryService",
+        ServiceKind::Order => "agora.order.v1.OrderService",
     }
 }
 
@@ -216,6 +246,14 @@ mod tests {
             .expect("a body")
             .to_bytes();
         (status, serde_json::from_slice(&bytes).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn the_mesh_upstreams_are_the_five_services_by_their_grpc_names() {
+        let upstreams = agora_upstreams(&Settings::default()).expect("default URLs are valid");
+        let names: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["auth", "user", "product", "inventory", "order"]);
+        assert_eq!(upstreams[2].service, "agora.product.v1.ProductService");
     }
 
     #[tokio::test]
