@@ -18,15 +18,18 @@ pub(crate) enum Service {
     Product,
     /// Stock, its ledger and reservations.
     Inventory,
+    /// Orders and the reservation saga.
+    Order,
 }
 
 impl Service {
     /// In start-up order: auth first, since the others verify tokens with its keys.
-    pub(crate) const ALL: [Service; 4] = [
+    pub(crate) const ALL: [Service; 5] = [
         Service::Auth,
         Service::User,
         Service::Product,
         Service::Inventory,
+        Service::Order,
     ];
 
     pub(crate) fn kind(self) -> ServiceKind {
@@ -35,6 +38,7 @@ impl Service {
             Service::User => ServiceKind::User,
             Service::Product => ServiceKind::Product,
             Service::Inventory => ServiceKind::Inventory,
+            Service::Order => ServiceKind::Order,
         }
     }
 
@@ -45,6 +49,7 @@ impl Service {
             Service::User => "agora.user.v1.UserService",
             Service::Product => "agora.product.v1.ProductService",
             Service::Inventory => "agora.inventory.v1.InventoryService",
+            Service::Order => "agora.order.v1.OrderService",
         }
     }
 
@@ -54,6 +59,7 @@ impl Service {
             Service::User => agora_user::store::MIGRATIONS,
             Service::Product => agora_product::store::MIGRATIONS,
             Service::Inventory => agora_inventory::store::MIGRATIONS,
+            Service::Order => agora_order::store::MIGRATIONS,
         }
     }
 
@@ -72,6 +78,7 @@ impl Service {
             Service::User => agora_user::serve(&config, listener, shutdown).await,
             Service::Product => agora_product::serve(&config, listener, shutdown).await,
             Service::Inventory => agora_inventory::serve(&config, listener, shutdown).await,
+            Service::Order => agora_order::serve(&config, listener, shutdown).await,
         }
     }
 

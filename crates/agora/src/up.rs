@@ -250,10 +250,11 @@ fn print_endpoints(
 fn print_try(config: &Config, admin: &Admin) {
     let settings = &config.settings;
     let url = |kind| settings.service_url(kind);
-    let (auth, product, inventory) = (
+    let (auth, product, inventory, order) = (
         url(ServiceKind::Auth),
         url(ServiceKind::Product),
         url(ServiceKind::Inventory),
+        url(ServiceKind::Order),
     );
     let host = product.trim_start_matches("http://");
     println!(
@@ -267,6 +268,9 @@ fn print_try(config: &Config, admin: &Admin) {
          {inventory}/agora.inventory.v1.InventoryService/BatchGetStock\n  \
          buf curl --http2-prior-knowledge -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse 7\"}}' \
          {auth}/agora.auth.v1.AuthService/Register\n  \
+         buf curl --http2-prior-knowledge -H 'Authorization: Bearer <accessToken from Register>' \
+         -d '{{\"idempotencyKey\":\"order-1\",\"lines\":[{{\"productId\":\"<id>\",\"quantity\":1}}]}}' \
+         {order}/agora.order.v1.OrderService/CreateOrder\n  \
          grpcurl -plaintext {host} list\n",
         admin.email, admin.source
     );

@@ -130,7 +130,7 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
         product::v1::{ListProductsRequest, product_service_client::ProductServiceClient},
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let ports: Vec<(&str, u16)> = ["AUTH", "USER", "PRODUCT", "INVENTORY"]
+    let ports: Vec<(&str, u16)> = ["AUTH", "USER", "PRODUCT", "INVENTORY", "ORDER"]
         .into_iter()
         .map(|name| (name, free_port()))
         .collect();
@@ -162,6 +162,15 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
         .expect("health runs");
     assert!(probe.status.success());
     assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "SERVING");
+    let order = Command::new(AGORA)
+        .args([
+            "health",
+            &format!("127.0.0.1:{}", port("ORDER")),
+            "agora.order.v1.OrderService",
+        ])
+        .output()
+        .expect("health runs");
+    assert_eq!(String::from_utf8_lossy(&order.stdout).trim(), "SERVING");
 
     // The demo catalog arrives, stocked, without anyone signing in.
     let channel = |port: u16| {
@@ -243,12 +252,13 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
     assert!(printed.contains("admin@agora.local"), "{printed}");
     assert!(printed.contains("ProductService/ListProducts"), "{printed}");
     assert!(printed.contains("AuthService/Register"), "{printed}");
+    assert!(printed.contains("OrderService/CreateOrder"), "{printed}");
     let password = std::fs::read_to_string(dir.path().join("admin-password")).expect("kept");
     assert!(
         password.trim().len() >= 24,
         "a made-up password is kept for the next run"
     );
-    for service in ["auth", "user", "product", "inventory"] {
+    for service in ["auth", "user", "product", "inventory", "order"] {
         assert!(
             dir.path().join(format!("{service}.db")).exists(),
             "embedded data lives in the data directory"
