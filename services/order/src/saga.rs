@@ -41,6 +41,10 @@ pub struct Hooks {
     pub fail_after_reserve: Arc<AtomicBool>,
     /// Abandon the next saga after its reservation, leaving everything as a crash would.
     pub crash_after_reserve: Arc<AtomicBool>,
+    /// Hold the next saga after its order is stored (PENDING) until `resume` is notified.
+    pub hold_before_commit: Arc<AtomicBool>,
+    /// Lets a held saga go on to its commit.
+    pub resume: Arc<tokio::sync::Notify>,
 }
 
 /// What the saga needs: its store, its upstreams and its timing.
@@ -250,6 +254,9 @@ impl Saga {
                 drop_claim().await?;
             }
             return Err(status);
+        }
+        if self.hooks.hold_before_commit.swap(false, Ordering::SeqCst) {
+            self.hooks.resume.notified().await;
         }
         // 4. Commit; a commit that cannot finish now is finished by recovery.
         self.finish(&order).await;

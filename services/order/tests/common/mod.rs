@@ -215,3 +215,88 @@ pub fn create_request(key: &str, lines: &[(&str, i64)]) -> pb::CreateOrderReques
         shipping_address: None,
     }
 }
+
+/// Whether a failure is one a client retries with the same key.
+pub fn is_retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Aborted | tonic::Code::ResourceExhausted
+    )
+}
+
+impl Shop {
+    /// Places an order as a well-behaved client does: it retries what the contract says to
+    /// retry, with the same key.
+    pub async fn place_retrying(
+        &self,
+        token: &str,
+        key: &str,
+        lines: &[(&str, i64)],
+    ) -> Result<pb::Order, Status> {
+        let mut tries = 0;
+        loop {
+            match self.place(token, key, lines).await {
+                Err(status) if is_retryable(&status) && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every ledger line of a product.
+    pub async fn movements(&self, product_id: &str) -> Vec<inv::Movement> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .inventory()
+                .list_movements(authed(
+                    inv::ListMovementsRequest {
+                        product_id: product_id.into(),
+                        page_size: 100,
+                        page_token: token.clone(),
+                    },
+                    &self.admin,
+                ))
+                .await
+                .expect("the ledger is readable")
+                .into_inner();
+            all.extend(page.movements);
+            if page.next_page_token.is_empty() {
+                return all;
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// Asserts the product's level is (on hand, available, reserved) and that its ledger adds
+    /// up to exactly that level.
+    pub async fn assert_level_explained(&self, product_id: &str, expected: (i64, i64, i64)) {
+        let level = self.stock(product_id).await.expect("stock");
+        assert_eq!(
+            (level.on_hand, level.available, level.reserved),
+            expected,
+            "the level"
+        );
+        let ledger = self.movements(product_id).await;
+        let sum = ledger.iter().fold((0, 0, 0), |(h, a, r), m| {
+            (
+                h + m.on_hand_delta,
+                a + m.available_delta,
+                r + m.reserved_delta,
+            )
+        });
+        assert_eq!(sum, expected, "the ledger explains the level");
+    }
+
+    /// The number of reservations inventory holds for `order_id` (0 or 1), by its ledger.
+    pub async fn ledger_lines_of(&self, product_id: &str, order_id: &str) -> usize {
+        self.movements(product_id)
+            .await
+            .iter()
+            .filter(|m| m.order_id == order_id)
+            .count()
+    }
+}
