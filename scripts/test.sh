@@ -27,3 +27,6 @@ scripts/edge-openapi-validate.sh
 
 echo "== the API page (/docs) rendered in headless Chromium"
 scripts/edge-docs-browser.sh
+
+echo "== deployment: kustomize overlays, Kubernetes schemas, policy, compose spec, containers as deployed"
+scripts/deploy-check.sh

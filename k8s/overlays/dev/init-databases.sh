@@ -10,4 +10,4 @@ CREATE ROLE :"svc" LOGIN PASSWORD :'pw';
 CREATE DATABASE :"svc" OWNER :"svc";
 REVOKE ALL ON DATABASE :"svc" FROM PUBLIC;
 SQL
-done < /run/secrets/db-passwords
+done < "${DB_PASSWORDS_FILE:-/run/secrets/db-passwords}"
