@@ -54,11 +54,15 @@ def from_compose(root: pathlib.Path, tmp: pathlib.Path) -> dict[str, dict]:
     containers = {}
     for name in ORDER:
         service = compose["services"][name]
-        mounts = {f"/run/secrets/{s.get('target', s['source']) if isinstance(s, dict) else s}":
-                  files[s["source"] if isinstance(s, dict) else s] for s in service.get("secrets", [])}
+        def mounts(service: dict) -> dict:
+            return {f"/run/secrets/{s.get('target', s['source']) if isinstance(s, dict) else s}":
+                    files[s["source"] if isinstance(s, dict) else s] for s in service.get("secrets", [])}
+
         pre = []
         if f"migrate-{name}" in compose["services"]:
-            pre.append(compose["services"][f"migrate-{name}"]["command"])
+            migrate = compose["services"][f"migrate-{name}"]
+            pre.append({"argv": migrate["command"], "env": dict(migrate.get("environment", {})),
+                        "files": mounts(migrate)})
         test = service["healthcheck"]["test"]
         if "health" in test:
             i = test.index("health")
@@ -67,7 +71,7 @@ def from_compose(root: pathlib.Path, tmp: pathlib.Path) -> dict[str, dict]:
             url = next(t for t in test if t.startswith("http://"))
             probe = ("http", int(url.split(":")[2].split("/")[0]), "/" + url.split("/", 3)[3])
         containers[name] = {"argv": service["command"], "pre": pre, "env": dict(service.get("environment", {})),
-                            "files": mounts, "probe": probe, "db_passwords": passwords}
+                            "files": mounts(service), "probe": probe, "db_passwords": passwords}
     return containers
 
 
@@ -109,10 +113,9 @@ def from_k8s(docs: list[dict]) -> dict[str, dict]:
         else:
             port = next(p["containerPort"] for p in main["ports"] if p["name"] == startup["httpGet"]["port"])
             probe = ("http", port, startup["httpGet"]["path"])
-        pre = [c["args"] for c in spec.get("initContainers", [])]
+        # Init containers run with their own environment, not the main container's.
+        pre = [{"argv": c["args"], "env": env_of(c), "files": {}} for c in spec.get("initContainers", [])]
         env = env_of(main)
-        for c in spec.get("initContainers", []):
-            env.update({k: v for k, v in env_of(c).items() if k not in env})
         containers[d["metadata"]["name"]] = {"argv": main["args"], "pre": pre, "env": env, "files": {},
                                              "probe": probe, "db_passwords": passwords}
     return containers
@@ -180,9 +183,10 @@ def run_all(containers: dict[str, dict], tmp: pathlib.Path, wait: float = 90.0) 
     try:
         subprocess.run(["bash", str(init)], env=pg_env, check=True, capture_output=True)
         base = image_env()
-        for name, c in running.items():
-            # A container sees only its image's and its file's environment, nothing of this shell.
-            clean = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
+        # A container sees only its image's and its file's environment, nothing of this shell.
+        clean = {k: os.environ[k] for k in ("PATH", "HOME", "TMPDIR") if k in os.environ}
+
+        def environment(name: str, c: dict) -> dict[str, str]:
             env = {**clean, **base, **{k: localize(str(v), ports, prefix) for k, v in c["env"].items()}}
             for container_path, local in c["files"].items():
                 copy = tmp / f"{name}-{pathlib.Path(container_path).name}"
@@ -200,11 +204,15 @@ def run_all(containers: dict[str, dict], tmp: pathlib.Path, wait: float = 90.0) 
             if name == "gateway":
                 env["AGORA_GATEWAY__PORT"] = str(gateway_port)
             (tmp / f"data-{name}").mkdir(exist_ok=True)
-            c["run_env"] = env
-            for argv in c["pre"]:
-                result = subprocess.run([str(BIN), *argv], env=env, capture_output=True, text=True, timeout=120)
+            return env
+
+        for name, c in running.items():
+            c["run_env"] = environment(name, c)
+            for step in c["pre"]:
+                result = subprocess.run([str(BIN), *step["argv"]], env=environment(name, step),
+                                        capture_output=True, text=True, timeout=120)
                 if result.returncode != 0:
-                    outcome[name] = f"{' '.join(argv)} failed: {result.stderr.strip()[-400:]}"
+                    outcome[name] = f"{' '.join(step['argv'])} failed: {result.stderr.strip()[-400:]}"
         for name in ORDER:
             if name in running and name not in outcome:
                 logs[name] = open(tmp / f"{name}.log", "w")
