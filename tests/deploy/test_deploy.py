@@ -117,6 +117,24 @@ def violations(docs: list[dict]) -> list[str]:
     return found
 
 
+def test_the_dockerfile_passes_hadolint_which_flags_a_latest_base(tmp_path):
+    result = subprocess.run(["hadolint", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = tmp_path / "Dockerfile"
+    bad.write_text((ROOT / "Dockerfile").read_text().replace("gcr.io/distroless/cc-debian12:nonroot", "debian:latest"))
+    result = subprocess.run(["hadolint", str(bad)], capture_output=True, text=True)
+    assert "DL3007" in result.stdout, result.stdout
+
+
+def test_the_dockerfile_runs_as_non_root_with_labels_and_a_separate_dependency_layer():
+    text = (ROOT / "Dockerfile").read_text()
+    runtime = text.split("AS runtime", 1)[1]
+    assert "USER 65532:65532" in runtime
+    assert "org.opencontainers.image.source" in runtime and "org.opencontainers.image.revision" in runtime
+    builder = text.split("AS builder", 1)[1].split("AS runtime", 1)[0]
+    assert builder.index("cargo chef cook") < builder.index("COPY . .") < builder.index("cargo build")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlay_passes_the_kubernetes_api_schemas_strictly(overlay):
     result = subprocess.run(
