@@ -149,8 +149,14 @@ impl Saga {
                     order_id
                 }
             };
-            // Another call with this key runs (or ran) the saga: wait for its order.
+            // Another call with this key runs (or ran) the saga: wait for its order, or take
+            // its claim over if it gave up.
             loop {
+                if self.store.take_over(user_id, key, &held).await? {
+                    let order_id = OrderId::parse(&held)
+                        .map_err(|_| Status::internal("a claim holds a malformed order id"))?;
+                    return self.run(user_id, request, &order_id).await;
+                }
                 if let Some(order) = self.store.get(&held).await? {
                     return Ok(order);
                 }
@@ -191,13 +197,18 @@ impl Saga {
         // 2. Reserve every line at once.
         if let Err(status) = self.reserve(order_id, request).await {
             if is_transport(&status) {
-                // The reservation may have landed: give it back, or leave the claim so recovery does.
+                // The reservation may have landed: give it back; if that cannot be done either,
+                // leave the claim for a retry to take over (or recovery to release).
                 if self
                     .release(order_id.as_str(), "order not placed")
                     .await
                     .is_ok()
                 {
                     drop_claim().await?;
+                } else {
+                    self.store
+                        .abandon_claim(user_id, &request.idempotency_key, order_id.as_str())
+                        .await?;
                 }
                 return Err(unreachable("inventory", &status));
             }

@@ -326,6 +326,52 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a claim abandoned: its saga stopped without knowing whether its reservation
+    /// landed, so a retry may take the claim over (see [`Store::take_over`]).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn abandon_claim(
+        &self,
+        user_id: &str,
+        key: &str,
+        order_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET abandoned = 1
+             WHERE user_id = $1 AND idem_key = $2 AND order_id = $3",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(order_id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Takes over an abandoned claim; returns whether this call got it (one caller does).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn take_over(
+        &self,
+        user_id: &str,
+        key: &str,
+        order_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE idempotency_keys SET abandoned = 0
+             WHERE user_id = $1 AND idem_key = $2 AND order_id = $3 AND abandoned = 1",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(order_id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     /// Claims created before `before` whose order was never stored.
     ///
     /// # Errors
