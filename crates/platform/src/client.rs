@@ -24,6 +24,12 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
+mod breaker;
+mod retry;
+
+pub use breaker::{BreakerSettings, CircuitBreaker, is_upstream_failure};
+pub use retry::{Idempotency, Resilient, RetrySettings};
+
 use crate::context::{
     CallContext, GRPC_TIMEOUT, REQUEST_ID, format_grpc_timeout, inject_trace_context,
     new_request_id, parse_grpc_timeout,
