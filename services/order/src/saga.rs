@@ -21,7 +21,11 @@ use agora_contracts::agora::{
     order::v1 as pb,
     product::v1::{self as prod, product_service_client::ProductServiceClient},
 };
-use agora_platform::{client::Propagate, context::CallContext, error::ApiError};
+use agora_platform::{
+    client::{BreakerSettings, Idempotency, Propagate, Resilient, RetrySettings},
+    context::CallContext,
+    error::ApiError,
+};
 use tonic::{Code, Status, transport::Channel};
 
 use crate::{
@@ -53,6 +57,10 @@ pub struct Saga {
     store: Store,
     product: ProductServiceClient<Upstream>,
     inventory: InventoryServiceClient<Upstream>,
+    /// Retries and circuit breaking per upstream. Every call the saga makes is idempotent:
+    /// reads, and inventory calls keyed by the order id.
+    product_calls: Arc<Resilient>,
+    inventory_calls: Arc<Resilient>,
     /// The TTL asked for each reservation.
     reservation_ttl: Duration,
     /// How long idempotency keys are remembered.
@@ -96,6 +104,16 @@ impl Saga {
             store,
             product: ProductServiceClient::new(product),
             inventory: InventoryServiceClient::new(inventory),
+            product_calls: Arc::new(Resilient::new(
+                "product",
+                RetrySettings::default(),
+                BreakerSettings::default(),
+            )),
+            inventory_calls: Arc::new(Resilient::new(
+                "inventory",
+                RetrySettings::default(),
+                BreakerSettings::default(),
+            )),
             reservation_ttl,
             key_retention,
             duplicate_wait: Duration::from_secs(10),
@@ -276,11 +294,14 @@ impl Saga {
 
     /// Reads the products and builds the order's lines with their names and prices.
     async fn price(&self, request: &PlaceOrder) -> Result<pb::Order, Status> {
+        let message = prod::BatchGetProductsRequest {
+            product_ids: request.lines.iter().map(|l| l.product_id.clone()).collect(),
+        };
         let response = self
-            .product
-            .clone()
-            .batch_get_products(prod::BatchGetProductsRequest {
-                product_ids: request.lines.iter().map(|l| l.product_id.clone()).collect(),
+            .product_calls
+            .call(Idempotency::Idempotent, message, |request| {
+                let mut client = self.product.clone();
+                async move { client.batch_get_products(request).await }
             })
             .await
             .map_err(|status| unreachable("product", &status))?
@@ -351,19 +372,22 @@ impl Saga {
             seconds: i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(3600),
             nanos: 0,
         };
-        self.inventory
-            .clone()
-            .reserve(inv::ReserveRequest {
-                order_id: order_id.to_string(),
-                lines: request
-                    .lines
-                    .iter()
-                    .map(|l| inv::ReservationLine {
-                        product_id: l.product_id.clone(),
-                        quantity: l.quantity,
-                    })
-                    .collect(),
-                ttl: Some(ttl),
+        let message = inv::ReserveRequest {
+            order_id: order_id.to_string(),
+            lines: request
+                .lines
+                .iter()
+                .map(|l| inv::ReservationLine {
+                    product_id: l.product_id.clone(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            ttl: Some(ttl),
+        };
+        self.inventory_calls
+            .call(Idempotency::Idempotent, message, |request| {
+                let mut client = self.inventory.clone();
+                async move { client.reserve(request).await }
             })
             .await
             .map(|_| ())
@@ -374,15 +398,18 @@ impl Saga {
     /// # Errors
     /// Inventory could not be reached or refused.
     pub async fn release(&self, order_id: &str, reason: &str) -> Result<(), Status> {
-        match self
-            .inventory
-            .clone()
-            .release_reservation(inv::ReleaseReservationRequest {
-                order_id: order_id.to_owned(),
-                reason: reason.chars().take(500).collect(),
+        let message = inv::ReleaseReservationRequest {
+            order_id: order_id.to_owned(),
+            reason: reason.chars().take(500).collect(),
+        };
+        let released = self
+            .inventory_calls
+            .call(Idempotency::Idempotent, message, |request| {
+                let mut client = self.inventory.clone();
+                async move { client.release_reservation(request).await }
             })
-            .await
-        {
+            .await;
+        match released {
             Ok(_) => Ok(()),
             Err(status) if status.code() == Code::NotFound => Ok(()),
             Err(status) => {
@@ -395,11 +422,14 @@ impl Saga {
     /// Commits a PENDING order's reservation and confirms it; a reservation that was released
     /// or expired fails the order. A commit that cannot be done now leaves it PENDING.
     pub async fn finish(&self, order: &OrderRow) {
+        let message = inv::CommitReservationRequest {
+            order_id: order.id.clone(),
+        };
         let committed = self
-            .inventory
-            .clone()
-            .commit_reservation(inv::CommitReservationRequest {
-                order_id: order.id.clone(),
+            .inventory_calls
+            .call(Idempotency::Idempotent, message, |request| {
+                let mut client = self.inventory.clone();
+                async move { client.commit_reservation(request).await }
             })
             .await;
         let outcome = match committed {

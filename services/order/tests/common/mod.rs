@@ -236,7 +236,8 @@ impl Shop {
         let mut tries = 0;
         loop {
             match self.place(token, key, lines).await {
-                Err(status) if is_retryable(&status) && tries < 20 => {
+                // Long enough for an upstream's circuit breaker to let a probe through.
+                Err(status) if is_retryable(&status) && tries < 200 => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
