@@ -23,10 +23,11 @@ use agora_contracts::agora::{
 };
 use agora_platform::{
     client::{BreakerSettings, Idempotency, Propagate, Resilient, RetrySettings},
-    context::CallContext,
-    error::ApiError,
+    context::{CallContext, current_request_id},
+    error::{ApiError, ERROR_DOMAIN},
 };
 use tonic::{Code, Status, transport::Channel};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     domain::{OrderId, PlaceOrder, Status as OrderStatus},
@@ -68,6 +69,62 @@ pub struct Saga {
     /// How long a duplicate call waits for the first call's order.
     duplicate_wait: Duration,
     hooks: Hooks,
+}
+
+/// FAILED_PRECONDITION with its reason and one `google.rpc.PreconditionFailure` violation per
+/// product (kind, product id, why), so clients can point at the lines to fix.
+fn precondition(
+    reason: &'static str,
+    message: String,
+    kind: &str,
+    products: &[(String, String)],
+) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, []);
+    for (product_id, description) in products {
+        details.add_precondition_failure_violation(kind, product_id, description);
+    }
+    if let Some(request_id) = current_request_id() {
+        details.set_request_info(request_id, "");
+    }
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
+
+/// Inventory's refusal of a reservation, in the order contract's terms.
+fn reserve_refused(status: &Status) -> Status {
+    match status.code() {
+        Code::FailedPrecondition => {
+            let short: Vec<(String, String)> = status
+                .get_details_precondition_failure()
+                .map(|failure| {
+                    failure
+                        .violations
+                        .into_iter()
+                        .map(|v| (v.subject, v.description))
+                        .collect()
+                })
+                .unwrap_or_default();
+            precondition(
+                "OUT_OF_STOCK",
+                "not enough stock for the order".into(),
+                "STOCK",
+                &short,
+            )
+        }
+        Code::NotFound => {
+            let missing: Vec<(String, String)> = status
+                .get_details_resource_info()
+                .map(|info| vec![(info.resource_name, "has no stock record".to_owned())])
+                .unwrap_or_default();
+            precondition(
+                "PRODUCT_UNAVAILABLE",
+                "a product cannot be ordered".into(),
+                "PRODUCT",
+                &missing,
+            )
+        }
+        _ => ApiError::internal(anyhow::anyhow!("reserve refused: {status:?}")).into(),
+    }
 }
 
 /// UNAVAILABLE naming the upstream, for failures that mean "could not reach it".
@@ -231,19 +288,7 @@ impl Saga {
                 return Err(unreachable("inventory", &status));
             }
             drop_claim().await?;
-            return Err(match status.code() {
-                Code::FailedPrecondition => ApiError::FailedPrecondition {
-                    reason: "OUT_OF_STOCK",
-                    message: format!("not enough stock: {}", status.message()),
-                }
-                .into(),
-                Code::NotFound => ApiError::FailedPrecondition {
-                    reason: "PRODUCT_UNAVAILABLE",
-                    message: format!("a product cannot be ordered: {}", status.message()),
-                }
-                .into(),
-                _ => ApiError::internal(anyhow::anyhow!("reserve refused: {status:?}")).into(),
-            });
+            return Err(reserve_refused(&status));
         }
         if self.hooks.crash_after_reserve.swap(false, Ordering::SeqCst) {
             return Err(Status::unavailable(
@@ -317,11 +362,16 @@ impl Saga {
             .map(|line| line.product_id.clone())
             .collect();
         if !unavailable.is_empty() {
-            return Err(ApiError::FailedPrecondition {
-                reason: "PRODUCT_UNAVAILABLE",
-                message: format!("unknown or archived products: {}", unavailable.join(", ")),
-            }
-            .into());
+            let named: Vec<(String, String)> = unavailable
+                .iter()
+                .map(|id| (id.clone(), "unknown or archived".to_owned()))
+                .collect();
+            return Err(precondition(
+                "PRODUCT_UNAVAILABLE",
+                format!("unknown or archived products: {}", unavailable.join(", ")),
+                "PRODUCT",
+                &named,
+            ));
         }
         let mut lines = Vec::with_capacity(request.lines.len());
         for line in &request.lines {

@@ -42,6 +42,12 @@ async fn two_hundred_concurrent_orders_against_fifty_units_confirm_exactly_fifty
                     status.get_details_error_info().map(|i| i.reason),
                     Some("OUT_OF_STOCK".to_owned())
                 );
+                let short = status
+                    .get_details_precondition_failure()
+                    .map(|f| f.violations)
+                    .unwrap_or_default();
+                assert_eq!(short.len(), 1, "the short product is named");
+                assert_eq!(short[0].subject, item);
                 out_of_stock += 1;
             }
         }
@@ -169,6 +175,14 @@ async fn invalid_requests_get_field_violations_and_store_nothing(backend: TestBa
     assert_eq!(
         refused.get_details_error_info().map(|i| i.reason),
         Some("PRODUCT_UNAVAILABLE".to_owned())
+    );
+    let named = refused
+        .get_details_precondition_failure()
+        .map(|f| f.violations)
+        .unwrap_or_default();
+    assert_eq!(
+        named.first().map(|v| v.subject.clone()),
+        Some(unknown.clone())
     );
     assert_eq!(shop.order_rows().await, 0);
 }
