@@ -11,7 +11,7 @@
 //! - [`api`]: the gRPC handlers, including WatchOrder (a database poll, so any replica's change
 //!   reaches every watcher).
 //! - [`domain`]: request validation, statuses, the request fingerprint (no I/O).
-//! - [`store`]: the SQL of orders and idempotency claims, with the outbox events.
+//! - [`store`]: the SQL of orders with their outbox events; [`store::claims`]: idempotency claims.
 //! - [`saga`]: the calls to product and inventory, compensation, cancellation.
 //! - [`recovery`]: repairs sagas that did not finish.
 
