@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`rules`]: the `google.api.http` rules of the descriptor set, one [`rules::Binding`] each.
 //! - [`status`]: gRPC status -> HTTP status and a `google.rpc.Status` JSON body, the one table.
+//! - [`template`]: path templates parsed at start-up and matched against request paths.
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
@@ -18,3 +19,4 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod rules;
 pub mod status;
+pub mod template;
