@@ -4,6 +4,7 @@
 //! - [`rules`]: the `google.api.http` rules of the descriptor set, one [`rules::Binding`] each.
 //! - [`status`]: gRPC status -> HTTP status and a `google.rpc.Status` JSON body, the one table.
 //! - [`template`]: path templates parsed at start-up and matched against request paths.
+//! - [`routes`]: the route table checked at start-up (GET with a body, ambiguity) and its lookup.
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
@@ -17,6 +18,7 @@ pub mod health;
 pub mod limits;
 pub mod openapi;
 pub mod ratelimit;
+pub mod routes;
 pub mod rules;
 pub mod status;
 pub mod template;
