@@ -167,4 +167,34 @@ mod tests {
             Lookup::NotFound
         ));
     }
+
+    /// Compiles one of the start-up test protos with the contracts' `google/api` imports.
+    fn startup_pool(file: &str) -> DescriptorPool {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut compiler =
+            protox::Compiler::new([dir.join("tests/proto/startup"), dir.join("../proto")])
+                .expect("include paths exist");
+        compiler.include_imports(true);
+        compiler.open_file(file).expect("the test proto compiles");
+        DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice())
+            .expect("the set decodes")
+    }
+
+    #[test]
+    fn a_get_rule_with_a_body_is_refused_at_start_up() {
+        let error = Routes::build(&startup_pool("get_with_body.proto")).expect_err("refused");
+        assert!(error.to_string().contains("may not have a body"), "{error}");
+    }
+
+    #[test]
+    fn two_identical_templates_under_one_method_are_refused_at_start_up() {
+        let error = Routes::build(&startup_pool("ambiguous.proto")).expect_err("refused");
+        assert!(error.to_string().contains("ambiguous template"), "{error}");
+    }
+
+    #[test]
+    fn a_path_variable_naming_a_missing_field_is_refused_at_start_up() {
+        let error = Routes::build(&startup_pool("unknown_variable.proto")).expect_err("refused");
+        assert!(error.to_string().contains("is not a field"), "{error}");
+    }
 }
