@@ -1,0 +1,3 @@
+//! Transcoding between HTTP/JSON and protobuf messages.
+
+pub mod request;
