@@ -5,7 +5,7 @@
 //! - [`status`]: gRPC status -> HTTP status and a `google.rpc.Status` JSON body, the one table.
 //! - [`template`]: path templates parsed at start-up and matched against request paths.
 //! - [`routes`]: the route table checked at start-up (GET with a body, ambiguity) and its lookup.
-//! - [`transcode`]: request messages from path, query and body.
+//! - [`transcode`]: request messages from path, query and body; response JSON.
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.

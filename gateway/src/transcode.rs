@@ -1,3 +1,4 @@
 //! Transcoding between HTTP/JSON and protobuf messages.
 
 pub mod request;
+pub mod response;
