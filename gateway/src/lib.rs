@@ -6,6 +6,7 @@
 //! - [`template`]: path templates parsed at start-up and matched against request paths.
 //! - [`routes`]: the route table checked at start-up (GET with a body, ambiguity) and its lookup.
 //! - [`transcode`]: request messages from path, query and body; response JSON.
+//! - [`upstream`]: a channel per upstream; unary and server-streaming calls of any method.
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
@@ -24,3 +25,4 @@ pub mod rules;
 pub mod status;
 pub mod template;
 pub mod transcode;
+pub mod upstream;
