@@ -1,6 +1,7 @@
 //! Agora's edge: what browsers and plain HTTP clients see of the mesh.
 //!
 //! # Layout
+//! - [`app`]: the axum router: match, transcode, call upstream, answer JSON.
 //! - [`rules`]: the `google.api.http` rules of the descriptor set, one [`rules::Binding`] each.
 //! - [`status`]: gRPC status -> HTTP status and a `google.rpc.Status` JSON body, the one table.
 //! - [`template`]: path templates parsed at start-up and matched against request paths.
@@ -14,6 +15,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
 
+pub mod app;
 pub mod auth;
 pub mod cors;
 pub mod health;

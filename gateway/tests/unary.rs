@@ -54,8 +54,6 @@ async fn listing_products_goes_through_the_product_service_and_back_as_json(back
     );
 }
 
-on_both_backends!(listing_products_goes_through_the_product_service_and_back_as_json);
-
 #[tokio::test]
 async fn an_upstream_that_is_down_fails_quickly_with_unavailable() {
     let port = {
@@ -81,3 +79,90 @@ async fn an_upstream_that_is_down_fails_quickly_with_unavailable() {
         started.elapsed()
     );
 }
+
+async fn the_app_answers_json_404_and_405_with_allow(backend: TestBackend) {
+    use tower::ServiceExt;
+
+    let Some(mut mesh) = TestMesh::start(backend).await else {
+        return;
+    };
+    mesh.spawn(
+        ServiceKind::Product,
+        |config, listener, shutdown| async move {
+            agora_product::serve(&config, listener, shutdown).await
+        },
+    )
+    .await;
+    let upstream = Upstream::lazy(
+        &format!("http://{}", mesh.addr(ServiceKind::Product)),
+        Duration::from_secs(1),
+    )
+    .expect("a valid URL");
+    let gateway = agora_gateway::app::Gateway {
+        routes: routes(),
+        upstreams: [("agora.product.v1.ProductService".to_owned(), upstream)].into(),
+        timeout: Duration::from_secs(5),
+        body_limit: 1 << 20,
+    };
+    let app = agora_gateway::app::router(std::sync::Arc::new(gateway));
+    let call = |method: &str, uri: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-request-id", "req-1")
+            .body(axum::body::Body::empty())
+            .expect("a request")
+    };
+    let read = |response: axum::response::Response| async move {
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("a body");
+        let json: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        (parts, json)
+    };
+
+    let (parts, body) = read(
+        app.clone()
+            .oneshot(call("GET", "/v1/products?page_size=1"))
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(parts.status, http::StatusCode::OK, "{body}");
+    assert_eq!(parts.headers["x-request-id"], "req-1");
+    assert!(body["products"].is_array(), "{body}");
+
+    let (parts, body) = read(
+        app.clone()
+            .oneshot(call("GET", "/v1/nothing"))
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(parts.status, http::StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], 5, "{body}");
+
+    let (parts, body) = read(
+        app.clone()
+            .oneshot(call("PUT", "/v1/products/p-1"))
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert_eq!(parts.status, http::StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    let allow = parts.headers["allow"].to_str().expect("ASCII");
+    assert!(allow.contains("GET") && allow.contains("PATCH"), "{allow}");
+
+    let (parts, body) = read(
+        app.oneshot(call("GET", "/v1/products/no-such-product"))
+            .await
+            .expect("answered"),
+    )
+    .await;
+    assert!(parts.status.is_client_error(), "{} {body}", parts.status);
+    assert_eq!(parts.headers["x-request-id"], "req-1");
+}
+
+on_both_backends!(
+    listing_products_goes_through_the_product_service_and_back_as_json,
+    the_app_answers_json_404_and_405_with_allow,
+);
