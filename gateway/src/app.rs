@@ -86,9 +86,17 @@ async fn transcode(State(gateway): State<Arc<Gateway>>, request: Request) -> Res
     };
     let mut call = tonic::Request::new(message);
     call.set_timeout(gateway.timeout);
+    let started = std::time::Instant::now();
     let answer = tokio::time::timeout(gateway.timeout, upstream.unary(&binding.method, call)).await;
     let reply = match answer {
         Ok(Ok(reply)) => reply,
+        // tonic reports its own expired deadline as CANCELLED; to the client it is a timeout.
+        Ok(Err(status))
+            if status.code() == tonic::Code::Cancelled && started.elapsed() >= gateway.timeout =>
+        {
+            let status = tonic::Status::deadline_exceeded("the upstream did not answer in time");
+            return error_response(&status, &id);
+        }
         Ok(Err(status)) => return error_response(&status, &id),
         Err(_) => {
             let status = tonic::Status::deadline_exceeded("the upstream did not answer in time");

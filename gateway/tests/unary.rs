@@ -166,3 +166,41 @@ on_both_backends!(
     listing_products_goes_through_the_product_service_and_back_as_json,
     the_app_answers_json_404_and_405_with_allow,
 );
+
+#[tokio::test]
+async fn an_upstream_that_hangs_is_a_504_within_the_deadline() {
+    use tower::ServiceExt;
+
+    // Accepts connections (the kernel's backlog) but never speaks HTTP/2.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let upstream = Upstream::lazy(
+        &format!("http://{}", silent.local_addr().expect("bound")),
+        Duration::from_secs(5),
+    )
+    .expect("a valid URL");
+    let gateway = agora_gateway::app::Gateway {
+        routes: routes(),
+        upstreams: [("agora.product.v1.ProductService".to_owned(), upstream)].into(),
+        timeout: Duration::from_millis(300),
+        body_limit: 1 << 20,
+    };
+    let app = agora_gateway::app::router(std::sync::Arc::new(gateway));
+    let started = Instant::now();
+    let response = app
+        .oneshot(
+            http::Request::builder()
+                .uri("/v1/products/p-1")
+                .body(axum::body::Body::empty())
+                .expect("a request"),
+        )
+        .await
+        .expect("answered");
+    let elapsed = started.elapsed();
+    assert_eq!(response.status(), http::StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "one is generated"
+    );
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    drop(silent);
+}
