@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::routes::{Lookup, Routes};
+use crate::rules::Binding;
 use crate::status::error_response;
 use crate::transcode::{request::request_message, response::response_json};
 use crate::upstream::Upstream;
@@ -32,7 +33,36 @@ pub struct Gateway {
 
 /// The router serving every REST route of `gateway`.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().fallback(transcode).with_state(gateway)
+    router_with(gateway, |router| router)
+}
+
+/// The router with the edge's layers (auth, rate limits, ...) added by `edge`: they run after the
+/// route is matched, so each request carries its [`Binding`] as an extension, and before the
+/// transcoding handler.
+pub fn router_with(gateway: Arc<Gateway>, edge: impl FnOnce(Router) -> Router) -> Router {
+    let inner = edge(
+        Router::new()
+            .fallback(transcode)
+            .with_state(gateway.clone()),
+    );
+    inner.layer(axum::middleware::from_fn_with_state(gateway, bind_route))
+}
+
+/// Puts the matched route's [`Binding`] in the request's extensions (unmatched requests pass
+/// through and are answered 404/405 by the handler).
+async fn bind_route(
+    State(gateway): State<Arc<Gateway>>,
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Lookup::Found(route, _) = gateway
+        .routes
+        .lookup(request.method(), request.uri().path())
+    {
+        let binding: Binding = route.binding.clone();
+        request.extensions_mut().insert(binding);
+    }
+    next.run(request).await
 }
 
 /// The client's `X-Request-Id`, or a new one.

@@ -204,3 +204,45 @@ async fn an_upstream_that_hangs_is_a_504_within_the_deadline() {
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     drop(silent);
 }
+
+#[tokio::test]
+async fn edge_layers_see_the_matched_routes_binding() {
+    use tower::ServiceExt;
+
+    let upstream = Upstream::lazy("http://127.0.0.1:9", Duration::from_secs(1)).expect("URL");
+    let gateway = agora_gateway::app::Gateway {
+        routes: routes(),
+        upstreams: [("agora.product.v1.ProductService".to_owned(), upstream)].into(),
+        timeout: Duration::from_secs(1),
+        body_limit: 1 << 20,
+    };
+    async fn seen(
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        let method = request
+            .extensions()
+            .get::<agora_gateway::rules::Binding>()
+            .map(|b| b.method.name().to_owned())
+            .unwrap_or_default();
+        let mut response = next.run(request).await;
+        response.headers_mut().insert(
+            "x-seen-method",
+            http::HeaderValue::from_str(&method).expect("ASCII"),
+        );
+        response
+    }
+    let app = agora_gateway::app::router_with(std::sync::Arc::new(gateway), |router| {
+        router.layer(axum::middleware::from_fn(seen))
+    });
+    let response = app
+        .oneshot(
+            http::Request::builder()
+                .uri("/v1/products/p-1")
+                .body(axum::body::Body::empty())
+                .expect("a request"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(response.headers()["x-seen-method"], "GetProduct");
+}
