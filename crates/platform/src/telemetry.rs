@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{LogFormat, Settings};
 
@@ -52,18 +52,33 @@ pub fn init(settings: &Settings, service_name: &str) -> anyhow::Result<Telemetry
     opentelemetry::global::set_tracer_provider(provider.clone());
     let tracer = provider.tracer("agora");
 
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log.filter))
-        .with_context(|| format!("invalid log filter {:?}", settings.log.filter))?;
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .or_else(|_| EnvFilter::try_new(&settings.log.filter))
+            .with_context(|| format!("invalid log filter {:?}", settings.log.filter))
+    };
+    // The log filter chooses what is printed, not what is traced: logs at `warn` must not
+    // switch off the spans that carry trace context from hop to hop.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+    let registry = tracing_subscriber::registry().with(otel);
     // Only the first call in a process installs a subscriber; later ones (tests) are no-ops.
     let _ = match settings.log.format {
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_filter(filter()?),
+            )
             .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_filter(filter()?),
+            )
             .try_init(),
     };
     Ok(Telemetry { provider })
