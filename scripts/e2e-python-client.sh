@@ -1,26 +1,20 @@
 #!/usr/bin/env bash
-# Generates a Python client from proto/ with grpcio-tools (pinned, in a venv under .tools/) and
-# runs tests/python/auth_client.py against `agora up` on the embedded default.
+# Generates a Python client from proto/ with grpcio-tools (pinned, in the venv of
+# scripts/python-env.sh) and runs tests/python/auth_client.py against `agora up` on the embedded
+# default.
 set -euo pipefail
 
-GRPC_VERSION="1.76.0"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-venv="$root/.tools/python"
-if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import grpc_tools, grpc_status" 2>/dev/null; then
-  echo "e2e-python: installing grpcio $GRPC_VERSION into .tools/python" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "grpcio==$GRPC_VERSION" "grpcio-tools==$GRPC_VERSION" "grpcio-status==$GRPC_VERSION"
-fi
+python="$(scripts/python-env.sh)"
 
 cargo build --quiet -p agora --bin agora
 work="$(mktemp -d)"
 # google/api comes with googleapis-common-protos (a grpcio-status dependency), so only Agora's
 # own packages are generated.
 mkdir -p "$work/gen"
-"$venv/bin/python" -m grpc_tools.protoc -I proto --python_out="$work/gen" --grpc_python_out="$work/gen" \
+"$python" -m grpc_tools.protoc -I proto --python_out="$work/gen" --grpc_python_out="$work/gen" \
   $(find proto/agora -name '*.proto' | sort)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -38,6 +32,6 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-AGORA_AUTH_ADDR="127.0.0.1:$port" PYTHONPATH="$work/gen" "$venv/bin/python" tests/python/auth_client.py
+AGORA_AUTH_ADDR="127.0.0.1:$port" PYTHONPATH="$work/gen" "$python" tests/python/auth_client.py
 AGORA_PRODUCT_ADDR="127.0.0.1:$product_port" AGORA_INVENTORY_ADDR="127.0.0.1:$inventory_port" \
-  PYTHONPATH="$work/gen" "$venv/bin/python" tests/python/catalog_client.py
+  PYTHONPATH="$work/gen" "$python" tests/python/catalog_client.py
