@@ -120,6 +120,8 @@ where
     );
 
     let mut shutdown = std::pin::pin!(shutdown);
+    // Whether the signal came while starting: then it must not be awaited a second time.
+    let mut stopping = false;
     tokio::select! {
         ready = service => {
             let ready = ready.with_context(|| format!("starting {}", S::NAME));
@@ -139,16 +141,19 @@ where
         }
         () = &mut shutdown => {
             tracing::info!(service = S::NAME, "shutdown requested while starting");
+            stopping = true;
         }
         result = &mut server => {
             return result.context("server task")?.context("serving");
         }
     }
 
-    tokio::select! {
-        () = &mut shutdown => {}
-        result = &mut server => {
-            return result.context("server task")?.context("serving");
+    if !stopping {
+        tokio::select! {
+            () = &mut shutdown => {}
+            result = &mut server => {
+                return result.context("server task")?.context("serving");
+            }
         }
     }
 
