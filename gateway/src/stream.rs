@@ -1,0 +1,228 @@
+//! Server-streaming answers: newline-delimited JSON (`{"result": ...}` per message, a final
+//! `{"error": ...}` on failure) or, when the client asks for `text/event-stream`, Server-Sent
+//! Events with comment keep-alives.
+//!
+//! Each message is written to the client as soon as the upstream sends it (the body is a stream,
+//! never buffered), and dropping the body (the client went away) drops the upstream call.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, header};
+use prost_reflect::DynamicMessage;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tonic::Streaming;
+
+use crate::status::status_json;
+use crate::transcode::response::response_json;
+
+/// How often an idle Server-Sent Events stream sends a comment, so proxies and load balancers
+/// that close quiet connections (often after 30 to 60 s) keep a long watch open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The wire format of a server-streaming answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFormat {
+    /// `application/x-ndjson`: one JSON object a line.
+    NdJson,
+    /// `text/event-stream`: one Server-Sent Event a message.
+    Sse,
+}
+
+impl StreamFormat {
+    /// [`StreamFormat::Sse`] when any `Accept` header lists `text/event-stream` (with a non-zero
+    /// quality), else [`StreamFormat::NdJson`].
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let wants_sse = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(accepts_event_stream);
+        if wants_sse { Self::Sse } else { Self::NdJson }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::NdJson => "application/x-ndjson",
+            Self::Sse => "text/event-stream",
+        }
+    }
+}
+
+/// Whether one media range of an `Accept` header is `text/event-stream` and not refused (`q=0`).
+fn accepts_event_stream(range: &str) -> bool {
+    let mut parts = range.split(';').map(str::trim);
+    let media = parts.next().unwrap_or_default();
+    if !media.eq_ignore_ascii_case("text/event-stream") {
+        return false;
+    }
+    !parts.any(|param| {
+        param
+            .strip_prefix("q=")
+            .or_else(|| param.strip_prefix("Q="))
+            .and_then(|q| q.parse::<f32>().ok())
+            .is_some_and(|q| q <= 0.0)
+    })
+}
+
+/// The streaming response for an upstream's server stream: each message rendered by
+/// [`response_json`] (only its `response_body` field when the rule names one) as `format`
+/// frames, an upstream error as the final frame, and `x-request-id` on the response.
+pub fn stream_response(
+    stream: Streaming<DynamicMessage>,
+    response_body: Option<String>,
+    format: StreamFormat,
+    request_id: String,
+) -> Response {
+    stream_response_with_keep_alive(stream, response_body, format, request_id, KEEP_ALIVE)
+}
+
+/// [`stream_response`] with Server-Sent Events keep-alives every `keep_alive` instead of
+/// [`KEEP_ALIVE`] (NDJSON has no comment syntax, so it sends none).
+pub fn stream_response_with_keep_alive(
+    stream: Streaming<DynamicMessage>,
+    response_body: Option<String>,
+    format: StreamFormat,
+    request_id: String,
+    keep_alive: Duration,
+) -> Response {
+    let frames = frames(
+        stream,
+        response_body,
+        format,
+        request_id.clone(),
+        keep_alive,
+    );
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    // A stream is never the same twice; caches must not answer it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // nginx buffers proxied bodies by default, which would hold every event back.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Ok(value) = HeaderValue::from_str(&request_id)
+        && !request_id.is_empty()
+    {
+        headers.insert("x-request-id", value);
+    }
+    response
+}
+
+/// Everything the body stream carries between frames.
+struct Frames {
+    /// The upstream call; dropped with the body, which cancels it.
+    upstream: Streaming<DynamicMessage>,
+    response_body: Option<String>,
+    format: StreamFormat,
+    request_id: String,
+    /// The SSE event id of the next frame, so a client can tell events apart.
+    next_id: u64,
+    /// Ticks while an SSE stream is idle; `None` for NDJSON.
+    keep_alive: Option<Interval>,
+    /// Set after the final (error) frame: nothing follows it.
+    done: bool,
+}
+
+fn frames(
+    upstream: Streaming<DynamicMessage>,
+    response_body: Option<String>,
+    format: StreamFormat,
+    request_id: String,
+    keep_alive: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let keep_alive = (format == StreamFormat::Sse).then(|| {
+        let mut interval = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
+        // After a busy spell one comment is enough, not a burst of missed ones.
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        interval
+    });
+    let state = Frames {
+        upstream,
+        response_body,
+        format,
+        request_id,
+        next_id: 1,
+        keep_alive,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if state.done {
+            return None;
+        }
+        let item = match state.keep_alive.as_mut() {
+            Some(interval) => tokio::select! {
+                // A ready message goes before a due keep-alive.
+                biased;
+                item = state.upstream.next() => item,
+                _ = interval.tick() => return Some((Ok(Bytes::from_static(b":\n\n")), state)),
+            },
+            None => state.upstream.next().await,
+        };
+        let frame = match item? {
+            Ok(message) => match response_json(&message, state.response_body.as_deref()) {
+                Ok(json) => state.result_frame(&json),
+                Err(status) => state.error_frame(&status),
+            },
+            Err(status) => state.error_frame(&status),
+        };
+        if let Some(interval) = state.keep_alive.as_mut() {
+            interval.reset();
+        }
+        Some((Ok(frame), state))
+    })
+}
+
+impl Frames {
+    /// One message: `{"result": <json>}` as a line or a `data:` event.
+    fn result_frame(&mut self, json: &[u8]) -> Bytes {
+        let mut payload = Vec::with_capacity(json.len() + 12);
+        payload.extend_from_slice(b"{\"result\":");
+        payload.extend_from_slice(json);
+        payload.push(b'}');
+        self.frame(None, &payload)
+    }
+
+    /// The final frame: the status as `{"error": ...}` or an `error` event; the stream ends.
+    fn error_frame(&mut self, status: &tonic::Status) -> Bytes {
+        self.done = true;
+        let body = status_json(status, &self.request_id);
+        match self.format {
+            StreamFormat::NdJson => {
+                let line = serde_json::json!({ "error": body }).to_string();
+                self.frame(None, line.as_bytes())
+            }
+            StreamFormat::Sse => self.frame(Some("error"), body.to_string().as_bytes()),
+        }
+    }
+
+    fn frame(&mut self, event: Option<&str>, payload: &[u8]) -> Bytes {
+        match self.format {
+            StreamFormat::NdJson => {
+                let mut line = Vec::with_capacity(payload.len() + 1);
+                line.extend_from_slice(payload);
+                line.push(b'\n');
+                Bytes::from(line)
+            }
+            StreamFormat::Sse => {
+                // Compact JSON has no raw newlines, so one `data:` line carries the payload.
+                let mut out = format!("id: {}\n", self.next_id).into_bytes();
+                self.next_id += 1;
+                if let Some(event) = event {
+                    out.extend_from_slice(format!("event: {event}\n").as_bytes());
+                }
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(payload);
+                out.extend_from_slice(b"\n\n");
+                Bytes::from(out)
+            }
+        }
+    }
+}
