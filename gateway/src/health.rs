@@ -148,7 +148,7 @@ pub fn agora_upstreams(settings: &Settings) -> anyhow::Result<Vec<Upstream>> {
 }
 
 /// The gRPC service each Agora service reports its health under.
-fn grpc_service(kind: ServiceKind) -> &'static str {
+pub fn grpc_service(kind: ServiceKind) -> &'static str {
     match kind {
         ServiceKind::Auth => "agora.auth.v1.AuthService",
         ServiceKind::User => "agora.user.v1.UserService",

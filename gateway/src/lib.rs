@@ -8,6 +8,11 @@
 //! - [`routes`]: the route table checked at start-up (GET with a body, ambiguity) and its lookup.
 //! - [`transcode`]: request messages from path, query and body; response JSON.
 //! - [`upstream`]: a channel per upstream; unary and server-streaming calls of any method.
+//! - [`stream`]: server-streaming answers as newline-delimited JSON or Server-Sent Events.
+//! - [`grpc_proxy`]: native gRPC and gRPC-Web calls passed through to their service by path,
+//!   and the edge's own reflection listing every service it routes.
+//! - [`discover`]: an upstream's descriptors read from its reflection service at start-up.
+//! - [`serve`]: the `[gateway]` settings, the whole layer stack, and serving it until shutdown.
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
@@ -18,13 +23,17 @@
 pub mod app;
 pub mod auth;
 pub mod cors;
+pub mod discover;
+pub mod grpc_proxy;
 pub mod health;
 pub mod limits;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod rules;
+pub mod serve;
 pub mod status;
+pub mod stream;
 pub mod template;
 pub mod transcode;
 pub mod upstream;

@@ -1,13 +1,11 @@
 //! Calls to the services behind the edge: a lazily connected channel per upstream and unary or
 //! server-streaming calls of any method, with `DynamicMessage`s encoded by their descriptors.
 
-use std::time::Duration;
-
 use http::uri::PathAndQuery;
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A codec for one method: encodes any `DynamicMessage`, decodes the method's output type.
 #[derive(Debug, Clone)]
@@ -75,16 +73,26 @@ pub struct Upstream {
 impl Upstream {
     /// A channel to `url` that connects on first use, so the edge starts while upstreams are
     /// still starting; a refused connection fails the call quickly (UNAVAILABLE), never hangs.
+    /// A `dns:///host:port` URL spreads calls over every address the name resolves to (the
+    /// platform's client-side balancing), since one HTTP/2 connection would pin every call to
+    /// one pod.
     ///
     /// # Errors
     /// A URL that is not a valid URI.
-    pub fn lazy(url: &str, connect_timeout: Duration) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true);
-        Ok(Self {
-            channel: endpoint.connect_lazy(),
-        })
+    pub fn lazy(url: &str) -> anyhow::Result<Self> {
+        Ok(Self::from_channel(agora_platform::client::lazy_channel(
+            url,
+        )?))
+    }
+
+    /// An upstream over an existing channel.
+    pub fn from_channel(channel: Channel) -> Self {
+        Self { channel }
+    }
+
+    /// The channel, for calls the edge passes through untranscoded.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     fn path(method: &MethodDescriptor) -> Result<PathAndQuery, tonic::Status> {

@@ -27,11 +27,8 @@ async fn listing_products_goes_through_the_product_service_and_back_as_json(back
         },
     )
     .await;
-    let upstream = Upstream::lazy(
-        &format!("http://{}", mesh.addr(ServiceKind::Product)),
-        Duration::from_secs(1),
-    )
-    .expect("a valid URL");
+    let upstream = Upstream::lazy(&format!("http://{}", mesh.addr(ServiceKind::Product)))
+        .expect("a valid URL");
     let routes = routes();
     let Lookup::Found(route, values) = routes.lookup(&http::Method::GET, "/v1/products") else {
         panic!("GET /v1/products has a route");
@@ -60,8 +57,7 @@ async fn an_upstream_that_is_down_fails_quickly_with_unavailable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         listener.local_addr().expect("bound").port()
     };
-    let upstream = Upstream::lazy(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1))
-        .expect("a valid URL");
+    let upstream = Upstream::lazy(&format!("http://127.0.0.1:{port}")).expect("a valid URL");
     let routes = routes();
     let Lookup::Found(route, values) = routes.lookup(&http::Method::GET, "/v1/products/p-1") else {
         panic!("GET /v1/products/{{id}} has a route");
@@ -93,11 +89,8 @@ async fn the_app_answers_json_404_and_405_with_allow(backend: TestBackend) {
         },
     )
     .await;
-    let upstream = Upstream::lazy(
-        &format!("http://{}", mesh.addr(ServiceKind::Product)),
-        Duration::from_secs(1),
-    )
-    .expect("a valid URL");
+    let upstream = Upstream::lazy(&format!("http://{}", mesh.addr(ServiceKind::Product)))
+        .expect("a valid URL");
     let gateway = agora_gateway::app::Gateway {
         routes: routes(),
         upstreams: [("agora.product.v1.ProductService".to_owned(), upstream)].into(),
@@ -173,11 +166,8 @@ async fn an_upstream_that_hangs_is_a_504_within_the_deadline() {
 
     // Accepts connections (the kernel's backlog) but never speaks HTTP/2.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let upstream = Upstream::lazy(
-        &format!("http://{}", silent.local_addr().expect("bound")),
-        Duration::from_secs(5),
-    )
-    .expect("a valid URL");
+    let upstream = Upstream::lazy(&format!("http://{}", silent.local_addr().expect("bound")))
+        .expect("a valid URL");
     let gateway = agora_gateway::app::Gateway {
         routes: routes(),
         upstreams: [("agora.product.v1.ProductService".to_owned(), upstream)].into(),
@@ -209,7 +199,7 @@ async fn an_upstream_that_hangs_is_a_504_within_the_deadline() {
 async fn edge_layers_see_the_matched_routes_binding() {
     use tower::ServiceExt;
 
-    let upstream = Upstream::lazy("http://127.0.0.1:9", Duration::from_secs(1)).expect("URL");
+    let upstream = Upstream::lazy("http://127.0.0.1:9").expect("URL");
     let gateway = agora_gateway::app::Gateway {
         routes: routes(),
         upstreams: [("agora.product.v1.ProductService".to_owned(), upstream)].into(),
