@@ -1,19 +1,25 @@
 //! The edge's axum app: every request is matched against the route table, transcoded, sent to
-//! the method's upstream within a deadline, and answered as JSON (errors by [`error_response`]).
+//! the method's upstream within a deadline with the caller's headers as gRPC metadata, and
+//! answered as JSON (a stream as NDJSON or Server-Sent Events; errors by [`error_response`]).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use agora_platform::context::{REQUEST_ID, inject_trace_context, parse_grpc_timeout};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use prost_reflect::DynamicMessage;
+use tonic::metadata::MetadataMap;
 
 use crate::routes::{Lookup, Routes};
 use crate::rules::Binding;
 use crate::status::error_response;
+use crate::stream::{StreamFormat, stream_response};
 use crate::transcode::{request::request_message, response::response_json};
 use crate::upstream::Upstream;
 
@@ -25,7 +31,8 @@ pub struct Gateway {
     pub routes: Routes,
     /// Upstream channels keyed by the gRPC service's full name.
     pub upstreams: HashMap<String, Upstream>,
-    /// The deadline of an upstream call when the client sends none.
+    /// The deadline of a unary upstream call when the client sends no `Grpc-Timeout` (streams
+    /// have none unless the client sets one: a watch may stay open for as long as it likes).
     pub timeout: Duration,
     /// The largest request body read, in bytes.
     pub body_limit: usize,
@@ -65,86 +72,302 @@ async fn bind_route(
     next.run(request).await
 }
 
-/// The client's `X-Request-Id`, or a new one.
-fn request_id(request: &Request) -> String {
-    request
-        .headers()
-        .get("x-request-id")
+/// The client's `X-Request-Id` when it is a sane one (printable ASCII, at most 128 bytes: it ends
+/// up in logs and upstream metadata), or a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(agora_platform::context::new_request_id, str::to_owned)
 }
 
 async fn transcode(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    let id = request_id(&request);
+    let id = request_id(request.headers());
+    let mut response = if crate::auth::is_grpc(&request) {
+        // gRPC reaches this handler only when no passthrough is mounted in front of it.
+        let status = tonic::Status::unimplemented("this edge does not pass gRPC calls through");
+        crate::auth::refuse(&request, &status)
+    } else {
+        answer(&gateway, request, &id).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+async fn answer(gateway: &Gateway, request: Request, id: &str) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let query = request.uri().query().map(str::to_owned);
     let (route, values) = match gateway.routes.lookup(&method, &path) {
         Lookup::Found(route, values) => (route.clone(), values),
         Lookup::NotFound => {
             let status = tonic::Status::not_found(format!("no route for {method} {path}"));
-            return error_response(&status, &id);
+            return error_response(&status, id);
         }
-        Lookup::MethodNotAllowed(allow) => {
-            let status = tonic::Status::unimplemented(format!("{method} is not allowed on {path}"));
-            let mut response = error_response(&status, &id);
-            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
-            if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
-            return response;
-        }
-    };
-    let body = match axum::body::to_bytes(request.into_body(), gateway.body_limit).await {
-        Ok(body) => body,
-        Err(e) => {
-            let status = tonic::Status::invalid_argument(format!("reading the body: {e}"));
-            return error_response(&status, &id);
-        }
+        Lookup::MethodNotAllowed(allow) => return method_not_allowed(&method, &path, &allow, id),
     };
     let binding = &route.binding;
-    let message = match request_message(binding, &values, query.as_deref(), &body) {
-        Ok(message) => message,
-        Err(status) => return error_response(&status, &id),
-    };
+    if binding.method.is_client_streaming() {
+        let status = tonic::Status::unimplemented(format!(
+            "{} streams its requests; call it over gRPC",
+            binding.method.full_name()
+        ));
+        return error_response(&status, id);
+    }
     let service = binding.method.parent_service().full_name().to_owned();
     let Some(upstream) = gateway.upstreams.get(&service) else {
         let status = tonic::Status::unavailable(format!("no upstream for {service}"));
-        return error_response(&status, &id);
+        return error_response(&status, id);
     };
-    let mut call = tonic::Request::new(message);
-    call.set_timeout(gateway.timeout);
-    let started = std::time::Instant::now();
-    let answer = tokio::time::timeout(gateway.timeout, upstream.unary(&binding.method, call)).await;
-    let reply = match answer {
-        Ok(Ok(reply)) => reply,
+    let query = request.uri().query().map(str::to_owned);
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, gateway.body_limit).await {
+        Ok(body) => body,
+        Err(e) => {
+            let status = tonic::Status::invalid_argument(format!("reading the body: {e}"));
+            return error_response(&status, id);
+        }
+    };
+    let message = match request_message(binding, &values, query.as_deref(), &body) {
+        Ok(message) => message,
+        Err(status) => return error_response(&status, id),
+    };
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let client_timeout = parts
+        .headers
+        .get(agora_platform::context::GRPC_TIMEOUT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    let mut call = tonic::Request::from_parts(
+        upstream_metadata(&parts.headers, peer, id),
+        tonic::Extensions::default(),
+        message,
+    );
+    if binding.method.is_server_streaming() {
+        if let Some(timeout) = client_timeout {
+            call.set_timeout(timeout);
+        }
+        return match upstream.server_streaming(&binding.method, call).await {
+            Ok(reply) => {
+                let (metadata, stream, _) = reply.into_parts();
+                let format = StreamFormat::from_headers(&parts.headers);
+                let mut response =
+                    stream_response(stream, binding.response_body.clone(), format, id.to_owned());
+                copy_response_metadata(&metadata, response.headers_mut());
+                response
+            }
+            Err(status) => error_response(&status, id),
+        };
+    }
+    let timeout = client_timeout.unwrap_or(gateway.timeout);
+    call.set_timeout(timeout);
+    match unary(upstream, binding, call, timeout).await {
+        Ok(reply) => {
+            let (metadata, message, _) = reply.into_parts();
+            match response_json(&message, binding.response_body.as_deref()) {
+                Ok(json) => {
+                    let mut response = (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        Body::from(json),
+                    )
+                        .into_response();
+                    copy_response_metadata(&metadata, response.headers_mut());
+                    response
+                }
+                Err(status) => error_response(&status, id),
+            }
+        }
+        Err(status) => error_response(&status, id),
+    }
+}
+
+/// A unary call that answers within `timeout`, whatever the upstream does.
+async fn unary(
+    upstream: &Upstream,
+    binding: &Binding,
+    call: tonic::Request<DynamicMessage>,
+    timeout: Duration,
+) -> Result<tonic::Response<DynamicMessage>, tonic::Status> {
+    let started = Instant::now();
+    let late = || tonic::Status::deadline_exceeded("the upstream did not answer in time");
+    match tokio::time::timeout(timeout, upstream.unary(&binding.method, call)).await {
+        Ok(Ok(reply)) => Ok(reply),
         // tonic reports its own expired deadline as CANCELLED; to the client it is a timeout.
         Ok(Err(status))
-            if status.code() == tonic::Code::Cancelled && started.elapsed() >= gateway.timeout =>
+            if status.code() == tonic::Code::Cancelled && started.elapsed() >= timeout =>
         {
-            let status = tonic::Status::deadline_exceeded("the upstream did not answer in time");
-            return error_response(&status, &id);
+            Err(late())
         }
-        Ok(Err(status)) => return error_response(&status, &id),
-        Err(_) => {
-            let status = tonic::Status::deadline_exceeded("the upstream did not answer in time");
-            return error_response(&status, &id);
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(late()),
+    }
+}
+
+fn method_not_allowed(
+    method: &http::Method,
+    path: &str,
+    allow: &[http::Method],
+    id: &str,
+) -> Response {
+    let status = tonic::Status::unimplemented(format!("{method} is not allowed on {path}"));
+    let mut response = error_response(&status, id);
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+    if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// The prefix that carries gRPC metadata in HTTP headers, both ways.
+const METADATA_PREFIX: &str = "grpc-metadata-";
+
+/// The gRPC metadata of an upstream call: `authorization`, every `Grpc-Metadata-<K>` as `<k>`,
+/// the request id, the trace context of the edge's span, and `x-forwarded-for` with the peer
+/// appended. Nothing else of the HTTP request crosses (cookies, hop-by-hop headers).
+fn upstream_metadata(headers: &HeaderMap, peer: Option<SocketAddr>, id: &str) -> MetadataMap {
+    let mut out = HeaderMap::new();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        out.insert(header::AUTHORIZATION, value.clone());
+    }
+    for (name, value) in headers {
+        let Some(key) = name.as_str().strip_prefix(METADATA_PREFIX) else {
+            continue;
+        };
+        // Reserved gRPC keys stay the edge's own (the deadline has its own header).
+        if key.is_empty() || key.starts_with("grpc-") {
+            continue;
         }
+        if let Ok(key) = HeaderName::from_bytes(key.as_bytes()) {
+            out.append(key, value.clone());
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(id) {
+        out.insert(REQUEST_ID, value);
+    }
+    inject_trace_context(&mut out);
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let chain = match (forwarded, peer) {
+        (Some(before), Some(peer)) => Some(format!("{before}, {}", peer.ip())),
+        (Some(before), None) => Some(before.to_owned()),
+        (None, Some(peer)) => Some(peer.ip().to_string()),
+        (None, None) => None,
     };
-    match response_json(reply.get_ref(), binding.response_body.as_deref()) {
-        Ok(json) => {
-            let mut response = (
-                [(header::CONTENT_TYPE, "application/json")],
-                Body::from(json),
-            )
-                .into_response();
-            if let Ok(value) = HeaderValue::from_str(&id) {
-                response.headers_mut().insert("x-request-id", value);
+    if let Some(value) = chain.and_then(|chain| HeaderValue::from_str(&chain).ok()) {
+        out.insert("x-forwarded-for", value);
+    }
+    MetadataMap::from_headers(out)
+}
+
+/// Copies an upstream's response metadata onto the HTTP response as `Grpc-Metadata-<K>` headers,
+/// leaving out what belongs to the HTTP/2 transport or gRPC itself.
+fn copy_response_metadata(metadata: &MetadataMap, headers: &mut HeaderMap) {
+    for entry in metadata.iter() {
+        let (name, value) = match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => (key.as_str(), value.as_bytes()),
+            tonic::metadata::KeyAndValueRef::Binary(key, value) => {
+                (key.as_str(), value.as_encoded_bytes())
             }
-            response
+        };
+        if is_transport_header(name) {
+            continue;
         }
-        Err(status) => error_response(&status, &id),
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(format!("{METADATA_PREFIX}{name}").as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+}
+
+/// Headers of a gRPC response that are not application metadata.
+fn is_transport_header(name: &str) -> bool {
+    name.starts_with("grpc-")
+        || matches!(
+            name,
+            "content-type"
+                | "content-length"
+                | "date"
+                | "server"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "connection"
+                | "x-request-id"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::metadata::{MetadataKey, MetadataValue};
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).expect("a header name"),
+                    HeaderValue::from_str(v).expect("a header value"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_authorization_prefixed_metadata_the_id_and_the_forwarded_chain_go_upstream() {
+        let incoming = headers(&[
+            ("authorization", "Bearer t"),
+            ("grpc-metadata-tenant", "acme"),
+            ("grpc-metadata-grpc-timeout", "1S"),
+            ("cookie", "session=1"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ]);
+        let peer: SocketAddr = "10.1.2.3:4567".parse().expect("an address");
+        let metadata = upstream_metadata(&incoming, Some(peer), "req-1").into_headers();
+        assert_eq!(metadata["authorization"], "Bearer t");
+        assert_eq!(metadata["tenant"], "acme");
+        assert_eq!(metadata[REQUEST_ID], "req-1");
+        assert_eq!(metadata["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
+        assert!(metadata.get("cookie").is_none());
+        assert!(metadata.get("grpc-timeout").is_none());
+    }
+
+    #[test]
+    fn response_metadata_comes_back_prefixed_without_transport_headers() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("x-cache", MetadataValue::from_static("hit"));
+        metadata.insert(
+            "content-type",
+            MetadataValue::from_static("application/grpc"),
+        );
+        metadata.insert("grpc-accept-encoding", MetadataValue::from_static("gzip"));
+        metadata.insert_bin(
+            MetadataKey::from_static("trace-bin"),
+            tonic::metadata::MetadataValue::from_bytes(b"\x01\x02"),
+        );
+        let mut out = HeaderMap::new();
+        copy_response_metadata(&metadata, &mut out);
+        assert_eq!(out["grpc-metadata-x-cache"], "hit");
+        assert_eq!(out["grpc-metadata-trace-bin"], "AQI");
+        assert_eq!(out.len(), 2, "{out:?}");
+    }
+
+    #[test]
+    fn a_request_id_with_spaces_or_too_long_is_replaced() {
+        assert_eq!(request_id(&headers(&[(REQUEST_ID, "abc-1")])), "abc-1");
+        assert_ne!(request_id(&headers(&[(REQUEST_ID, "a b")])), "a b");
+        let long = "x".repeat(129);
+        assert_ne!(request_id(&headers(&[(REQUEST_ID, &long)])), long);
     }
 }

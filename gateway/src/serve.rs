@@ -1,0 +1,380 @@
+//! The edge as a server: its `[gateway]` settings, the descriptors it routes (Agora's contracts,
+//! plus those of any upstream named in `gateway.upstreams`, read from its reflection service), the
+//! whole layer stack, and serving it until shutdown with a drain.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use agora_platform::{
+    cache::Cache,
+    config::{Config, ServiceKind},
+    context::{REQUEST_ID, extract_trace_context, inject_trace_context},
+};
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::Request,
+    middleware::{self, Next},
+    response::Response,
+    serve::ListenerExt as _,
+};
+use http::HeaderValue;
+use prost_reflect::DescriptorPool;
+use secrecy::ExposeSecret as _;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::{
+    app::{self, Gateway},
+    auth::{self, EdgeAuth},
+    cors::{self, CorsSettings},
+    discover,
+    grpc_proxy::GrpcProxy,
+    health::{self, Health},
+    limits::{self, LimitSettings},
+    openapi,
+    ratelimit::{self, RateLimitSettings, RateLimiter},
+    routes::Routes,
+    rules,
+    upstream::Upstream,
+};
+
+/// The port the edge listens on by default.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// `[gateway]`: where the edge listens, how long it waits, and its layers' settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The HTTP port (HTTP/1.1 and h2c on one port).
+    pub port: u16,
+    /// The deadline of a unary upstream call when the client sends no `Grpc-Timeout`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How long `/readyz` waits for each upstream's health answer.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// Prefix of the edge's keys in Redis (rate-limit counters), so deployments and tests
+    /// sharing one Redis stay apart.
+    pub cache_prefix: String,
+    /// `[gateway.cors]`.
+    pub cors: CorsSettings,
+    /// `[gateway.rate_limit]`.
+    pub rate_limit: RateLimitSettings,
+    /// `[gateway.limits]`.
+    pub limits: LimitSettings,
+    /// Services outside Agora's contracts (in any language) that join the edge: their
+    /// descriptors, HTTP rules included, are read from their reflection service at start-up.
+    pub upstreams: Vec<ReflectedUpstream>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_PORT,
+            request_timeout: Duration::from_secs(15),
+            probe_timeout: Duration::from_secs(2),
+            cache_prefix: "agora:gateway:".into(),
+            cors: CorsSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            limits: LimitSettings::default(),
+            upstreams: Vec::new(),
+        }
+    }
+}
+
+/// `[[gateway.upstreams]]`: one server whose services the edge routes by its reflection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReflectedUpstream {
+    /// Where it is (`http://host:port`, or `dns:///host:port` to balance over every address).
+    pub url: String,
+    /// How long start-up keeps asking for its descriptors before giving up (it may be starting
+    /// at the same time as the edge).
+    #[serde(default = "default_discover_timeout", with = "humantime_serde")]
+    pub discover_timeout: Duration,
+}
+
+fn default_discover_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The edge, built and ready to serve.
+pub struct Edge {
+    /// Every route: REST, gRPC passthrough, probes and documents, with the layers.
+    pub router: Router,
+    /// The probes' state (set to draining on shutdown).
+    pub health: Health,
+    /// The settings it was built from.
+    pub settings: GatewaySettings,
+    /// The gRPC services it routes, by full name.
+    pub services: Vec<String>,
+}
+
+/// Builds the edge from `config`: Agora's five services where the settings say, plus every
+/// reflected upstream; routes, auth, rate limits, CORS, probes and the OpenAPI document.
+///
+/// # Errors
+/// A bad setting, a reflected upstream that did not answer in time or conflicts with the
+/// contracts, or HTTP rules that do not form a valid route table.
+pub async fn build(config: &Config) -> anyhow::Result<Edge> {
+    let settings: GatewaySettings = config.section("gateway")?;
+    let mut pool = DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET)
+        .context("decoding the contracts' descriptors")?;
+    let mut upstreams = HashMap::new();
+    for kind in ServiceKind::ALL {
+        let url = config.settings.service_url(kind);
+        let upstream =
+            Upstream::lazy(&url).with_context(|| format!("services.{}.url", kind.name()))?;
+        upstreams.insert(health::grpc_service(kind).to_owned(), upstream);
+    }
+    let mut probed = health::agora_upstreams(&config.settings)?;
+    for (index, extra) in settings.upstreams.iter().enumerate() {
+        let channel = agora_platform::client::lazy_channel(&extra.url)
+            .with_context(|| format!("gateway.upstreams[{index}].url"))?;
+        let found = discover_patiently(channel.clone(), &extra.url, extra.discover_timeout).await?;
+        discover::add_to_pool(&mut pool, &found.files)
+            .with_context(|| format!("adding the descriptors of {}", extra.url))?;
+        for service in &found.services {
+            anyhow::ensure!(
+                !upstreams.contains_key(service),
+                "{} serves {service}, which another upstream already serves",
+                extra.url
+            );
+            upstreams.insert(service.clone(), Upstream::from_channel(channel.clone()));
+            probed.push(health::Upstream {
+                name: service.clone(),
+                service: service.clone(),
+                channel: channel.clone(),
+            });
+        }
+        tracing::info!(url = %extra.url, services = ?found.services, "routing a reflected upstream");
+    }
+
+    let routes = Routes::build(&pool).context("building the routes from the HTTP rules")?;
+    let bindings = rules::bindings(&pool)?;
+    let document = openapi::document(&pool, &bindings);
+    let mut services: Vec<String> = upstreams.keys().cloned().collect();
+    services.sort();
+
+    let redis_url = config
+        .settings
+        .redis_url
+        .as_ref()
+        .map(|url| url.expose_secret().to_owned());
+    let counters = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
+    let limiter = RateLimiter::new(counters, settings.rate_limit.clone());
+    let edge_auth = EdgeAuth::from_settings(&config.settings, pool.clone())?;
+    let proxy = GrpcProxy::new(upstreams.clone(), &pool)?;
+    let health = Health::new(probed, settings.probe_timeout);
+    let cors = cors::layer(&settings.cors)?;
+    let gateway = Arc::new(Gateway {
+        routes,
+        upstreams,
+        timeout: settings.request_timeout,
+        body_limit: settings.limits.max_body_bytes,
+    });
+
+    let limits = settings.limits;
+    let api = app::router_with(gateway, |router| {
+        router
+            // Native gRPC and gRPC-Web calls go to their service as they are, untranscoded.
+            .layer(middleware::from_fn_with_state(proxy, pass_grpc_through))
+            // Count each client's calls; sign-in has a much smaller budget.
+            .layer(middleware::from_fn_with_state(limiter, ratelimit::enforce))
+            // Refuse what the method's access rule does not admit before anything goes upstream.
+            .layer(middleware::from_fn_with_state(edge_auth, auth::enforce))
+            // Refuse oversized bodies with 413 before they are buffered or decoded.
+            .layer(middleware::from_fn_with_state(limits, limits::enforce))
+    });
+    let router = api
+        // Probes and documents sit beside the API, outside auth and rate limits.
+        .merge(health.router())
+        .merge(openapi::router(document))
+        // One request id and one trace span per request, both returned to the client.
+        .layer(middleware::from_fn(edge_context))
+        // Answer preflights and label every response (refusals included) for browsers.
+        .layer(cors);
+    Ok(Edge {
+        router,
+        health,
+        settings,
+        services,
+    })
+}
+
+/// Asks `url` for its descriptors until it answers or `within` has passed.
+async fn discover_patiently(
+    channel: tonic::transport::Channel,
+    url: &str,
+    within: Duration,
+) -> anyhow::Result<discover::Discovered> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match discover::discover(channel.clone(), left.min(Duration::from_secs(5))).await {
+            Ok(found) => return Ok(found),
+            Err(error) if tokio::time::Instant::now() + Duration::from_millis(500) < deadline => {
+                tracing::info!(%url, error = format!("{error:#}"), "reflected upstream not answering yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(error.context(format!(
+                    "reading the descriptors of {url} (gateway.upstreams) within {within:?}"
+                )));
+            }
+        }
+    }
+}
+
+async fn pass_grpc_through(
+    axum::extract::State(proxy): axum::extract::State<GrpcProxy>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if auth::is_grpc(&request) {
+        proxy.handle(request).await
+    } else {
+        next.run(request).await
+    }
+}
+
+/// Gives the request its id (the client's, or a new one) for every layer below, runs it in a
+/// span parented by the caller's `traceparent`, and returns both on the response.
+async fn edge_context(mut request: Request, next: Next) -> Response {
+    let id = app::request_id(request.headers());
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let path = request.uri().path();
+    // Kubernetes polls the probes every few seconds: they would drown real traces.
+    if path == "/healthz" || path == "/readyz" {
+        let mut response = next.run(request).await;
+        set_header(&mut response, REQUEST_ID, &id);
+        return response;
+    }
+    let span = tracing::info_span!(
+        "edge",
+        otel.name = format!("{} {}", request.method(), path),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %path,
+        request_id = %id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let _ = span.set_parent(extract_trace_context(request.headers()));
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    set_header(&mut response, REQUEST_ID, &id);
+    let mut trace = http::HeaderMap::new();
+    span.in_scope(|| inject_trace_context(&mut trace));
+    if let Some(traceparent) = trace.get("traceparent") {
+        response
+            .headers_mut()
+            .insert("traceparent", traceparent.clone());
+    }
+    response
+}
+
+fn set_header(response: &mut Response, name: &'static str, value: &str) {
+    if !response.headers().contains_key(name)
+        && let Ok(value) = HeaderValue::from_str(value)
+    {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// Serves the edge on `listener` until `shutdown` resolves, then drains: `/readyz` fails at once
+/// so load balancers stop sending, requests keep being served for `server.drain_delay`, then the
+/// listener closes and requests in flight (a watch stream, say) get `server.drain_timeout`.
+///
+/// # Errors
+/// The edge could not be built, or the server failed.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let edge = build(config).await?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let server_settings = config.settings.server.clone();
+    let health = edge.health.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Small answers go out at once rather than waiting on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let mut server = tokio::spawn(
+        axum::serve(
+            listener,
+            edge.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .into_future(),
+    );
+    tracing::info!(%addr, services = edge.services.len(), "edge serving");
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        () = &mut shutdown => {}
+        result = &mut server => return result.context("edge task")?.context("serving the edge"),
+    }
+    tracing::info!("edge draining");
+    health.set_draining();
+    tokio::time::sleep(server_settings.drain_delay).await;
+    let _ = stop.send(());
+    match tokio::time::timeout(server_settings.drain_timeout, &mut server).await {
+        Ok(result) => result.context("edge task")?.context("serving the edge")?,
+        Err(_) => {
+            tracing::warn!("requests still running after the drain timeout");
+            server.abort();
+        }
+    }
+    tracing::info!("edge stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_section_defaults_to_port_8080_and_reads_reflected_upstreams() {
+        let config = Config::from_figment(Config::layers(std::path::Path::new("absent.toml")))
+            .expect("defaults");
+        let settings: GatewaySettings = config.section("gateway").expect("defaults");
+        assert_eq!(settings.port, DEFAULT_PORT);
+        assert!(settings.upstreams.is_empty());
+
+        let config = config
+            .with(
+                "gateway.upstreams",
+                serde_json::json!([{ "url": "http://127.0.0.1:7000", "discover_timeout": "5s" }]),
+            )
+            .expect("a valid setting");
+        let settings: GatewaySettings = config.section("gateway").expect("reads");
+        assert_eq!(settings.upstreams[0].url, "http://127.0.0.1:7000");
+        assert_eq!(
+            settings.upstreams[0].discover_timeout,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn a_misspelt_gateway_setting_stops_start_up_naming_it() {
+        let config = Config::from_figment(Config::layers(std::path::Path::new("absent.toml")))
+            .expect("defaults")
+            .with("gateway.request_timout", "5s")
+            .expect("any key is accepted above the layers");
+        let error = config
+            .section::<GatewaySettings>("gateway")
+            .expect_err("an unknown key");
+        assert!(error.to_string().contains("request_timout"), "{error}");
+    }
+}
