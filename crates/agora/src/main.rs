@@ -18,7 +18,7 @@ mod seed;
 mod services;
 mod up;
 
-use services::Service;
+use services::{Server, Service};
 
 /// Agora: a gRPC-first service mesh for a shop.
 #[derive(Debug, Parser)]
@@ -33,10 +33,10 @@ enum Command {
     /// Runs every service in one process, each on its own port (embedded SQLite and in-memory
     /// cache unless database and Redis URLs are configured).
     Up,
-    /// Runs one service (for containers).
+    /// Runs one service, or the gateway (for containers).
     Serve {
-        /// The service to run.
-        service: Service,
+        /// What to run.
+        server: Server,
     },
     /// Applies a service's database migrations and exits.
     Migrate {
@@ -103,7 +103,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Serve { service } => {
+        Command::Serve { server } => {
+            let Some(service) = server.service() else {
+                let config = Config::load()?;
+                let _telemetry = agora_platform::telemetry::init(&config.settings, "gateway")?;
+                let addr = up::gateway_addr(&config)?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr}"))?;
+                agora_gateway::serve::serve(&config, listener, shutdown_signal()).await?;
+                return Ok(ExitCode::SUCCESS);
+            };
             let config = with_database_url(Config::load()?, service)?;
             let _telemetry =
                 agora_platform::telemetry::init(&config.settings, service.kind().name())?;

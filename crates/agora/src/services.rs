@@ -7,6 +7,38 @@ use agora_platform::{
 use clap::ValueEnum;
 use tokio::{net::TcpListener, sync::watch};
 
+/// What `agora serve` can run: one of the services, or the REST edge in front of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Server {
+    /// Accounts, sessions and tokens.
+    Auth,
+    /// Profiles.
+    User,
+    /// The catalog.
+    Product,
+    /// Stock, its ledger and reservations.
+    Inventory,
+    /// Orders and the reservation saga.
+    Order,
+    /// The REST-to-gRPC edge (HTTP on `gateway.port`): JSON routes from the contracts' HTTP
+    /// rules, gRPC and gRPC-Web passthrough, probes and the OpenAPI document.
+    Gateway,
+}
+
+impl Server {
+    /// The service it is, or `None` for the gateway.
+    pub(crate) fn service(self) -> Option<Service> {
+        match self {
+            Server::Auth => Some(Service::Auth),
+            Server::User => Some(Service::User),
+            Server::Product => Some(Service::Product),
+            Server::Inventory => Some(Service::Inventory),
+            Server::Order => Some(Service::Order),
+            Server::Gateway => None,
+        }
+    }
+}
+
 /// The services this build contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Service {

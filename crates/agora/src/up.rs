@@ -110,7 +110,16 @@ fn service_config(config: &Config, kind: ServiceKind) -> anyhow::Result<Config> 
     }
 }
 
-/// Runs every service until ctrl-c or SIGTERM.
+/// Where the REST edge listens: `host` and `gateway.port`.
+pub(crate) fn gateway_addr(config: &Config) -> anyhow::Result<std::net::SocketAddr> {
+    let gateway: agora_gateway::serve::GatewaySettings = config.section("gateway")?;
+    Ok(std::net::SocketAddr::new(
+        config.settings.host,
+        gateway.port,
+    ))
+}
+
+/// Runs every service and the REST edge until ctrl-c or SIGTERM.
 pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
     let settings = &config.settings;
     let embedded = Service::ALL
@@ -135,7 +144,12 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
         })?;
         listeners.push((service, listener));
     }
-    print_endpoints(&config, &listeners, embedded)?;
+    let edge_addr = gateway_addr(&config)?;
+    let edge_listener = TcpListener::bind(edge_addr).await.with_context(|| {
+        format!("binding {edge_addr} for the gateway (set AGORA_GATEWAY__PORT to use another port)")
+    })?;
+    let edge_addr = edge_listener.local_addr()?;
+    print_endpoints(&config, &listeners, edge_addr, embedded)?;
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -143,8 +157,19 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
         let config = service_config(&config, service.kind())?;
         tasks.spawn(service.serve(config, listener, stopped.clone()));
     }
+    {
+        let config = config.clone();
+        let mut stopped = stopped.clone();
+        tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            };
+            agora_gateway::serve::serve(&config, edge_listener, shutdown).await
+        });
+    }
     let ready = async {
         wait_until_serving(&config).await?;
+        wait_until_alive(edge_addr).await?;
         if fresh {
             let outcome = Seeder::new(&config.settings)?
                 .seed(&admin.email, &admin.password)
@@ -154,7 +179,7 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
                 println!("Loaded the demo catalog: {products} products, {units} units in stock.");
             }
         }
-        print_try(&config, &admin);
+        print_try(&config, &admin, edge_addr);
         anyhow::Ok(())
     };
     let mut result = Ok(());
@@ -218,9 +243,35 @@ async fn wait_until_serving(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until the edge answers `/healthz` (its routes are built and it is accepting).
+async fn wait_until_alive(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut head = [0u8; 12];
+            stream.read_exact(&mut head).await?;
+            std::io::Result::Ok(head.ends_with(b"200"))
+        };
+        if let Ok(Ok(true)) = tokio::time::timeout(Duration::from_secs(2), answer).await {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway did not answer /healthz within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn print_endpoints(
     config: &Config,
     listeners: &[(Service, TcpListener)],
+    edge_addr: std::net::SocketAddr,
     embedded: bool,
 ) -> anyhow::Result<()> {
     let settings = &config.settings;
@@ -243,11 +294,15 @@ fn print_endpoints(
             service.grpc_name()
         );
     }
+    println!(
+        "  {:<10} {:<22} REST, gRPC and gRPC-Web for every service",
+        "gateway", edge_addr
+    );
     println!();
     Ok(())
 }
 
-fn print_try(config: &Config, admin: &Admin) {
+fn print_try(config: &Config, admin: &Admin, edge_addr: std::net::SocketAddr) {
     let settings = &config.settings;
     let url = |kind| settings.service_url(kind);
     let (auth, product, inventory, order) = (
@@ -257,9 +312,16 @@ fn print_try(config: &Config, admin: &Admin) {
         url(ServiceKind::Order),
     );
     let host = product.trim_start_matches("http://");
+    let edge = format!("http://{edge_addr}");
     println!(
         "Ready. Administrator: {} (password in {}).\n\n\
-         Try (reflection is on; install buf with `npm i -g @bufbuild/buf`, or use grpcurl):\n  \
+         Try the REST edge (API page: {edge}/docs, OpenAPI: {edge}/openapi.json):\n  \
+         curl -s '{edge}/v1/products?pageSize=3&category=coffee'\n  \
+         curl -s -X POST {edge}/v1/auth/register -H 'content-type: application/json' \
+         -d '{{\"email\":\"ada@example.com\",\"password\":\"correct horse 7\"}}'\n  \
+         curl -s {edge}/v1/orders -H 'Authorization: Bearer <accessToken from register>'\n  \
+         grpcurl -plaintext {edge_addr} list\n\n\
+         Or each service over gRPC (reflection is on; install buf with `npm i -g @bufbuild/buf`, or use grpcurl):\n  \
          buf curl --http2-prior-knowledge --list-methods {product}\n  \
          buf curl --http2-prior-knowledge -d '{{\"pageSize\":5,\"category\":\"coffee\"}}' \
          {product}/agora.product.v1.ProductService/ListProducts\n  \

@@ -58,6 +58,22 @@ async fn wait_for_status(port: u16, status: tonic_health::ServingStatus) {
     panic!("port {port} never reported {status:?}");
 }
 
+/// A plain HTTP/1.1 GET, answered in full (the connection closes after the response).
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the gateway listens");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("an answer");
+    answer
+}
+
 fn terminate(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -134,6 +150,7 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
         .into_iter()
         .map(|name| (name, free_port()))
         .collect();
+    let gateway_port = free_port();
     let port = |name: &str| {
         ports
             .iter()
@@ -142,7 +159,9 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
             .expect("a port")
     };
     let mut command = agora(dir.path());
-    command.arg("up");
+    command
+        .arg("up")
+        .env("AGORA_GATEWAY__PORT", gateway_port.to_string());
     for (name, port) in &ports {
         command.env(format!("AGORA_SERVICES__{name}__PORT"), port.to_string());
     }
@@ -218,6 +237,11 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
         "and its units"
     );
 
+    // The REST edge serves the same catalog on its own port.
+    let edge = http_get(gateway_port, "/v1/products?pageSize=100").await;
+    assert!(edge.starts_with("HTTP/1.1 200"), "{edge}");
+    assert_eq!(edge.matches("\"sku\"").count(), 30, "{edge}");
+
     // `agora seed` against the running mesh changes nothing the second time.
     let mut seed = agora(dir.path());
     seed.arg("seed");
@@ -253,6 +277,8 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
     assert!(printed.contains("ProductService/ListProducts"), "{printed}");
     assert!(printed.contains("AuthService/Register"), "{printed}");
     assert!(printed.contains("OrderService/CreateOrder"), "{printed}");
+    let first_curl = format!("curl -s 'http://127.0.0.1:{gateway_port}/v1/products?pageSize=3");
+    assert!(printed.contains(&first_curl), "{printed}");
     let password = std::fs::read_to_string(dir.path().join("admin-password")).expect("kept");
     assert!(
         password.trim().len() >= 24,
