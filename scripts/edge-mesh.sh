@@ -10,9 +10,6 @@
 # be passed as environment variables before calling (they are inherited). `agora` is built by the
 # caller (debug by default; set AGORA_BIN for another build).
 #
-# It needs the gateway served by `agora up` and by `agora serve gateway` on `gateway.port`
-# (AGORA_GATEWAY__PORT); until then the scripts that source it are not part of scripts/test.sh.
-#
 # PostgreSQL: AGORA_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 # Redis: AGORA_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
@@ -92,14 +89,13 @@ start_mesh() {
       admin_password="admin-$RANDOM$RANDOM"
       export REDIS_URL="$redis_url" AGORA_EVENTS__PREFIX="${mesh_prefix}events:" \
         AGORA_AUTH__CACHE_PREFIX="${mesh_prefix}auth:" AGORA_PRODUCT__CACHE_PREFIX="${mesh_prefix}product:" \
+        AGORA_GATEWAY__CACHE_PREFIX="${mesh_prefix}gateway:" \
         AGORA_AUTH__ADMIN_EMAIL="admin@agora.local" AGORA_AUTH__ADMIN_PASSWORD="$admin_password"
       local svc
       for svc in user product inventory order; do
         export "AGORA_AUTH__SERVICE_CLIENTS__${svc^^}=secret-$svc-$RANDOM$RANDOM"
       done
-      local services=(auth user product inventory)
-      [[ -d "$edge_root/services/order" ]] && services+=(order)
-      for svc in "${services[@]}"; do
+      for svc in auth user product inventory order; do
         local db="${run}_$svc"
         psql "$pg_url" -qAt -c "CREATE DATABASE $db" >/dev/null
         mesh_databases+=("$db")
