@@ -67,6 +67,12 @@ pub struct AuthSettings {
     pub admin_password: Option<SecretString>,
     /// Prefix of auth's cache keys, so deployments (and tests) sharing a Redis stay apart.
     pub cache_prefix: String,
+    /// Peers (the edge, e.g. `127.0.0.1/32` or a pod network like `10.0.0.0/8`) whose
+    /// `x-forwarded-for` names the real client: behind the gateway every login comes from the
+    /// gateway's address, which would make the per-address throttle one budget for everyone.
+    /// Anyone else's `x-forwarded-for` is ignored, so a direct caller cannot pick a new address
+    /// per attempt.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for AuthSettings {
@@ -85,6 +91,11 @@ impl Default for AuthSettings {
             admin_email: None,
             admin_password: None,
             cache_prefix: "agora:auth:".into(),
+            // On a laptop the edge and auth share the loopback interface.
+            trusted_proxies: vec![
+                ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST)),
+                ipnet::IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            ],
         }
     }
 }
