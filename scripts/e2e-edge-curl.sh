@@ -164,9 +164,10 @@ EOF
     [[ "$(status)" == 200 ]] && grep -q '/openapi.json' "$work/body" || fail "/docs serves the API page" "$(status)"
     ok "/docs serves the API page"
 
-    # The sign-in budget (8 here): wrong passwords until the edge refuses, then 429 + headers.
+    # The sign-in budget (8 here): failed logins, each for another account (so auth's own
+    # per-account throttle stays out of it), until the edge refuses, then 429 + headers.
     for i in $(seq 1 12); do
-      call POST /v1/auth/login "${json[@]}" -d "{\"email\":\"$email\",\"password\":\"wrong $i\"}" >/dev/null
+      call POST /v1/auth/login "${json[@]}" -d "{\"email\":\"nobody.$i.$RANDOM@example.com\",\"password\":\"wrong $i\"}" >/dev/null
       [[ "$(status)" == 429 ]] && break
     done
     [[ "$(status)" == 429 ]] || fail "too many logins are 429" "$(status)" "$(cat "$work/body")"

@@ -86,7 +86,21 @@ pub fn error_response(status: &tonic::Status, request_id: &str) -> Response {
     {
         response.headers_mut().insert("x-request-id", value);
     }
+    if let Some(seconds) = retry_after_secs(status) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     response
+}
+
+/// An upstream's `RetryInfo` as whole seconds for `Retry-After` (rounded up and at least one:
+/// "retry in 0 s" would invite a tight loop), so HTTP clients learn when to come back too.
+fn retry_after_secs(status: &tonic::Status) -> Option<u64> {
+    use tonic_types::StatusExt as _;
+    let delay = status.get_details_retry_info()?.retry_delay?;
+    let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    Some(millis.div_ceil(1000).max(1))
 }
 
 /// The details of an encoded `google.rpc.Status`; none when there are no bytes or they do not
@@ -155,6 +169,26 @@ fn known_detail_json(any: &Any) -> Option<Value> {
     message
         .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
         .ok()
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+    use tonic_types::{ErrorDetails, StatusExt as _};
+
+    #[test]
+    fn an_upstreams_retry_info_becomes_retry_after_in_whole_seconds_rounded_up() {
+        let status = tonic::Status::with_error_details(
+            Code::ResourceExhausted,
+            "too many failed logins",
+            ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(1500))),
+        );
+        let response = error_response(&status, "r-1");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "2");
+        let plain = error_response(&tonic::Status::resource_exhausted("busy"), "r-2");
+        assert!(plain.headers().get(http::header::RETRY_AFTER).is_none());
+    }
 }
 
 #[cfg(test)]
