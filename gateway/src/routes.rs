@@ -1,10 +1,11 @@
 //! The route table: every [`Binding`] with its parsed [`PathTemplate`], checked at start-up and
 //! searched per request (literal before `*` before `**`; 405 with `Allow` when only the method
-//! differs).
+//! differs). A custom verb is a verb wherever some template declares it, so `GET /v1/items/a:cancel`
+//! never reaches `/v1/items/{id}` with the id `a:cancel` once any template ends in `:cancel`.
 
 use std::collections::HashMap;
 
-use prost_reflect::DescriptorPool;
+use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 use crate::rules::{self, Binding};
 use crate::template::PathTemplate;
@@ -33,6 +34,9 @@ pub enum Lookup<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
     routes: Vec<Route>,
+    /// Every custom verb some template declares: a path ending in `:<verb>` is matched only
+    /// against templates with that verb, and a colon before any other word is part of a value.
+    verbs: Vec<String>,
 }
 
 impl Routes {
@@ -40,7 +44,9 @@ impl Routes {
     ///
     /// # Errors
     /// A rule that does not parse, a GET or DELETE rule with a body, a body or path variable naming
-    /// a field the request does not have, or two identical templates under one HTTP method.
+    /// a field the request does not have, a path variable that is not a singular scalar, a
+    /// `response_body` naming a field the response does not have, or two identical templates
+    /// under one HTTP method.
     pub fn build(pool: &DescriptorPool) -> anyhow::Result<Self> {
         let mut routes = Vec::new();
         let mut shapes: HashMap<(http::Method, String), String> = HashMap::new();
@@ -64,27 +70,17 @@ impl Routes {
                     input.full_name()
                 );
             }
+            let output = binding.method.output();
+            if let Some(field) = binding.response_body.as_deref()
+                && output.get_field_by_name(field).is_none()
+            {
+                anyhow::bail!(
+                    "{name}: response_body field {field:?} is not in {}",
+                    output.full_name()
+                );
+            }
             for variable in &template.variables {
-                let mut message = Some(input.clone());
-                for (i, part) in variable.field_path.iter().enumerate() {
-                    let field = message
-                        .as_ref()
-                        .and_then(|m| m.get_field_by_name(part))
-                        .ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "{name}: path variable {} is not a field of {}",
-                                variable.field_path.join("."),
-                                input.full_name()
-                            )
-                        })?;
-                    let last = i + 1 == variable.field_path.len();
-                    anyhow::ensure!(
-                        last != field.kind().as_message().is_some() && !field.is_list(),
-                        "{name}: path variable {} must name a singular scalar",
-                        variable.field_path.join(".")
-                    );
-                    message = field.kind().as_message().cloned();
-                }
+                check_variable(&name, &input, &variable.field_path)?;
             }
             let key = (binding.http_method.clone(), template.shape());
             if let Some(other) = shapes.insert(key, name.clone()) {
@@ -98,7 +94,13 @@ impl Routes {
         }
         // Stable: equal precedence keeps descriptor order.
         routes.sort_by(|a, b| a.template.precedence(&b.template));
-        Ok(Self { routes })
+        let mut verbs: Vec<String> = routes
+            .iter()
+            .filter_map(|r| r.template.verb.clone())
+            .collect();
+        verbs.sort();
+        verbs.dedup();
+        Ok(Self { routes, verbs })
     }
 
     /// The routes, in the order they are tried.
@@ -108,8 +110,12 @@ impl Routes {
 
     /// Finds the route for a request's method and raw (percent-encoded) path.
     pub fn lookup(&self, method: &http::Method, raw_path: &str) -> Lookup<'_> {
+        let verb = self.verb_of(raw_path);
         let mut allow = Vec::new();
         for route in &self.routes {
+            if route.template.verb.as_deref() != verb {
+                continue;
+            }
             if let Some(values) = route.template.matches(raw_path) {
                 if route.binding.http_method == *method {
                     return Lookup::Found(route, values);
@@ -125,6 +131,41 @@ impl Routes {
             Lookup::MethodNotAllowed(allow)
         }
     }
+
+    /// The declared custom verb a path ends with (`/v1/items/a:publish` -> `publish`), if any.
+    fn verb_of(&self, raw_path: &str) -> Option<&str> {
+        let last = raw_path.rsplit('/').next()?;
+        let (_, verb) = last.rsplit_once(':')?;
+        self.verbs.iter().map(String::as_str).find(|v| *v == verb)
+    }
+}
+
+/// A path variable must name a singular scalar, through singular messages only: not a list, a
+/// map, or a well-known type (whose JSON form is not an object with fields).
+fn check_variable(name: &str, input: &MessageDescriptor, path: &[String]) -> anyhow::Result<()> {
+    let dotted = path.join(".");
+    let mut message = input.clone();
+    for (i, part) in path.iter().enumerate() {
+        let field = message.get_field_by_name(part).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{name}: path variable {dotted} is not a field of {}",
+                input.full_name()
+            )
+        })?;
+        let last = i + 1 == path.len();
+        let nested = field
+            .kind()
+            .as_message()
+            .filter(|m| !m.full_name().starts_with("google.protobuf."))
+            .cloned();
+        let singular = !field.is_list() && !field.is_map();
+        match (last, nested) {
+            (true, None) if singular && field.kind().as_message().is_none() => return Ok(()),
+            (false, Some(next)) if singular => message = next,
+            _ => anyhow::bail!("{name}: path variable {dotted} must name a singular scalar"),
+        }
+    }
+    anyhow::bail!("{name}: path variable {dotted} must name a singular scalar")
 }
 
 #[cfg(test)]
@@ -166,6 +207,26 @@ mod tests {
             routes.lookup(&http::Method::GET, "/v1/nothing-here"),
             Lookup::NotFound
         ));
+    }
+
+    #[test]
+    fn a_declared_verb_is_never_read_as_part_of_an_id_but_an_escaped_colon_is() {
+        let routes = contracts();
+        match routes.lookup(&http::Method::GET, "/v1/orders/o-1:cancel") {
+            Lookup::MethodNotAllowed(allow) => assert_eq!(allow, [http::Method::POST]),
+            other => panic!("expected 405, got {other:?}"),
+        }
+        match routes.lookup(&http::Method::GET, "/v1/orders/o-1%3Acancel") {
+            Lookup::Found(route, values) => {
+                assert_eq!(route.binding.method.name(), "GetOrder");
+                assert_eq!(values[0].1, "o-1:cancel");
+            }
+            other => panic!("expected GetOrder, got {other:?}"),
+        }
+        match routes.lookup(&http::Method::GET, "/v1/orders/o-1:watch") {
+            Lookup::Found(route, _) => assert_eq!(route.binding.method.name(), "WatchOrder"),
+            other => panic!("expected WatchOrder, got {other:?}"),
+        }
     }
 
     /// Compiles one of the start-up test protos with the contracts' `google/api` imports.

@@ -69,7 +69,7 @@ impl PathTemplate {
     ///
     /// # Errors
     /// A template not starting with `/`, with an empty segment, an unclosed or nested variable,
-    /// a `**` that is not last, or an empty verb.
+    /// a `**` that is not last, or an empty verb or one before the last segment.
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let fail = |reason| TemplateError {
             template: text.to_owned(),
@@ -82,6 +82,10 @@ impl PathTemplate {
         let (path, verb) = split_verb(rest);
         if verb.is_some_and(str::is_empty) {
             return Err(fail("empty custom verb"));
+        }
+        // `/v1/a:b/c` would otherwise read `b/c` as the verb.
+        if verb.is_some_and(|v| v.contains('/')) {
+            return Err(fail("a custom verb must come after the last segment"));
         }
         let mut segments = Vec::new();
         let mut variables = Vec::new();

@@ -116,6 +116,7 @@ fn malformed_templates_are_rejected_with_a_reason() {
         "/v1/x{id}",
         "/v1/{1id}",
         "/v1/items/",
+        "/v1/items:x/more",
     ] {
         let error = PathTemplate::parse(text).expect_err(text);
         assert!(!error.reason.is_empty(), "{text}");

@@ -1,7 +1,9 @@
-//! The JSON of a response message: unpopulated fields emitted, 64-bit integers as strings, enums
-//! by name, and only the `response_body` field when the rule names one.
+//! The JSON of a response message: unpopulated fields emitted (singular messages as `null`),
+//! 64-bit integers as strings, enums by name, and only the `response_body` field when the rule
+//! names one.
 
-use prost_reflect::{DynamicMessage, ReflectMessage, SerializeOptions};
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage, SerializeOptions};
+use serde_json::Value;
 
 /// The options every JSON the edge writes is serialized with.
 pub fn serialize_options() -> SerializeOptions {
@@ -21,34 +23,65 @@ pub fn response_json(
     response_body: Option<&str>,
 ) -> Result<Vec<u8>, tonic::Status> {
     let internal = |e: &dyn std::fmt::Display| tonic::Status::internal(format!("response: {e}"));
-    let mut out = Vec::new();
-    let mut serializer = serde_json::Serializer::new(&mut out);
-    let options = serialize_options();
-    match response_body {
-        None => message
-            .serialize_with_options(&mut serializer, &options)
-            .map_err(|e| internal(&e))?,
+    let descriptor = message.descriptor();
+    let mut whole = message
+        .serialize_with_options(serde_json::value::Serializer, &serialize_options())
+        .map_err(|e| internal(&e))?;
+    emit_unpopulated(&mut whole, &descriptor);
+    let picked = match response_body {
+        None => whole,
+        // The whole message is serialized first and the field picked by its JSON name, so the
+        // field is written with the same options (a scalar field has no message to serialize).
         Some(field) => {
-            // Serialize the whole message, then pick the field by its JSON name, so the field is
-            // written with the same options (a scalar field has no message to serialize alone).
-            let descriptor = message
-                .descriptor()
+            let field = descriptor
                 .get_field_by_name(field)
                 .ok_or_else(|| internal(&format!("no field {field}")))?;
-            let mut whole = Vec::new();
-            message
-                .serialize_with_options(&mut serde_json::Serializer::new(&mut whole), &options)
-                .map_err(|e| internal(&e))?;
-            let value: serde_json::Value =
-                serde_json::from_slice(&whole).map_err(|e| internal(&e))?;
-            let picked = value
-                .get(descriptor.json_name())
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            serde::Serialize::serialize(&picked, &mut serializer).map_err(|e| internal(&e))?;
+            whole
+                .get_mut(field.json_name())
+                .map(Value::take)
+                .unwrap_or(Value::Null)
+        }
+    };
+    serde_json::to_vec(&picked).map_err(|e| internal(&e))
+}
+
+/// Writes `null` for every unset singular message field of `message` and of the messages inside
+/// it: prost-reflect leaves fields with presence out even when asked for defaults, and the edge
+/// shows browsers every field. Oneof members stay out (only the set one is meaningful), and
+/// well-known types keep their own JSON forms.
+fn emit_unpopulated(json: &mut Value, message: &MessageDescriptor) {
+    if message.full_name().starts_with("google.protobuf.") {
+        return;
+    }
+    let Some(object) = json.as_object_mut() else {
+        return;
+    };
+    for field in message.fields() {
+        let Kind::Message(inner) = field.kind() else {
+            continue;
+        };
+        let Some(child) = object.get_mut(field.json_name()) else {
+            if field.containing_oneof().is_none() {
+                object.insert(field.json_name().to_owned(), Value::Null);
+            }
+            continue;
+        };
+        if field.is_map() {
+            if let Kind::Message(value_type) = inner.map_entry_value_field().kind()
+                && let Some(entries) = child.as_object_mut()
+            {
+                for entry in entries.values_mut() {
+                    emit_unpopulated(entry, &value_type);
+                }
+            }
+        } else if let Some(items) = child.as_array_mut() {
+            for item in items {
+                emit_unpopulated(item, &inner);
+            }
+        } else {
+            emit_unpopulated(child, &inner);
         }
     }
-    Ok(out)
 }
 
 #[cfg(test)]
