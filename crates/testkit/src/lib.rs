@@ -32,6 +32,7 @@ use futures::future::BoxFuture;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
+pub mod flaky;
 mod redis;
 
 pub use redis::PrivateRedis;
