@@ -25,9 +25,11 @@ use tonic::{
 };
 
 mod breaker;
+mod budget;
 mod retry;
 
 pub use breaker::{BreakerSettings, CircuitBreaker, is_upstream_failure};
+pub use budget::RetryBudget;
 pub use retry::{Idempotency, Resilient, RetrySettings};
 
 use crate::context::{

@@ -5,16 +5,17 @@
 //! builds a fresh `tonic::Request` for each attempt; the channel underneath ([`super::Propagate`])
 //! adds the deadline, request id, trace context and token to every attempt.
 //!
-//! The retry budget is tower's [`TpsBudget`], as Linkerd sets it: retries may add 20% to the
-//! calls made, plus 10 a second, so a failing upstream sees at most that much extra load from
-//! this client however many callers retry at once.
+//! The retry budget ([`RetryBudget`], tower's `TpsBudget` arithmetic as Linkerd sets it): retries
+//! may add 20% to the calls made, plus 10 a second, so a failing upstream sees at most that much
+//! extra load from this client however many callers retry at once.
 
 use std::{future::Future, time::Duration};
 
 use tonic::{Code, Status};
-use tower::retry::budget::{Budget, TpsBudget};
+use tower::retry::budget::Budget;
 
 use super::breaker::{BreakerSettings, CircuitBreaker, is_upstream_failure};
+use super::budget::RetryBudget;
 use crate::context::CallContext;
 
 /// Whether a call may be sent twice without harm.
@@ -60,19 +61,16 @@ impl Default for RetrySettings {
 #[derive(Debug)]
 pub struct Resilient {
     settings: RetrySettings,
-    budget: TpsBudget,
+    budget: RetryBudget,
     breaker: CircuitBreaker,
 }
 
 impl Resilient {
     /// Retries and breaking for the upstream called `name`.
     pub fn new(name: &str, settings: RetrySettings, breaker: BreakerSettings) -> Self {
-        let window = settings
-            .budget_window
-            .clamp(Duration::from_secs(1), Duration::from_secs(60));
         Self {
-            budget: TpsBudget::new(
-                window,
+            budget: RetryBudget::new(
+                settings.budget_window,
                 settings.min_retries_per_sec,
                 settings.retry_ratio.clamp(0.0, 1.0),
             ),
