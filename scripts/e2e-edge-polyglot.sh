@@ -58,7 +58,7 @@ assert "/v1/products" in doc["paths"]' || fail "/openapi.json documents the Pyth
 ok "/openapi.json documents the Python service's routes"
 
 buf="$(scripts/buf.sh --version >/dev/null && echo .tools/node_modules/.bin/buf)"
-services="$("$buf" curl --http2-prior-knowledge --list-services "$gw")"
+services="$("$buf" curl --http2-prior-knowledge --protocol grpc --list-services "$gw")"
 grep -qx 'polyglot.greeter.v1.GreeterService' <<<"$services" && grep -qx 'agora.product.v1.ProductService' <<<"$services" \
   || fail "the edge's reflection lists the Python service and Agora's" "$services"
 ok "the edge's own reflection lists the Python service beside Agora's"

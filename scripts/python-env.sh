@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates (once) the venv .tools/python with grpcio, grpcio-tools, grpcio-status and
-# grpcio-reflection pinned to one version, and prints the path of its python on stdout (all
+# Creates (once) the venv .tools/python with grpcio, grpcio-tools, grpcio-status,
+# grpcio-reflection and grpcio-health-checking pinned to one version, and prints the path of its python on stdout (all
 # else goes to stderr, so callers can write `python="$(scripts/python-env.sh)"`).
 #
 # Quick when the venv is already there with the pinned version; concurrent callers (a test suite
@@ -14,7 +14,7 @@ python="$venv/bin/python"
 
 ready() {
   [[ -x "$python" ]] && "$python" -c "
-import sys, grpc, grpc_tools, grpc_status, grpc_reflection
+import sys, grpc, grpc_tools, grpc_status, grpc_reflection, grpc_health
 sys.exit(grpc.__version__ != '$GRPC_VERSION')" 2>/dev/null
 }
 
@@ -28,7 +28,8 @@ if ! ready; then
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
       "grpcio==$GRPC_VERSION" "grpcio-tools==$GRPC_VERSION" \
-      "grpcio-status==$GRPC_VERSION" "grpcio-reflection==$GRPC_VERSION" >&2
+      "grpcio-status==$GRPC_VERSION" "grpcio-reflection==$GRPC_VERSION" \
+      "grpcio-health-checking==$GRPC_VERSION" >&2
     ready || { echo "python-env: the venv at $venv is still incomplete after installing" >&2; exit 1; }
   fi
 fi

@@ -43,7 +43,8 @@ pub enum Rule {
     Declared(Access),
     /// The method's descriptors know the option but the method declares none: nobody may call it.
     Undeclared,
-    /// The method's descriptors do not know the option: its own service decides.
+    /// The method's file does not import the option (a service outside the contracts): its own
+    /// service decides.
     Foreign,
 }
 
@@ -52,6 +53,16 @@ pub fn rule_of(method: &MethodDescriptor) -> Rule {
     let Some(extension) = method.parent_pool().get_extension_by_name(ACCESS_OPTION) else {
         return Rule::Foreign;
     };
+    // A file that does not import the option cannot declare it: a service in another language
+    // that joined the edge by its reflection shares the pool but not the contracts' rules.
+    let declaring_file = extension.parent_file();
+    if !method
+        .parent_file()
+        .dependencies()
+        .any(|file| file.name() == declaring_file.name())
+    {
+        return Rule::Foreign;
+    }
     let options = method.options();
     if !options.has_extension(&extension) {
         return Rule::Undeclared;
@@ -390,13 +401,27 @@ mod tests {
             syntax: Some("proto3".into()),
             ..Default::default()
         };
-        let pool = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
-            file: vec![foreign],
+        let alone = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: vec![foreign.clone()],
         })
         .expect("a valid set");
         assert_eq!(
-            rule_of(&method(&pool, "greet.v1.Greeter", "Greet")),
+            rule_of(&method(&alone, "greet.v1.Greeter", "Greet")),
             Rule::Foreign
+        );
+        // At the edge it shares one pool with the contracts, which know the option; its file
+        // still does not import it, so its own service decides.
+        let mut shared = pool();
+        shared
+            .add_file_descriptor_proto(foreign)
+            .expect("added beside the contracts");
+        assert_eq!(
+            rule_of(&method(&shared, "greet.v1.Greeter", "Greet")),
+            Rule::Foreign
+        );
+        assert_eq!(
+            rule_of(&method(&shared, "agora.auth.v1.AuthService", "Login")),
+            Rule::Declared(Access::Public)
         );
     }
 

@@ -7,7 +7,9 @@ Generates its stubs at start (grpc_tools.protoc, `-I tests/polyglot -I proto`) i
 directory, binds 127.0.0.1:PORT (0 picks a free port), prints
 `greeter listening on 127.0.0.1:<port>` once it serves, and stops on SIGTERM or SIGINT.
 
-Needs grpcio, grpcio-tools and grpcio-reflection (scripts/python-env.sh installs them);
+Serves grpc.health.v1 (SERVING) beside it, like every service behind the edge.
+
+Needs grpcio, grpcio-tools, grpcio-reflection and grpcio-health-checking (scripts/python-env.sh installs them);
 `google/api/annotations.proto` comes from googleapis-common-protos, a grpcio-status dependency,
 so the descriptors reflection serves are complete.
 """
@@ -21,6 +23,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from grpc_tools import protoc
 
@@ -120,6 +123,11 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb2_grpc.add_GreeterServiceServicer_to_server(greeter_servicer(pb2, pb2_grpc), server)
     add_reflection_v1(server)
+    # grpc.health.v1, as every service behind the edge has: the edge's /readyz asks it.
+    health_servicer = health.HealthServicer()
+    for name in (SERVICE, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(f"127.0.0.1:{sys.argv[1]}")
     if port == 0:
         sys.exit(f"greeter: cannot bind 127.0.0.1:{sys.argv[1]}")
