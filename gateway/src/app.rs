@@ -31,8 +31,8 @@ pub struct Gateway {
     pub routes: Routes,
     /// Upstream channels keyed by the gRPC service's full name.
     pub upstreams: HashMap<String, Upstream>,
-    /// The deadline of a unary upstream call when the client sends no `Grpc-Timeout` (streams
-    /// have none unless the client sets one: a watch may stay open for as long as it likes).
+    /// The longest a unary upstream call may take; a client's shorter `Grpc-Timeout` wins (streams
+    /// have no deadline unless the client sets one: a watch may stay open as long as it likes).
     pub timeout: Duration,
     /// The largest request body read, in bytes.
     pub body_limit: usize,
@@ -161,10 +161,11 @@ async fn answer(gateway: &Gateway, request: Request, id: &str) -> Response {
                 copy_response_metadata(&metadata, response.headers_mut());
                 response
             }
-            Err(status) => error_response(&status, id),
+            Err(status) => upstream_error(&status, id),
         };
     }
-    let timeout = client_timeout.unwrap_or(gateway.timeout);
+    // The route's timeout is the longest a unary call may take; a client may ask for less.
+    let timeout = client_timeout.map_or(gateway.timeout, |t| t.min(gateway.timeout));
     call.set_timeout(timeout);
     match unary(upstream, binding, call, timeout).await {
         Ok(reply) => {
@@ -182,8 +183,28 @@ async fn answer(gateway: &Gateway, request: Request, id: &str) -> Response {
                 Err(status) => error_response(&status, id),
             }
         }
-        Err(status) => error_response(&status, id),
+        Err(status) => upstream_error(&status, id),
     }
+}
+
+/// The answer to an upstream's failed call. An upstream that ended its answer without a gRPC
+/// status broke the protocol: that is a bad gateway (502), not an error of the method (500).
+fn upstream_error(status: &tonic::Status, id: &str) -> Response {
+    // tonic reports a missing status only by these messages, with code UNKNOWN.
+    let missing = status.code() == tonic::Code::Unknown
+        && (status
+            .message()
+            .starts_with("protocol error: missing grpc-status")
+            || status.message().starts_with("grpc-status header missing"));
+    if !missing {
+        return error_response(status, id);
+    }
+    let mut response = error_response(
+        &tonic::Status::unknown("the upstream answered without a gRPC status"),
+        id,
+    );
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
 }
 
 /// A unary call that answers within `timeout`, whatever the upstream does.

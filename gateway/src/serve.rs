@@ -49,7 +49,7 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub struct GatewaySettings {
     /// The HTTP port (HTTP/1.1 and h2c on one port).
     pub port: u16,
-    /// The deadline of a unary upstream call when the client sends no `Grpc-Timeout`.
+    /// The longest a unary upstream call may take; a client's shorter `Grpc-Timeout` wins.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// How long `/readyz` waits for each upstream's health answer.
