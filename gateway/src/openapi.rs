@@ -96,7 +96,14 @@ pub fn document(pool: &DescriptorPool, bindings: &[Binding]) -> Value {
     })
 }
 
-/// The OpenAPI path of a template (`{product.id}` for `{product.id=*}`, custom verbs kept) and
+/// The name of the path parameter bound to `field_path`: dots become underscores
+/// (`product.id` -> `product_id`), since OpenAPI tools read `{a.b}` in a path as an attribute
+/// lookup and cannot fill it in.
+pub(crate) fn parameter_name(field_path: &str) -> String {
+    field_path.replace('.', "_")
+}
+
+/// The OpenAPI path of a template (`{product_id}` for `{product.id=*}`, custom verbs kept) and
 /// the field path of each variable.
 pub(crate) fn openapi_path(template: &str) -> (String, Vec<String>) {
     let mut path = String::new();
@@ -109,7 +116,7 @@ pub(crate) fn openapi_path(template: &str) -> (String, Vec<String>) {
         };
         let inside = &rest[open + 1..open + close];
         let name = inside.split('=').next().unwrap_or(inside).trim();
-        path.push_str(&format!("{{{name}}}"));
+        path.push_str(&format!("{{{}}}", parameter_name(name)));
         variables.push(name.to_owned());
         rest = &rest[open + close + 1..];
     }
@@ -136,12 +143,18 @@ fn operation(
         .map(|variable| {
             let field = field_at(&input, variable);
             let mut parameter = json!({
-                "name": variable,
+                "name": parameter_name(variable),
                 "in": "path",
                 "required": true,
                 "schema": field.as_ref().map_or(json!({ "type": "string" }), |f| schemas.kind(&f.kind())),
             });
-            if let Some(text) = field.and_then(|f| comments.of(&f.parent_file(), f.path()).map(str::to_owned)) {
+            let mut text = field
+                .and_then(|f| comments.of(&f.parent_file(), f.path()).map(str::to_owned))
+                .unwrap_or_default();
+            if variable.contains('.') {
+                text = format!("`{variable}`. {text}").trim_end().to_owned();
+            }
+            if !text.is_empty() {
                 parameter["description"] = text.into();
             }
             parameter

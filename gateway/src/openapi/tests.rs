@@ -128,7 +128,7 @@ fn bodies_leave_out_the_fields_the_path_binds() {
     assert!(body["properties"].get("productId").is_none(), "{body}");
     assert!(body["properties"].get("delta").is_some(), "{body}");
 
-    let update = op(&doc, "/v1/products/{product.id}", "patch");
+    let update = op(&doc, "/v1/products/{product_id}", "patch");
     let body = &update["requestBody"]["content"]["application/json"]["schema"];
     assert!(body["properties"].get("id").is_none(), "{body}");
     assert!(
@@ -142,6 +142,18 @@ fn bodies_leave_out_the_fields_the_path_binds() {
             .iter()
             .any(|p| p["name"] == "updateMask" && p["in"] == "query"),
         "{parameters:?}"
+    );
+    // The nested path field is a parameter tools can fill in, its field path in the text.
+    let id = parameters
+        .iter()
+        .find(|p| p["in"] == "path")
+        .expect("a path parameter");
+    assert_eq!(id["name"], "product_id", "{id}");
+    assert!(
+        id["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("`product.id`")),
+        "{id}"
     );
 }
 
@@ -209,7 +221,7 @@ fn a_template_becomes_an_openapi_path_with_its_variables() {
     assert_eq!(
         openapi_path("/v1/products/{product.id}"),
         (
-            "/v1/products/{product.id}".to_owned(),
+            "/v1/products/{product_id}".to_owned(),
             vec!["product.id".to_owned()]
         )
     );
