@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test of the project: the contracts' lint, the Rust suites (unit tests, and integration
 # tests through the real gRPC surface on embedded SQLite and on PostgreSQL + Redis), the
-# `buf curl` walkthrough against a running mesh, and a Python client generated from proto/.
+# `buf curl` walkthrough against a running mesh, a Python client generated from proto/, the REST
+# edge end to end (curl on both backends, a Python service joining by reflection, a browser on
+# another origin, schemathesis over /openapi.json) and the deployment files.
 #
 # PostgreSQL (AGORA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
 # Redis (AGORA_TEST_REDIS_URL, default redis://127.0.0.1:6379) must be reachable; with CI=true a
@@ -27,6 +29,18 @@ scripts/edge-openapi-validate.sh
 
 echo "== the API page (/docs) rendered in headless Chromium"
 scripts/edge-docs-browser.sh
+
+echo "== the REST edge end to end with curl, embedded and on PostgreSQL + Redis"
+scripts/e2e-edge-curl.sh both
+
+echo "== a Python service outside the contracts joins the edge by its reflection"
+scripts/e2e-edge-polyglot.sh
+
+echo "== a page on another origin calls the edge from headless Chromium (CORS preflights)"
+scripts/e2e-edge-browser.sh
+
+echo "== schemathesis against the running edge's /openapi.json"
+scripts/e2e-edge-schemathesis.sh
 
 echo "== deployment: kustomize overlays, Kubernetes schemas, policy, compose spec, containers as deployed"
 scripts/deploy-check.sh
