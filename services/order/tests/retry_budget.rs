@@ -14,10 +14,9 @@ use std::{
 };
 
 use agora_contracts::agora::order::v1 as pb;
-use agora_order::Hooks;
 use agora_platform::{config::ServiceKind, context::REQUEST_ID};
 use agora_testkit::{
-    TestBackend, TestMesh, authed,
+    TestBackend, authed,
     flaky::{Attempts, FailRule, FlakyProxy},
     on_both_backends,
 };
@@ -48,39 +47,20 @@ const FAST: Duration = Duration::from_secs(2);
 
 /// The Shop, with order's calls to product going through a proxy that fails every other one.
 async fn shop_with_flaky_product(backend: TestBackend) -> Option<(Shop, FlakyProxy)> {
-    let mut mesh = TestMesh::start(backend).await?;
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
-        },
-    )
-    .await;
-    mesh.spawn(
-        ServiceKind::Inventory,
-        |config, listener, shutdown| async move {
-            agora_inventory::serve(&config, listener, shutdown).await
-        },
-    )
-    .await;
-    let proxy = FlakyProxy::start(
-        mesh.addr(ServiceKind::Product),
-        FailRule::every_other("BatchGetProducts"),
-    )
+    Shop::start_around(backend, async |mesh| {
+        let proxy = FlakyProxy::start(
+            mesh.addr(ServiceKind::Product),
+            FailRule::every_other("BatchGetProducts"),
+        )
+        .await
+        .expect("the proxy starts");
+        let product_url = serde_json::Value::from(proxy.url());
+        (
+            proxy,
+            vec![("services.product.url".to_owned(), product_url)],
+        )
+    })
     .await
-    .expect("the proxy starts");
-    let product_url = serde_json::Value::from(proxy.url());
-    mesh.spawn_with(
-        ServiceKind::Order,
-        &[("services.product.url", product_url)],
-        |config, listener, shutdown| async move {
-            agora_order::serve(&config, listener, shutdown).await
-        },
-    )
-    .await;
-    let admin = mesh.admin_token().await;
-    let hooks = Hooks::default();
-    Some((Shop { mesh, admin, hooks }, proxy))
 }
 
 /// One CreateOrder: the request id it was sent with, what it answered and how long it took.

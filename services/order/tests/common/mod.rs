@@ -34,6 +34,21 @@ impl Shop {
         backend: TestBackend,
         tweak: &[(&str, serde_json::Value)],
     ) -> Option<Self> {
+        let tweak: Vec<(String, serde_json::Value)> = tweak
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let (shop, ()) = Self::start_around(backend, async |_| ((), tweak)).await?;
+        Some(shop)
+    }
+
+    /// Like [`Shop::start_with`], with order's settings chosen by `around` once product and
+    /// inventory run (e.g. a proxy put in front of one of them); what `around` keeps alive is
+    /// handed back beside the shop.
+    pub async fn start_around<T>(
+        backend: TestBackend,
+        around: impl AsyncFnOnce(&TestMesh) -> (T, Vec<(String, serde_json::Value)>),
+    ) -> Option<(Self, T)> {
         let mut mesh = TestMesh::start(backend).await?;
         mesh.spawn(
             ServiceKind::Product,
@@ -49,15 +64,18 @@ impl Shop {
             },
         )
         .await;
+        let (kept, tweak) = around(&mesh).await;
+        let tweak: Vec<(&str, serde_json::Value)> =
+            tweak.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let hooks = Hooks::default();
         let armed = hooks.clone();
-        mesh.spawn_with(ServiceKind::Order, tweak, move |config, listener, shutdown| {
+        mesh.spawn_with(ServiceKind::Order, &tweak, move |config, listener, shutdown| {
             let hooks = armed.clone();
             async move { agora_order::serve_with_hooks(&config, listener, shutdown, hooks).await }
         })
         .await;
         let admin = mesh.admin_token().await;
-        Some(Self { mesh, admin, hooks })
+        Some((Self { mesh, admin, hooks }, kept))
     }
 
     pub fn orders(&self) -> OrderServiceClient<Channel> {
