@@ -18,7 +18,7 @@ if ! command -v h2load >/dev/null; then
   apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
 fi
 cargo build --quiet --release -p agora --bin agora
-export AGORA_BIN="$PWD/target/release/agora"
+export EDGE_AGORA_BIN="$PWD/target/release/agora"
 export AGORA_GATEWAY__RATE_LIMIT__REQUESTS=1000000000
 source scripts/edge-mesh.sh
 start_mesh embedded

@@ -8,13 +8,13 @@
 # Afterwards: $gw is the gateway's URL, $grpc_product the product service's, $work a temporary
 # directory, $admin_password the administrator's password. Extra settings for every process can
 # be passed as environment variables before calling (they are inherited). `agora` is built by the
-# caller (debug by default; set AGORA_BIN for another build).
+# caller (debug by default; set EDGE_AGORA_BIN for another build).
 #
 # PostgreSQL: AGORA_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 # Redis: AGORA_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
 edge_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-agora_bin="${AGORA_BIN:-$edge_root/target/debug/agora}"
+agora_bin="${EDGE_AGORA_BIN:-$edge_root/target/debug/agora}"
 mesh_pids=()
 mesh_databases=()
 work="$(mktemp -d)"

@@ -20,6 +20,12 @@ mod up;
 
 use services::{Server, Service};
 
+/// mimalloc instead of the system allocator: glibc's malloc serialises the runtime's worker
+/// threads on its arena locks under load (the edge allocates for every header map, message and
+/// JSON body it writes).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Agora: a gRPC-first service mesh for a shop.
 #[derive(Debug, Parser)]
 #[command(version, about)]
