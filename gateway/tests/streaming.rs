@@ -161,55 +161,53 @@ async fn scripted(format: StreamFormat) -> (Script, Response, oneshot::Sender<()
     (script, answer, shutdown)
 }
 
-#[tokio::test]
-async fn ndjson_lines_arrive_one_by_one_as_the_watched_status_changes() {
+/// Watches a real health service in `format`: the first frame arrives while the stream stays
+/// open, nothing comes while the status holds, and its change is the next frame.
+async fn frames_arrive_one_by_one(format: StreamFormat, content_type: &str, frames: [&str; 2]) {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(WIDGETS, ServingStatus::Serving)
         .await;
     let (upstream, _shutdown) = serve(health).await;
-    let answer = watch(&upstream, None, StreamFormat::NdJson, None).await;
-    assert_eq!(answer.headers()["content-type"], "application/x-ndjson");
+    let answer = watch(&upstream, None, format, None).await;
+    assert_eq!(answer.headers()["content-type"], content_type);
     assert_eq!(answer.headers()["x-request-id"], "req-41");
+    if format == StreamFormat::Sse {
+        assert_eq!(answer.headers()["cache-control"], "no-cache");
+    }
     let mut body = answer.into_body();
-    assert_eq!(
-        next_frame(&mut body).await.as_deref(),
-        Some("{\"result\":{\"status\":\"SERVING\"}}\n")
-    );
+    assert_eq!(next_frame(&mut body).await.as_deref(), Some(frames[0]));
     assert_idle(&mut body).await;
     reporter
         .set_service_status(WIDGETS, ServingStatus::NotServing)
         .await;
-    assert_eq!(
-        next_frame(&mut body).await.as_deref(),
-        Some("{\"result\":{\"status\":\"NOT_SERVING\"}}\n")
-    );
+    assert_eq!(next_frame(&mut body).await.as_deref(), Some(frames[1]));
+}
+
+#[tokio::test]
+async fn ndjson_lines_arrive_one_by_one_as_the_watched_status_changes() {
+    frames_arrive_one_by_one(
+        StreamFormat::NdJson,
+        "application/x-ndjson",
+        [
+            "{\"result\":{\"status\":\"SERVING\"}}\n",
+            "{\"result\":{\"status\":\"NOT_SERVING\"}}\n",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sse_events_arrive_one_by_one_as_the_watched_status_changes() {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(WIDGETS, ServingStatus::Serving)
-        .await;
-    let (upstream, _shutdown) = serve(health).await;
-    let answer = watch(&upstream, None, StreamFormat::Sse, None).await;
-    assert_eq!(answer.headers()["content-type"], "text/event-stream");
-    assert_eq!(answer.headers()["cache-control"], "no-cache");
-    assert_eq!(answer.headers()["x-request-id"], "req-41");
-    let mut body = answer.into_body();
-    assert_eq!(
-        next_frame(&mut body).await.as_deref(),
-        Some("id: 1\ndata: {\"result\":{\"status\":\"SERVING\"}}\n\n")
-    );
-    assert_idle(&mut body).await;
-    reporter
-        .set_service_status(WIDGETS, ServingStatus::NotServing)
-        .await;
-    assert_eq!(
-        next_frame(&mut body).await.as_deref(),
-        Some("id: 2\ndata: {\"result\":{\"status\":\"NOT_SERVING\"}}\n\n")
-    );
+    frames_arrive_one_by_one(
+        StreamFormat::Sse,
+        "text/event-stream",
+        [
+            "id: 1\ndata: {\"result\":{\"status\":\"SERVING\"}}\n\n",
+            "id: 2\ndata: {\"result\":{\"status\":\"NOT_SERVING\"}}\n\n",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
