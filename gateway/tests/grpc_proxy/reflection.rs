@@ -47,20 +47,12 @@ async fn the_edges_reflection_lists_the_routed_services_and_resolves_their_files
         message_request: Some(ask),
     });
     let mut client = ServerReflectionClient::new(connect(addr).await);
-    let answers: Vec<_> = tokio::time::timeout(PATIENCE, async {
-        let mut stream = client
-            .server_reflection_info(tokio_stream::iter(requests))
-            .await
-            .expect("reflection v1 answers")
-            .into_inner();
-        let mut answers = Vec::new();
-        while let Some(answer) = stream.message().await.expect("no error") {
-            answers.extend(answer.message_response);
-        }
-        answers
-    })
-    .await
-    .expect("answers in time");
+    let stream = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection v1 answers")
+        .into_inner();
+    let answers = every_answer(stream, |answer| answer.message_response).await;
     let [
         MessageResponse::ListServicesResponse(list),
         MessageResponse::FileDescriptorResponse(product),
@@ -96,20 +88,12 @@ async fn the_edges_reflection_lists_the_routed_services_and_resolves_their_files
             host: String::new(),
             message_request: Some(ask),
         });
-    let answers: Vec<_> = tokio::time::timeout(PATIENCE, async {
-        let mut stream = alpha
-            .server_reflection_info(tokio_stream::iter(requests))
-            .await
-            .expect("reflection v1alpha answers")
-            .into_inner();
-        let mut answers = Vec::new();
-        while let Some(answer) = stream.message().await.expect("no error") {
-            answers.extend(answer.message_response);
-        }
-        answers
-    })
-    .await
-    .expect("answers in time");
+    let stream = alpha
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .expect("reflection v1alpha answers")
+        .into_inner();
+    let answers = every_answer(stream, |answer| answer.message_response).await;
     use v1alpha::server_reflection_response::MessageResponse as Alpha;
     let [
         Alpha::ListServicesResponse(list),
@@ -124,4 +108,21 @@ async fn the_edges_reflection_lists_the_routed_services_and_resolves_their_files
     let proto = prost_types::FileDescriptorProto::decode(file.file_descriptor_proto[0].as_slice())
         .expect("a file");
     assert_eq!(proto.name(), "agora/product/v1/product.proto");
+}
+
+/// Every answer of a reflection stream (v1 or v1alpha: `take` picks the message out), read until
+/// the server ends it, within [`PATIENCE`].
+async fn every_answer<R, M>(
+    mut stream: tonic::Streaming<R>,
+    take: impl Fn(R) -> Option<M>,
+) -> Vec<M> {
+    tokio::time::timeout(PATIENCE, async {
+        let mut answers = Vec::new();
+        while let Some(answer) = stream.message().await.expect("no error") {
+            answers.extend(take(answer));
+        }
+        answers
+    })
+    .await
+    .expect("answers in time")
 }
