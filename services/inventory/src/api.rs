@@ -249,7 +249,10 @@ impl InventoryService for InventoryApi {
         let reason = violations.take("reason", domain::note(&request.reason));
         violations.finish()?;
         let (order_id, reason) = (parsed(order_id)?, parsed(reason)?);
-        let reservation = self.store.release(&order_id, &reason, &actor).await?;
+        let reservation = self
+            .store
+            .release(&order_id, &reason, request.return_committed, &actor)
+            .await?;
         Ok(Response::new(pb::ReleaseReservationResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
         }))

@@ -14,7 +14,7 @@ use tonic_types::StatusExt;
 on_both_backends!(
     a_reservation_reserves_every_line_or_none,
     a_retried_reservation_returns_the_same_one_and_other_lines_conflict,
-    committing_sells_the_units_once_and_releasing_a_sold_reservation_returns_them,
+    committing_sells_the_units_once_and_only_a_cancellation_returns_them,
     a_released_reservation_cannot_be_committed_and_releasing_twice_is_harmless,
     the_sweeper_gives_back_the_units_of_expired_reservations,
     a_reservation_past_its_time_is_expired_even_before_the_sweep,
@@ -152,7 +152,7 @@ async fn a_retried_reservation_returns_the_same_one_and_other_lines_conflict(bac
     inventory.assert_invariants().await;
 }
 
-async fn committing_sells_the_units_once_and_releasing_a_sold_reservation_returns_them(
+async fn committing_sells_the_units_once_and_only_a_cancellation_returns_them(
     backend: TestBackend,
 ) {
     let Some(inventory) = Inventory::start(backend).await else {
@@ -195,9 +195,18 @@ async fn committing_sells_the_units_once_and_releasing_a_sold_reservation_return
         .expect_err("no reservation");
     assert_eq!(missing_resource(&status), ("reservation".into(), unknown));
 
+    // A late compensation (a saga that lost track of its order) never un-sells: the committed
+    // reservation is answered as it is and nothing moves.
+    let late = inventory
+        .release(&order, "order not placed")
+        .await
+        .expect("a no-op");
+    assert_eq!(state(&late), ReservationState::Committed);
+    assert_eq!(figures(&inventory.level(&product).await), (6, 6, 0));
+
     // The order is cancelled after the sale: the units come back on hand.
     let returned = inventory
-        .release(&order, "cancelled by customer")
+        .cancel(&order, "cancelled by customer")
         .await
         .expect("released");
     assert_eq!(state(&returned), ReservationState::Released);
@@ -453,6 +462,7 @@ async fn reserve_reports_every_invalid_field_at_once(backend: TestBackend) {
             pb::ReleaseReservationRequest {
                 order_id: String::new(),
                 reason: "r".repeat(501),
+                return_committed: false,
             },
             &inventory.order,
         ))
@@ -495,6 +505,7 @@ async fn reservations_are_for_services_only(backend: TestBackend) {
     let release = || pb::ReleaseReservationRequest {
         order_id: order.clone(),
         reason: String::new(),
+        return_committed: false,
     };
     let mut client = inventory.client();
 
@@ -530,9 +541,13 @@ async fn reservations_are_for_services_only(backend: TestBackend) {
         .commit_reservation(authed(commit(), &inventory.order))
         .await
         .expect("the order service commits");
+    let cancel = pb::ReleaseReservationRequest {
+        return_committed: true,
+        ..release()
+    };
     client
-        .release_reservation(authed(release(), &inventory.order))
+        .release_reservation(authed(cancel, &inventory.order))
         .await
-        .expect("the order service releases");
+        .expect("the order service returns a cancelled order's units");
     assert_eq!(figures(&inventory.level(&product).await), (5, 5, 0));
 }

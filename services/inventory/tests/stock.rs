@@ -316,7 +316,7 @@ async fn the_ledger_explains_the_stock_line_by_line_newest_first(backend: TestBa
         .await
         .expect("release");
     inventory
-        .release(&sold, "cancelled by customer")
+        .cancel(&sold, "cancelled by customer")
         .await
         .expect("return");
 

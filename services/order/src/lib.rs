@@ -36,7 +36,7 @@ pub mod recovery;
 pub mod saga;
 pub mod store;
 
-pub use saga::Hooks;
+pub use saga::{Hooks, Pause, Step};
 
 /// The `[order]` settings section (`AGORA_ORDER__...`).
 #[derive(Debug, Clone, Deserialize)]
@@ -54,9 +54,15 @@ pub struct OrderSettings {
     /// How often recovery looks for unfinished sagas.
     #[serde(with = "humantime_serde")]
     pub recovery_interval: Duration,
-    /// How old an unfinished saga must be before recovery repairs it (longer than any saga).
+    /// How long an order may stay PENDING (stored, not yet committed) before recovery finishes
+    /// it (longer than any saga).
     #[serde(with = "humantime_serde")]
     pub recovery_after: Duration,
+    /// The longest a CreateOrder call may hold its idempotency key before a retry with the key
+    /// (or recovery) may take it over, when the call has no shorter deadline: how long a retry
+    /// waits for a saga that died.
+    #[serde(with = "humantime_serde")]
+    pub claim_lease: Duration,
     /// How often a WatchOrder stream reads its order.
     #[serde(with = "humantime_serde")]
     pub watch_poll: Duration,
@@ -70,6 +76,7 @@ impl Default for OrderSettings {
             upstream_timeout: Duration::from_secs(5),
             recovery_interval: Duration::from_secs(10),
             recovery_after: Duration::from_secs(60),
+            claim_lease: Duration::from_secs(10),
             watch_poll: Duration::from_millis(200),
         }
     }
@@ -96,6 +103,10 @@ impl OrderSettings {
         anyhow::ensure!(
             self.recovery_interval >= Duration::from_millis(10),
             "order.recovery_interval must be at least 10ms"
+        );
+        anyhow::ensure!(
+            (Duration::from_millis(100)..=Duration::from_secs(600)).contains(&self.claim_lease),
+            "order.claim_lease must be between 100ms and 10m"
         );
         anyhow::ensure!(
             self.watch_poll >= Duration::from_millis(10),
@@ -131,40 +142,14 @@ pub async fn serve_with_hooks(
     settings.validate()?;
     let platform = &config.settings;
     let access = AccessLayer::with_auth_keys(platform)?;
-    let secret = platform
-        .service_secret
-        .clone()
-        .context("service_secret must be set: the order service calls inventory as a service")?;
-    let credentials = Arc::new(ServiceCredentials::new(
-        lazy_channel(&platform.service_url(ServiceKind::Auth))?,
-        ServiceKind::Order.name(),
-        secret,
-    ));
-    let upstream = |kind| -> anyhow::Result<saga::Upstream> {
-        Ok(Propagate::new(
-            lazy_channel(&platform.service_url(kind))?,
-            Some(Arc::clone(&credentials)),
-            settings.upstream_timeout,
-        ))
-    };
-    let product = upstream(ServiceKind::Product)?;
-    let inventory = upstream(ServiceKind::Inventory)?;
-
+    let sagas = SagaParts::new(config, &settings, hooks)?;
     let database_url = platform.database_url(ServiceKind::Order);
     let event_settings = platform.events.clone();
     let starting = async move {
         let db = Database::connect(&database_url).await?;
         db.migrate(store::MIGRATIONS).await?;
         let bus = Bus::connect(platform).await?;
-        let store = store::Store::new(db.clone());
-        let saga = saga::Saga::new(
-            store,
-            product,
-            inventory,
-            settings.reservation_ttl,
-            settings.idempotency_retention,
-            hooks,
-        );
+        let saga = sagas.saga(store::Store::new(db.clone()));
         let mut tasks = Relay::new(db, bus, store::PRODUCER, &event_settings).spawn();
         tasks.extend(recovery::spawn(
             saga.clone(),
@@ -175,6 +160,64 @@ pub async fn serve_with_hooks(
         Ok(OrderServiceServer::new(api))
     };
     agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+}
+
+/// Runs one recovery pass over the order database of `config`, as another replica of the order
+/// service would, with test `hooks`; returns how many claims and orders it repaired.
+///
+/// # Errors
+/// Bad settings, an unreachable database, or a failed pass.
+pub async fn recover_once(config: &Config, hooks: Hooks) -> anyhow::Result<usize> {
+    let settings: OrderSettings = config.section("order")?;
+    settings.validate()?;
+    let sagas = SagaParts::new(config, &settings, hooks)?;
+    let db = Database::connect(&config.settings.database_url(ServiceKind::Order)).await?;
+    let saga = sagas.saga(store::Store::new(db));
+    recovery::run_once(&saga, settings.recovery_after).await
+}
+
+/// What a saga is built from, besides its store.
+struct SagaParts {
+    product: saga::Upstream,
+    inventory: saga::Upstream,
+    timing: saga::Timing,
+    hooks: Hooks,
+}
+
+impl SagaParts {
+    /// Channels to product and inventory carrying this service's token, and the timing.
+    fn new(config: &Config, settings: &OrderSettings, hooks: Hooks) -> anyhow::Result<Self> {
+        let platform = &config.settings;
+        let secret = platform.service_secret.clone().context(
+            "service_secret must be set: the order service calls inventory as a service",
+        )?;
+        let credentials = Arc::new(ServiceCredentials::new(
+            lazy_channel(&platform.service_url(ServiceKind::Auth))?,
+            ServiceKind::Order.name(),
+            secret,
+        ));
+        let upstream = |kind| -> anyhow::Result<saga::Upstream> {
+            Ok(Propagate::new(
+                lazy_channel(&platform.service_url(kind))?,
+                Some(Arc::clone(&credentials)),
+                settings.upstream_timeout,
+            ))
+        };
+        Ok(Self {
+            product: upstream(ServiceKind::Product)?,
+            inventory: upstream(ServiceKind::Inventory)?,
+            timing: saga::Timing {
+                reservation_ttl: settings.reservation_ttl,
+                key_retention: settings.idempotency_retention,
+                claim_lease: settings.claim_lease,
+            },
+            hooks,
+        })
+    }
+
+    fn saga(self, store: store::Store) -> saga::Saga {
+        saga::Saga::new(store, self.product, self.inventory, self.timing, self.hooks)
+    }
 }
 
 #[cfg(test)]

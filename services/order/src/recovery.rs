@@ -1,8 +1,11 @@
-//! Repairs sagas that did not finish: at start-up and then periodically, it releases the
-//! reservations of claims whose order was never stored (the saga died between reserve and
-//! persist; the reservation's TTL would return the stock too, this does it sooner), finishes
-//! orders left PENDING (commit, or fail and release), and forgets expired idempotency keys.
-//! Every step is idempotent, so several replicas may run it at once.
+//! Repairs sagas that did not finish: at start-up and then periodically, it takes over the claims
+//! whose holder's lease ran out before their order was stored (the saga died or gave up between
+//! claim and store), releases their reservations and drops them; finishes orders left PENDING
+//! (commit, or fail and release); and forgets expired idempotency keys.
+//!
+//! Recovery competes for a claim like any retrying call, through the claim's generation (see
+//! [`crate::store::claims`]): whoever loses does nothing, so several replicas may run it at once
+//! and a retry may arrive at any moment.
 
 use std::time::Duration;
 
@@ -17,25 +20,16 @@ use crate::{
 ///
 /// # Errors
 /// The database failed.
-pub async fn run_once(saga: &Saga, stale_after: Duration) -> anyhow::Result<usize> {
-    let before = now_micros() - micros(stale_after);
+pub async fn run_once(saga: &Saga, stuck_after: Duration) -> anyhow::Result<usize> {
     let store = saga.store();
     let mut repaired = 0;
-    for claim in store.stale_claims(before).await? {
-        // Released first: a claim dropped before its release would strand the stock until TTL.
-        if saga
-            .release(&claim.order_id, "order not placed")
-            .await
-            .is_ok()
-        {
-            store
-                .drop_claim(&claim.user_id, &claim.key, &claim.order_id)
-                .await?;
-            tracing::info!(order_id = %claim.order_id, "released the reservation of an unfinished saga");
+    for seen in store.lapsed_claims(now_micros()).await? {
+        if saga.recover(&seen).await.map_err(anyhow::Error::msg)? {
+            tracing::info!(order_id = %seen.order_id, "released the reservation of an unfinished saga");
             repaired += 1;
         }
     }
-    for order in store.stuck(before).await? {
+    for order in store.stuck(now_micros() - micros(stuck_after)).await? {
         saga.finish(&order).await;
         repaired += 1;
     }
@@ -44,11 +38,11 @@ pub async fn run_once(saga: &Saga, stale_after: Duration) -> anyhow::Result<usiz
 }
 
 /// Runs [`run_once`] now and every `interval`.
-pub fn spawn(saga: Saga, interval: Duration, stale_after: Duration) -> Background {
+pub fn spawn(saga: Saga, interval: Duration, stuck_after: Duration) -> Background {
     let mut tasks = Background::default();
     tasks.spawn(async move {
         loop {
-            if let Err(error) = run_once(&saga, stale_after).await {
+            if let Err(error) = run_once(&saga, stuck_after).await {
                 tracing::warn!(error = %error, "order recovery pass failed");
             }
             tokio::time::sleep(interval).await;

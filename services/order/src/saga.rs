@@ -1,22 +1,30 @@
 //! The order saga: read prices from product, reserve in inventory, store the order with its
 //! event, commit the reservation; release the reservation when a step after it fails.
 //!
-//! Idempotency rests on a claim row written before any stock is touched (see the migration):
-//! the first call with a key wins the claim and runs the saga under the order id the claim
-//! names; concurrent duplicates find the claim and wait for that order instead of reserving
-//! again. A saga that fails before storing its order releases what it reserved and drops its
-//! claim, so a retry starts anew; a saga that dies half-way leaves its claim for
-//! [`crate::recovery`] to repair.
+//! Idempotency rests on a claim row written before any stock is touched (see
+//! [`crate::store::claims`]): the first call with a key wins the claim and runs the saga under the
+//! order id the claim names; concurrent duplicates find the claim and wait for that order. Every
+//! holder of a claim holds one generation of it under a lease, and storing the order is
+//! conditional on the generation, so a holder that lost its claim stores nothing.
+//!
+//! A saga that fails after its reservation releases it at once and drops its claim, so a retry
+//! starts anew. A saga that dies half-way leaves its claim: when its lease runs out, the next
+//! retry with the key takes the claim over in the call (releasing the dead generation's
+//! reservation and running the saga again under a fresh order id), and [`crate::recovery`] does
+//! the same for keys nobody retries. Each order id belongs to one generation only, so releasing
+//! the reservation of a generation whose order was not stored can never return sold units.
 
 use std::{
+    collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use agora_contracts::agora::{
+    common::v1::Money,
     inventory::v1::{self as inv, inventory_service_client::InventoryServiceClient},
     order::v1 as pb,
     product::v1::{self as prod, product_service_client::ProductServiceClient},
@@ -24,7 +32,7 @@ use agora_contracts::agora::{
 use agora_platform::{
     client::{BreakerSettings, Idempotency, Propagate, Resilient, RetrySettings},
     context::CallContext,
-    error::ApiError,
+    error::{ApiError, FieldViolations},
 };
 use tonic::{Code, Status, transport::Channel};
 
@@ -34,12 +42,46 @@ use statuses::{is_transport, precondition, reserve_refused, unreachable};
 
 use crate::{
     domain::{OrderId, PlaceOrder, Status as OrderStatus},
-    store::{Claim, OrderRow, Store, now_micros},
+    store::{Claim, Held, Hold, OrderRow, Store, now_micros},
 };
 
 /// A channel to an upstream that carries the caller's deadline, request id, trace context and
 /// this service's token.
 pub type Upstream = Propagate<Channel>;
+
+/// Points where a test can hold a saga or recovery, to force an interleaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// A saga holds its claim and is about to reserve.
+    BeforeReserve,
+    /// A saga reserved and is about to store its order.
+    BeforeInsert,
+    /// A call took a lapsed claim over and is about to release the old generation's stock.
+    TakeOverBeforeRelease,
+    /// Recovery took a lapsed claim over and is about to release its stock.
+    RecoveryBeforeRelease,
+    /// A duplicate call found the key held by a live holder and is about to wait for it.
+    DuplicateWaiting,
+}
+
+/// A held step: the code that reached it waits until [`Pause::resume`].
+#[derive(Debug, Default)]
+pub struct Pause {
+    reached: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+}
+
+impl Pause {
+    /// Waits until the step is reached.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held code go on.
+    pub fn resume(&self) {
+        self.resume.notify_one();
+    }
+}
 
 /// Failure points tests can arm. [`crate::serve`] always passes the disarmed default, so no
 /// configuration can enable them; only [`crate::serve_with_hooks`] takes armed ones.
@@ -53,6 +95,39 @@ pub struct Hooks {
     pub hold_before_commit: Arc<AtomicBool>,
     /// Lets a held saga go on to its commit.
     pub resume: Arc<tokio::sync::Notify>,
+    pauses: Arc<Mutex<HashMap<Step, Arc<Pause>>>>,
+}
+
+impl Hooks {
+    /// Holds the next saga (or recovery pass) that reaches `step`, once.
+    pub fn pause_at(&self, step: Step) -> Arc<Pause> {
+        let pause = Arc::new(Pause::default());
+        self.pauses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(step, Arc::clone(&pause));
+        pause
+    }
+
+    async fn at(&self, step: Step) {
+        let pause = self
+            .pauses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&step);
+        if let Some(pause) = pause {
+            pause.reached.notify_one();
+            pause.resume.notified().await;
+        }
+    }
+}
+
+/// How a saga under a claim ended when it did not fail.
+enum Ran {
+    /// Its order is stored (and committed, unless that is left to recovery).
+    Placed(Box<OrderRow>),
+    /// It lost its claim to a retry or recovery, which decides the key's outcome.
+    Superseded,
 }
 
 /// What the saga needs: its store, its upstreams and its timing.
@@ -65,13 +140,20 @@ pub struct Saga {
     /// reads, and inventory calls keyed by the order id.
     product_calls: Arc<Resilient>,
     inventory_calls: Arc<Resilient>,
-    /// The TTL asked for each reservation.
-    reservation_ttl: Duration,
-    /// How long idempotency keys are remembered.
-    key_retention: Duration,
-    /// How long a duplicate call waits for the first call's order.
-    duplicate_wait: Duration,
+    timing: Timing,
     hooks: Hooks,
+}
+
+/// The saga's timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// The TTL asked for each reservation.
+    pub reservation_ttl: Duration,
+    /// How long idempotency keys are remembered.
+    pub key_retention: Duration,
+    /// The longest a claim's holder may work before its claim can be taken over (shortened to
+    /// the call's deadline, after which the call is gone anyway).
+    pub claim_lease: Duration,
 }
 
 impl Saga {
@@ -80,8 +162,7 @@ impl Saga {
         store: Store,
         product: Upstream,
         inventory: Upstream,
-        reservation_ttl: Duration,
-        key_retention: Duration,
+        timing: Timing,
         hooks: Hooks,
     ) -> Self {
         Self {
@@ -98,9 +179,7 @@ impl Saga {
                 RetrySettings::default(),
                 BreakerSettings::default(),
             )),
-            reservation_ttl,
-            key_retention,
-            duplicate_wait: Duration::from_secs(10),
+            timing,
             hooks,
         }
     }
@@ -110,6 +189,13 @@ impl Saga {
         &self.store
     }
 
+    /// The lease of a claim taken now: the call's remaining time, at most the claim lease.
+    fn lease(&self) -> Duration {
+        CallContext::current()
+            .and_then(|c| c.remaining())
+            .map_or(self.timing.claim_lease, |r| r.min(self.timing.claim_lease))
+    }
+
     /// Places an order for `user_id`, or returns the order a previous call with the same key
     /// placed.
     ///
@@ -117,104 +203,155 @@ impl Saga {
     /// See the contract of CreateOrder.
     pub async fn place(&self, user_id: &str, request: &PlaceOrder) -> Result<OrderRow, Status> {
         let key = &request.idempotency_key;
-        let waited_until = tokio::time::Instant::now()
+        // A duplicate waits for the first call's order for as long as the call may last, and at
+        // most a little longer than a lease, after which it can take a dead holder's claim.
+        let longest = self.timing.claim_lease + Duration::from_secs(1);
+        let wait_until = tokio::time::Instant::now()
             + CallContext::current()
                 .and_then(|c| c.remaining())
-                .map_or(self.duplicate_wait, |r| r.min(self.duplicate_wait));
+                .map_or(longest, |r| r.min(longest));
+        let in_progress = || {
+            Status::aborted("a call with this idempotency key is still in progress; retry shortly")
+        };
         loop {
-            let order_id = OrderId::generate();
+            if tokio::time::Instant::now() >= wait_until {
+                return Err(in_progress());
+            }
             let claim = self
                 .store
                 .claim(
                     user_id,
                     key,
                     &request.fingerprint,
-                    &order_id,
-                    self.key_retention,
+                    &OrderId::generate(),
+                    self.timing.key_retention,
+                    self.lease(),
                 )
                 .await?;
-            let held = match claim {
-                Claim::Won => return self.run(user_id, request, &order_id).await,
-                Claim::Held {
-                    fingerprint,
-                    order_id,
-                } => {
-                    if fingerprint != request.fingerprint {
-                        return Err(ApiError::FailedPrecondition {
-                            reason: "IDEMPOTENCY_KEY_REUSED",
-                            message:
-                                "this idempotency key was already used for a different request"
-                                    .into(),
-                        }
-                        .into());
-                    }
-                    order_id
-                }
+            let mut seen = match claim {
+                Claim::Won(hold) => match self.run(request, hold).await? {
+                    Ran::Placed(order) => return Ok(*order),
+                    Ran::Superseded => continue,
+                },
+                Claim::Held(held) => held,
             };
-            // Another call with this key runs (or ran) the saga: wait for its order, or take
-            // its claim over if it gave up.
+            if seen.fingerprint != request.fingerprint {
+                return Err(ApiError::FailedPrecondition {
+                    reason: "IDEMPOTENCY_KEY_REUSED",
+                    message: "this idempotency key was already used for a different request".into(),
+                }
+                .into());
+            }
+            // Another call holds the key: wait for its order, or take its claim over once its
+            // holder's lease ran out (it died or gave up).
             loop {
-                if self.store.take_over(user_id, key, &held).await? {
-                    let order_id = OrderId::parse(&held)
-                        .map_err(|_| Status::internal("a claim holds a malformed order id"))?;
-                    return self.run(user_id, request, &order_id).await;
+                if seen.placed {
+                    return self.placed(&seen).await;
                 }
-                if let Some(order) = self.store.get(&held).await? {
-                    return Ok(order);
+                if seen.lapsed(now_micros())
+                    && let Some(hold) = self.store.take_over(&seen, self.lease()).await?
+                {
+                    match self.resume(request, hold).await? {
+                        Ran::Placed(order) => return Ok(*order),
+                        Ran::Superseded => break,
+                    }
                 }
-                match self.store.claim_of(user_id, key).await? {
-                    Some(Claim::Held { order_id, .. }) if order_id == held => {}
-                    // The first call failed and stored nothing: try to claim the key again.
-                    _ => break,
+                if tokio::time::Instant::now() >= wait_until {
+                    return Err(in_progress());
                 }
-                if tokio::time::Instant::now() >= waited_until {
-                    return Err(Status::aborted(
-                        "a call with this idempotency key is still in progress; retry shortly",
-                    ));
-                }
+                self.hooks.at(Step::DuplicateWaiting).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
+                match self.store.claim_of(user_id, key).await? {
+                    Some(next) => seen = next,
+                    // The holder failed and stored nothing: claim the key again.
+                    None => break,
+                }
             }
         }
     }
 
-    /// Runs the saga under a claim this call won.
-    async fn run(
-        &self,
-        user_id: &str,
-        request: &PlaceOrder,
-        order_id: &OrderId,
-    ) -> Result<OrderRow, Status> {
-        let drop_claim = || {
-            self.store
-                .drop_claim(user_id, &request.idempotency_key, order_id.as_str())
+    /// The order of a placed claim; one its holder left PENDING past its lease is finished here.
+    async fn placed(&self, seen: &Held) -> Result<OrderRow, Status> {
+        let order = self
+            .store
+            .get(&seen.order_id)
+            .await?
+            .ok_or_else(|| Status::internal("a placed claim has no order"))?;
+        if order.status != OrderStatus::Pending || seen.lease_until > now_micros() {
+            return Ok(order);
+        }
+        self.finish(&order).await;
+        Ok(self.store.get(&order.id).await?.unwrap_or(order))
+    }
+
+    /// Goes on with a claim taken over from a holder whose lease ran out: that generation's
+    /// order can no longer be stored, so its stock goes back; then the saga runs again under a
+    /// fresh order id.
+    async fn resume(&self, request: &PlaceOrder, hold: Hold) -> Result<Ran, Status> {
+        self.hooks.at(Step::TakeOverBeforeRelease).await;
+        if let Err(status) = self
+            .release(hold.order_id.as_str(), "order not placed")
+            .await
+        {
+            self.store.let_go(&hold).await?;
+            return Err(unreachable("inventory", &status));
+        }
+        match self
+            .store
+            .rekey(&hold, &OrderId::generate(), self.lease())
+            .await?
+        {
+            Some(hold) => self.run(request, hold).await,
+            None => Ok(Ran::Superseded),
+        }
+    }
+
+    /// Repairs a claim whose holder's lease ran out before its order was stored, as seen by
+    /// recovery: takes it over, releases its stock and drops it so the key starts anew. Returns
+    /// whether it did (another caller may have been first).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn recover(&self, seen: &Held) -> Result<bool, Status> {
+        let Some(hold) = self.store.take_over(seen, self.timing.claim_lease).await? else {
+            return Ok(false);
         };
-        // 1. Names and prices, from the product service only.
-        let body = match self.price(request).await {
-            Ok(priced) => priced,
+        self.hooks.at(Step::RecoveryBeforeRelease).await;
+        if self
+            .release(hold.order_id.as_str(), "order not placed")
+            .await
+            .is_err()
+        {
+            self.store.let_go(&hold).await?;
+            return Ok(false);
+        }
+        Ok(self.store.drop_claim(&hold).await?)
+    }
+
+    /// Runs the saga under a claim this call holds.
+    async fn run(&self, request: &PlaceOrder, hold: Hold) -> Result<Ran, Status> {
+        // 1. Names and prices, from the product service only; then the whole order, so a
+        // total that cannot be computed is refused before any stock is touched.
+        let order = match self
+            .price(request)
+            .await
+            .and_then(|body| order(&hold, body))
+        {
+            Ok(order) => order,
             Err(status) => {
-                drop_claim().await?;
+                self.store.drop_claim(&hold).await?;
                 return Err(status);
             }
         };
         // 2. Reserve every line at once.
-        if let Err(status) = self.reserve(order_id, request).await {
+        self.hooks.at(Step::BeforeReserve).await;
+        if let Err(status) = self.reserve(&hold.order_id, request).await {
             if is_transport(&status) {
-                // The reservation may have landed: give it back; if that cannot be done either,
-                // leave the claim for a retry to take over (or recovery to release).
-                if self
-                    .release(order_id.as_str(), "order not placed")
-                    .await
-                    .is_ok()
-                {
-                    drop_claim().await?;
-                } else {
-                    self.store
-                        .abandon_claim(user_id, &request.idempotency_key, order_id.as_str())
-                        .await?;
-                }
+                // The reservation may have landed: give it back.
+                self.give_up(&hold).await?;
                 return Err(unreachable("inventory", &status));
             }
-            drop_claim().await?;
+            self.store.drop_claim(&hold).await?;
             return Err(reserve_refused(&status));
         }
         if self.hooks.crash_after_reserve.swap(false, Ordering::SeqCst) {
@@ -222,46 +359,56 @@ impl Saga {
                 "the saga was abandoned after its reservation",
             ));
         }
-        // 3. Store the order and its OrderPlaced event together.
-        let now = now_micros();
-        let (currency_code, total_minor) = total(&body)?;
-        let order = OrderRow {
-            id: order_id.to_string(),
-            user_id: user_id.to_owned(),
-            status: OrderStatus::Pending,
-            body,
-            currency_code,
-            total_minor,
-            cancel_reason: String::new(),
-            failure_reason: String::new(),
-            created_at: now,
-            updated_at: now,
-        };
+        // 3. Store the order and its OrderPlaced event together, if the claim is still ours.
+        self.hooks.at(Step::BeforeInsert).await;
         let stored = if self.hooks.fail_after_reserve.swap(false, Ordering::SeqCst) {
             Err(ApiError::internal(anyhow::anyhow!(
                 "injected failure before the order was stored"
             ))
             .into())
         } else {
-            self.store.insert(&order).await.map_err(Status::from)
+            self.store.insert(&order, &hold).await.map_err(Status::from)
         };
-        if let Err(status) = stored {
-            // Compensate: nothing was stored, so nothing may stay reserved.
-            if self
-                .release(order_id.as_str(), "order not placed")
-                .await
-                .is_ok()
-            {
-                drop_claim().await?;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                // The claim was taken over: this order id will never be stored, so its stock
+                // goes back (if inventory cannot be reached now, its TTL returns it).
+                let _ = self
+                    .release(hold.order_id.as_str(), "order not placed")
+                    .await;
+                return Ok(Ran::Superseded);
             }
-            return Err(status);
+            Err(status) => {
+                // Compensate at once: nothing was stored, so nothing may stay reserved.
+                self.give_up(&hold).await?;
+                return Err(status);
+            }
         }
         if self.hooks.hold_before_commit.swap(false, Ordering::SeqCst) {
             self.hooks.resume.notified().await;
         }
-        // 4. Commit; a commit that cannot finish now is finished by recovery.
+        // 4. Commit; a commit that cannot finish now is finished by recovery or a retry.
         self.finish(&order).await;
-        Ok(self.store.get(order_id.as_str()).await?.unwrap_or(order))
+        Ok(Ran::Placed(Box::new(
+            self.store.get(&order.id).await?.unwrap_or(order),
+        )))
+    }
+
+    /// Compensates a saga that stored nothing after its reservation may have landed: releases
+    /// the reservation and drops the claim; when inventory cannot be reached, lets the claim go
+    /// so the next retry (or recovery) takes it over at once.
+    async fn give_up(&self, hold: &Hold) -> Result<(), Status> {
+        if self
+            .release(hold.order_id.as_str(), "order not placed")
+            .await
+            .is_ok()
+        {
+            self.store.drop_claim(hold).await?;
+        } else {
+            self.store.let_go(hold).await?;
+        }
+        Ok(())
     }
 
     /// Reads the products and builds the order's lines with their names and prices.
@@ -311,13 +458,13 @@ impl Saga {
             let line_total = price
                 .amount_minor
                 .checked_mul(line.quantity)
-                .ok_or_else(|| Status::invalid_argument("the order's total is too large"))?;
+                .ok_or_else(too_large)?;
             lines.push(pb::OrderLine {
                 product_id: product.id.clone(),
                 product_name: product.name.clone(),
                 unit_price: Some(price.clone()),
                 quantity: line.quantity,
-                line_total: Some(agora_contracts::agora::common::v1::Money {
+                line_total: Some(Money {
                     currency_code: price.currency_code.clone(),
                     amount_minor: line_total,
                 }),
@@ -346,7 +493,7 @@ impl Saga {
 
     async fn reserve(&self, order_id: &OrderId, request: &PlaceOrder) -> Result<(), Status> {
         let ttl = prost_types::Duration {
-            seconds: i64::try_from(self.reservation_ttl.as_secs()).unwrap_or(3600),
+            seconds: i64::try_from(self.timing.reservation_ttl.as_secs()).unwrap_or(3600),
             nanos: 0,
         };
         let message = inv::ReserveRequest {
@@ -370,14 +517,26 @@ impl Saga {
             .map(|_| ())
     }
 
-    /// Releases an order's reservation; an order without one has nothing to release.
+    /// Releases the reservation of an order that was not placed (or failed); an order without
+    /// one has nothing to release, and a committed one is left as it is by inventory.
     ///
     /// # Errors
     /// Inventory could not be reached or refused.
     pub async fn release(&self, order_id: &str, reason: &str) -> Result<(), Status> {
+        self.release_with(order_id, reason, false).await
+    }
+
+    /// Releases an order's reservation; `return_committed` (a cancellation) returns sold units.
+    async fn release_with(
+        &self,
+        order_id: &str,
+        reason: &str,
+        return_committed: bool,
+    ) -> Result<(), Status> {
         let message = inv::ReleaseReservationRequest {
             order_id: order_id.to_owned(),
             reason: reason.chars().take(500).collect(),
+            return_committed,
         };
         let released = self
             .inventory_calls
@@ -465,13 +624,14 @@ impl Saga {
             }
             OrderStatus::Pending | OrderStatus::Confirmed => {}
         }
-        self.release(
+        self.release_with(
             &order.id,
             if reason.is_empty() {
                 "order cancelled"
             } else {
                 reason
             },
+            true,
         )
         .await
         .map_err(|status| unreachable("inventory", &status))?;
@@ -483,20 +643,41 @@ impl Saga {
     }
 }
 
-/// The order's currency and total.
-fn total(body: &pb::Order) -> Result<(String, i64), Status> {
-    let currency = body
+/// INVALID_ARGUMENT for an order whose total does not fit: the contracts bound prices and
+/// quantities so that this cannot happen, but a price set before the bound must not overflow.
+fn too_large() -> Status {
+    let mut violations = FieldViolations::default();
+    violations.add(
+        "lines",
+        "the order's total is too large: order fewer units or split the order",
+    );
+    violations.into_error().into()
+}
+
+/// The PENDING order a hold would store: its lines, currency and total (checked).
+fn order(hold: &Hold, body: pb::Order) -> Result<OrderRow, Status> {
+    let currency_code = body
         .lines
         .first()
         .and_then(|l| l.unit_price.as_ref())
         .map(|p| p.currency_code.clone())
         .unwrap_or_default();
-    let mut sum: i64 = 0;
+    let mut total_minor: i64 = 0;
     for line in &body.lines {
         let amount = line.line_total.as_ref().map_or(0, |m| m.amount_minor);
-        sum = sum
-            .checked_add(amount)
-            .ok_or_else(|| Status::invalid_argument("the order's total is too large"))?;
+        total_minor = total_minor.checked_add(amount).ok_or_else(too_large)?;
     }
-    Ok((currency, sum))
+    let now = now_micros();
+    Ok(OrderRow {
+        id: hold.order_id.to_string(),
+        user_id: hold.user_id.clone(),
+        status: OrderStatus::Pending,
+        body,
+        currency_code,
+        total_minor,
+        cancel_reason: String::new(),
+        failure_reason: String::new(),
+        created_at: now,
+        updated_at: now,
+    })
 }

@@ -19,7 +19,7 @@ use crate::domain::Status;
 
 pub mod claims;
 
-pub use claims::{Claim, StaleClaim};
+pub use claims::{Claim, Held, Hold};
 
 /// Order's migrations, per backend.
 pub const MIGRATIONS: Migrations = Migrations {
@@ -205,13 +205,34 @@ impl Store {
         Self { db }
     }
 
-    /// Stores a new PENDING order and its OrderPlaced event in one transaction.
+    /// Stores a new PENDING order and its OrderPlaced event in one transaction, and marks its
+    /// claim placed, provided `hold` still holds the claim. Returns whether it did: a holder
+    /// that lost its claim (taken over after its lease ran out) stores nothing.
     ///
     /// # Errors
     /// The database failed.
-    pub async fn insert(&self, order: &OrderRow) -> Result<(), StoreError> {
+    pub async fn insert(&self, order: &OrderRow, hold: &Hold) -> Result<bool, StoreError> {
         retrying(|| async move {
             let mut tx = self.db.begin_write().await?;
+            // The claim first: on PostgreSQL this locks it, so a take-over waits for this
+            // transaction and then finds the claim placed.
+            let held = sqlx::query(
+                "UPDATE idempotency_keys SET placed = 1
+                 WHERE user_id = $1 AND idem_key = $2 AND order_id = $3 AND fence = $4
+                   AND placed = 0",
+            )
+            .bind(&hold.user_id)
+            .bind(&hold.key)
+            .bind(hold.order_id.as_str())
+            .bind(hold.fence)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !held || order.id != hold.order_id.as_str() {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             sqlx::query(&format!(
                 "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ))
@@ -229,7 +250,7 @@ impl Store {
             .await?;
             events::enqueue(&mut tx, PRODUCER, &order.id, &order.placed_event()).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(true)
         })
         .await
     }

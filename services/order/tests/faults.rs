@@ -109,7 +109,7 @@ async fn a_crash_after_the_reservation_is_repaired_by_start_up_recovery(backend:
     let Some(mut shop) = Shop::start_with(
         backend,
         &[
-            ("order.recovery_after", "300ms".into()),
+            ("order.claim_lease", "300ms".into()),
             ("order.recovery_interval", "1h".into()),
         ],
     )
@@ -149,6 +149,7 @@ async fn a_crash_after_the_reservation_is_repaired_by_its_ttl(backend: TestBacke
         backend,
         &[
             ("order.reservation_ttl", "1s".into()),
+            ("order.claim_lease", "10m".into()),
             ("order.recovery_after", "1h".into()),
         ],
     )

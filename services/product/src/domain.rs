@@ -30,6 +30,9 @@ pub enum FieldError {
     /// A negative amount.
     #[error("must be at least 0")]
     Negative,
+    /// An amount above [`Price::MAX_MINOR`].
+    #[error("must be at most {}", Price::MAX_MINOR)]
+    TooLarge,
     /// Not an ISO 4217 code this service knows.
     #[error("must be a known ISO 4217 currency code in upper case, e.g. EUR")]
     UnknownCurrency,
@@ -201,7 +204,7 @@ impl Currency {
     }
 }
 
-/// A unit price: a non-negative amount of minor units in a known currency.
+/// A unit price: 0 to [`Price::MAX_MINOR`] minor units in a known currency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Price {
     /// The currency.
@@ -211,6 +214,10 @@ pub struct Price {
 }
 
 impl Price {
+    /// The largest unit price, in minor units (a billion in a two-decimal currency). With the
+    /// order contract's bounds (50 lines of at most 999 units) no order total can overflow.
+    pub const MAX_MINOR: i64 = 100_000_000_000;
+
     /// Checks a price, recording every violation under `field` (e.g. `product.price`).
     pub fn parse(
         field: &str,
@@ -225,11 +232,15 @@ impl Price {
             &format!("{field}.currency_code"),
             Currency::parse(&money.currency_code),
         );
-        if money.amount_minor < 0 {
-            violations.add(
-                format!("{field}.amount_minor"),
-                FieldError::Negative.to_string(),
-            );
+        let out_of_range = if money.amount_minor < 0 {
+            Some(FieldError::Negative)
+        } else if money.amount_minor > Self::MAX_MINOR {
+            Some(FieldError::TooLarge)
+        } else {
+            None
+        };
+        if let Some(error) = out_of_range {
+            violations.add(format!("{field}.amount_minor"), error.to_string());
             return None;
         }
         Some(Self {
@@ -462,6 +473,24 @@ mod tests {
         assert!(Price::parse("product.price", Some(&money), &mut violations).is_none());
         let status = tonic::Status::from(violations.into_error());
         assert!(status.message().contains("2 invalid fields"), "{status:?}");
+    }
+
+    #[test]
+    fn a_price_is_bounded_so_no_order_total_overflows() {
+        let price = |amount_minor| {
+            let mut violations = FieldViolations::default();
+            let money = agora_contracts::agora::common::v1::Money {
+                currency_code: "EUR".into(),
+                amount_minor,
+            };
+            let parsed = Price::parse("product.price", Some(&money), &mut violations);
+            (parsed.map(|p| p.amount_minor), violations.finish().is_ok())
+        };
+        assert_eq!(price(Price::MAX_MINOR), (Some(Price::MAX_MINOR), true));
+        assert_eq!(price(Price::MAX_MINOR + 1), (None, false));
+        assert_eq!(price(i64::MAX), (None, false));
+        // The order contract's bounds: 50 lines of at most 999 units.
+        assert!(Price::MAX_MINOR.checked_mul(999 * 50).is_some());
     }
 
     #[test]

@@ -191,8 +191,10 @@ impl Store {
     }
 
     /// Releases the reservation of an order: a pending one gives its units back to `available`
-    /// (one past its time is expired instead, as the sweeper would), a committed one puts its
-    /// sold units back on hand. Releasing a released or expired reservation changes nothing.
+    /// (one past its time is expired instead, as the sweeper would); a committed one puts its
+    /// sold units back on hand only when `return_committed` (its order was cancelled), and is
+    /// otherwise left as it is, so a late compensation never un-sells an order. Releasing a
+    /// released or expired reservation changes nothing.
     ///
     /// # Errors
     /// No reservation, or the database failed.
@@ -200,6 +202,7 @@ impl Store {
         &self,
         order_id: &OrderId,
         reason: &str,
+        return_committed: bool,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
         retrying(|| async move {
@@ -214,10 +217,12 @@ impl Store {
                     (MovementKind::Released, ReservationState::Released, reason)
                 }
                 ReservationState::Pending => (MovementKind::Expired, ReservationState::Expired, ""),
-                ReservationState::Committed => {
+                ReservationState::Committed if return_committed => {
                     (MovementKind::Returned, ReservationState::Released, reason)
                 }
-                ReservationState::Released | ReservationState::Expired => {
+                ReservationState::Committed
+                | ReservationState::Released
+                | ReservationState::Expired => {
                     tx.rollback().await?;
                     return Ok(found);
                 }

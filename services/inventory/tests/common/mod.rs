@@ -203,10 +203,26 @@ impl Inventory {
             .unwrap_or_default())
     }
 
+    /// Releases as a compensation: a committed reservation is left as it is.
     pub async fn release(&self, order_id: &str, reason: &str) -> Result<pb::Reservation, Status> {
+        self.release_with(order_id, reason, false).await
+    }
+
+    /// Releases as the cancellation of a placed order: a committed reservation's units return.
+    pub async fn cancel(&self, order_id: &str, reason: &str) -> Result<pb::Reservation, Status> {
+        self.release_with(order_id, reason, true).await
+    }
+
+    async fn release_with(
+        &self,
+        order_id: &str,
+        reason: &str,
+        return_committed: bool,
+    ) -> Result<pb::Reservation, Status> {
         let request = pb::ReleaseReservationRequest {
             order_id: order_id.into(),
             reason: reason.into(),
+            return_committed,
         };
         Ok(self
             .client()
