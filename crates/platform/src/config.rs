@@ -240,9 +240,13 @@ pub struct EventSettings {
     pub claim_after: Duration,
     /// Deliveries of one event before it goes to the dead-letter stream.
     pub max_attempts: u32,
-    /// How long published outbox rows are kept, for inspection, before they are pruned.
-    #[serde(with = "humantime_serde")]
-    pub outbox_retention: Duration,
+    /// The replay window: how long a producer keeps published events in its outbox (then they
+    /// are pruned), so that it can publish them again when Redis loses them. Consumers remember
+    /// the ids of the events they applied (`processed_events`) for at least as long: the
+    /// platform never prunes them, and a service that does must keep each for longer than this,
+    /// or a replayed event would be applied twice. Read as `outbox_retention` too, its old name.
+    #[serde(with = "humantime_serde", alias = "outbox_retention")]
+    pub retention: Duration,
 }
 
 impl Default for EventSettings {
@@ -252,7 +256,7 @@ impl Default for EventSettings {
             relay_interval: Duration::from_millis(100),
             claim_after: Duration::from_secs(30),
             max_attempts: 5,
-            outbox_retention: Duration::from_secs(7 * 24 * 3600),
+            retention: Duration::from_secs(24 * 3600),
         }
     }
 }

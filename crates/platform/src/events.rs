@@ -16,6 +16,32 @@
 //! What travels is the encoded `agora.events.v1.EventEnvelope` (field `envelope` of each stream
 //! entry, beside `event_id` and `type`), so a consumer in any language can read it.
 //!
+//! # When Redis loses data
+//! Redis can lose stream entries, consumer groups or whole streams: a restart without
+//! persistence, `FLUSHALL`, a failover to a replica that lagged, and, even with persistence, the
+//! writes of the last second under `appendfsync everysec` (none with `always`). The bus heals:
+//! - A consumer whose group is gone (`NOGROUP`) creates it again at the start of the stream
+//!   (`XGROUP CREATE ... 0 MKSTREAM`), says so once at WARN, and asks the producer for a replay
+//!   on `<prefix><producer>:replay` ([`Bus::request_replay`]): it cannot know what its group had
+//!   not applied yet, so it asks for the whole retention window.
+//! - A relay remembers the stream ids of what it published. Before each round that publishes,
+//!   and every second when idle, it compares them with the stream's `last-generated-id`: a stream
+//!   that is gone or went back lost entries, and the relay publishes again, in outbox order, its
+//!   retained events from the first batch that may be lost ([`Relay::heal`]). It also answers
+//!   replay requests, skipping those a replay made after them already covers.
+//! - Producers keep published events for `events.retention` (default 24 h) before pruning them,
+//!   and consumers remember the ids they applied at least as long (the platform never prunes
+//!   `processed_events`), so a replayed event is applied once.
+//!
+//! So with a persistent Redis (AOF `everysec` or `always`), what it can lose (its last second, or
+//! what a lagging replica never received) was published recently and is still in the producer's
+//! retention window: it is published again. With a Redis without persistence, everything still
+//! in the producer's retention window is delivered again after a loss; older events are not.
+//! Replays re-deliver events consumers already applied (they skip them) and may deliver an event
+//! after ones the producer wrote later. A relay restarted after the loss knows nothing of it,
+//! and a loss followed at once by a publish can hide from its check; consumers' requests cover
+//! both as long as their group was lost too.
+//!
 //! A service that publishes carries the `outbox` table in its migrations, and one that consumes
 //! the `processed_events` table (PostgreSQL shown; on SQLite `seq` is
 //! `INTEGER PRIMARY KEY AUTOINCREMENT` and `envelope` a `BLOB`):
@@ -37,7 +63,7 @@
 //! ```
 //!
 //! # Layout
-//! - `outbox`: [`enqueue`] and the [`Relay`].
+//! - `outbox`: [`enqueue`] and the [`Relay`], which also publishes again what Redis lost.
 //! - `consumer`: [`Handler`], [`remember`] and the consumer loop.
 //! - `memory`, `redis_streams`: the two transports.
 
@@ -113,6 +139,37 @@ impl Entry {
             .map(|value| String::from_utf8_lossy(value).into_owned())
             .unwrap_or_default()
     }
+}
+
+/// A stream entry id, `<millis>-<sequence>`: ids only grow on a stream, so one lower than an id
+/// handed out before means the stream lost entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct StreamId(u64, u64);
+
+impl StreamId {
+    fn parse(id: &str) -> anyhow::Result<Self> {
+        let (millis, sequence) = id.split_once('-').unwrap_or((id, "0"));
+        match (millis.parse(), sequence.parse()) {
+            (Ok(millis), Ok(sequence)) => Ok(Self(millis, sequence)),
+            _ => anyhow::bail!("{id:?} is not a stream entry id"),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// Whether `error` says the consumer group or its stream does not exist (Redis' `NOGROUP`): it
+/// was destroyed, or Redis lost its data.
+fn is_lost_group(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<redis::RedisError>()
+            .is_some_and(|error| error.code() == Some("NOGROUP"))
+    })
 }
 
 /// An event set aside by a consumer group, and why.
@@ -197,16 +254,18 @@ impl Bus {
             &envelope.r#type,
             envelope.encode_to_vec(),
         )
-        .await
+        .await?;
+        Ok(())
     }
 
+    /// Publishes an encoded envelope; returns the entry's stream id.
     pub(crate) async fn publish_encoded(
         &self,
         producer: &str,
         event_id: &str,
         event_type: &str,
         envelope: Vec<u8>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<StreamId> {
         let fields = vec![
             ("event_id".to_owned(), event_id.as_bytes().to_vec()),
             ("type".to_owned(), event_type.as_bytes().to_vec()),
@@ -262,14 +321,50 @@ impl Bus {
         }
     }
 
-    async fn add(&self, stream: &str, fields: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
-        match &self.transport {
-            Transport::Memory(streams) => {
-                streams.add(stream, fields);
-                Ok(())
-            }
-            Transport::Redis(redis) => redis.add(stream, &fields).await,
-        }
+    /// Where consumers whose stream was reset ask its producer's relay to publish again.
+    pub fn replay_stream(&self, producer: &str) -> String {
+        format!("{}{producer}:replay", self.prefix)
+    }
+
+    /// Asks `producer`'s relay to publish again the events it still retains that it published
+    /// at or after `since` (all of them when `None`): what a consumer does when its stream was
+    /// reset, and what an operator can do after restoring Redis from an old snapshot.
+    ///
+    /// # Errors
+    /// The transport failed; nothing was asked.
+    pub async fn request_replay(
+        &self,
+        producer: &str,
+        since: Option<std::time::SystemTime>,
+    ) -> anyhow::Result<()> {
+        let since = since.map_or(0, |since| {
+            let micros = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros();
+            i64::try_from(micros).unwrap_or(i64::MAX)
+        });
+        let fields = vec![("since".to_owned(), since.to_string().into_bytes())];
+        self.add(&self.replay_stream(producer), fields).await?;
+        Ok(())
+    }
+
+    /// The id of the last entry ever added to `stream` (Redis' `last-generated-id`, which
+    /// survives deleting entries), or `None` when the stream does not exist.
+    async fn last_id(&self, stream: &str) -> anyhow::Result<Option<StreamId>> {
+        let id = match &self.transport {
+            Transport::Memory(streams) => streams.last_id(stream),
+            Transport::Redis(redis) => redis.last_id(stream).await?,
+        };
+        id.map(|id| StreamId::parse(&id)).transpose()
+    }
+
+    async fn add(&self, stream: &str, fields: Vec<(String, Vec<u8>)>) -> anyhow::Result<StreamId> {
+        let id = match &self.transport {
+            Transport::Memory(streams) => streams.add(stream, fields),
+            Transport::Redis(redis) => redis.add(stream, &fields).await?,
+        };
+        StreamId::parse(&id)
     }
 
     async fn range(&self, stream: &str) -> anyhow::Result<Vec<Entry>> {
@@ -291,6 +386,7 @@ impl Bus {
             stream,
             group,
             consumer: format!("{}", uuid::Uuid::now_v7()),
+            recreated: false,
         };
         reader.create_group().await?;
         Ok(reader)
@@ -305,6 +401,9 @@ pub(crate) struct Reader {
     /// This consumer's name within its group: unique, so a restarted consumer is a new one and
     /// its predecessor's pending events are reclaimed rather than silently inherited.
     consumer: String,
+    /// Set when this reader found its group gone and made it again; taken by
+    /// [`Reader::take_recreated`].
+    recreated: bool,
 }
 
 enum ReaderTransport {
@@ -323,8 +422,37 @@ impl Reader {
         }
     }
 
+    /// Whether the group was made again since the last call: its stream was reset, so entries
+    /// published before may be gone.
+    fn take_recreated(&mut self) -> bool {
+        std::mem::take(&mut self.recreated)
+    }
+
+    /// Passes `result` on, except that a lost group (destroyed, or Redis restarted empty) is
+    /// created again, at the start of the stream, and reads as nothing this time.
+    async fn heal(&mut self, result: anyhow::Result<Vec<Entry>>) -> anyhow::Result<Vec<Entry>> {
+        match result {
+            Err(error) if is_lost_group(&error) => {
+                self.create_group().await?;
+                tracing::warn!(
+                    stream = %self.stream,
+                    group = %self.group,
+                    "the consumer group was gone (destroyed, or Redis lost its data); recreated it"
+                );
+                self.recreated = true;
+                Ok(Vec::new())
+            }
+            other => other,
+        }
+    }
+
     /// New entries for this consumer, waiting up to `block` for some.
     async fn read_new(&mut self, count: usize, block: Duration) -> anyhow::Result<Vec<Entry>> {
+        let read = self.read_new_once(count, block).await;
+        self.heal(read).await
+    }
+
+    async fn read_new_once(&mut self, count: usize, block: Duration) -> anyhow::Result<Vec<Entry>> {
         match &mut self.transport {
             ReaderTransport::Memory(streams) => Ok(streams
                 .read_new(&self.stream, &self.group, &self.consumer, count, block)
@@ -340,6 +468,15 @@ impl Reader {
     /// Entries delivered to any consumer of the group and unacknowledged for `min_idle`, now
     /// delivered to this one.
     async fn claim_idle(&mut self, min_idle: Duration, count: usize) -> anyhow::Result<Vec<Entry>> {
+        let claimed = self.claim_idle_once(min_idle, count).await;
+        self.heal(claimed).await
+    }
+
+    async fn claim_idle_once(
+        &mut self,
+        min_idle: Duration,
+        count: usize,
+    ) -> anyhow::Result<Vec<Entry>> {
         match &mut self.transport {
             ReaderTransport::Memory(streams) => {
                 Ok(streams.claim_idle(&self.stream, &self.group, &self.consumer, min_idle, count))
@@ -380,8 +517,12 @@ impl Reader {
         fields.push(("attempts".into(), entry.deliveries.to_string().into_bytes()));
         fields.push(("entry_id".into(), entry.id.clone().into_bytes()));
         match &mut self.transport {
-            ReaderTransport::Memory(streams) => streams.add(dead_letter_stream, fields),
-            ReaderTransport::Redis(redis) => redis.add(dead_letter_stream, &fields).await?,
+            ReaderTransport::Memory(streams) => {
+                streams.add(dead_letter_stream, fields);
+            }
+            ReaderTransport::Redis(redis) => {
+                redis.add(dead_letter_stream, &fields).await?;
+            }
         }
         self.ack(&entry.id).await
     }

@@ -1,6 +1,7 @@
 //! The event bus keeps its promises on both transports: in memory with SQLite, and on Redis
 //! Streams with PostgreSQL. Producer and consumer here are real outbox and consumer-group code
-//! over a real database; the consumer's effect is a row in its own table.
+//! over a real database; the consumer's effect is a row in its own table. Tests that make Redis
+//! lose data do it to a `redis-server` of their own ([`OwnRedis`]), never the shared one.
 
 use std::{
     collections::HashSet,
@@ -17,7 +18,7 @@ use agora_platform::{
 };
 use prost::{Message as _, Name as _};
 use sqlx::Row as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 const PRODUCER: &str = "product";
 const GROUP: &str = "inventory";
@@ -30,6 +31,11 @@ struct Fixture {
 }
 
 async fn fixture(backend: TestBackend) -> Option<Fixture> {
+    fixture_on(backend, None).await
+}
+
+/// A fixture whose bus is the Redis at `redis_url` (else the backend's own bus).
+async fn fixture_on(backend: TestBackend, redis_url: Option<&str>) -> Option<Fixture> {
     let store = TestStore::new(backend).await?;
     let db = store.database().await;
     let (seq, blob) = match db.backend() {
@@ -48,7 +54,7 @@ async fn fixture(backend: TestBackend) -> Option<Fixture> {
     ] {
         sqlx::query(&ddl).execute(db.pool()).await.expect("schema");
     }
-    let bus = match &store.redis_url {
+    let bus = match redis_url.or(store.redis_url.as_deref()) {
         Some(url) => Bus::redis(url, store.prefix.clone()).await.expect("redis"),
         None => Bus::memory(store.prefix.clone()),
     };
@@ -91,6 +97,8 @@ struct Recorder {
     /// When set, the first event is reported here and then never finishes (a consumer that
     /// hangs or dies mid-message).
     hang: Option<mpsc::UnboundedSender<String>>,
+    /// When set, each event is reported here and waits until the gate reads `true`.
+    gate: Option<(mpsc::UnboundedSender<String>, watch::Receiver<bool>)>,
 }
 
 impl Recorder {
@@ -99,6 +107,7 @@ impl Recorder {
             db: db.clone(),
             failing: Arc::default(),
             hang: None,
+            gate: None,
         }
     }
 }
@@ -114,6 +123,13 @@ impl Handler for Recorder {
         if let Some(hang) = &self.hang {
             let _ = hang.send(event.id.clone());
             std::future::pending::<()>().await;
+        }
+        if let Some((seen, gate)) = &self.gate {
+            let _ = seen.send(created.sku.clone());
+            let mut gate = gate.clone();
+            gate.wait_for(|open| *open)
+                .await
+                .map_err(anyhow::Error::from)?;
         }
         if self.failing.contains(&created.sku) {
             return Err(HandlerError::Retry(anyhow::anyhow!(
@@ -442,4 +458,281 @@ agora_platform::on_both_backends!(
     a_consumer_that_dies_mid_message_has_it_reclaimed_by_another_and_applied_once,
     a_poison_message_is_dead_lettered_without_blocking_the_ones_behind_it,
     each_group_gets_every_event_and_a_group_shares_them_between_its_consumers,
+    a_relay_that_sees_its_stream_regress_publishes_the_lost_events_again,
+    a_consumer_whose_stream_was_reset_asks_a_relay_that_knows_nothing_for_a_replay,
+    a_requested_replay_publishes_retained_events_again_and_they_apply_once,
 );
+
+/// A `redis-server` of this test's own, which it can restart empty on the same port.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+    /// Its working directory, kept until it is gone.
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let child = Self::spawn(port, dir.path()).await;
+        Self {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Starts a server without persistence and waits until it answers.
+    async fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        for _ in 0..500 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the test's redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server and starts it again, empty, on the same port: what a restart without
+    /// persistence does.
+    async fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port, self._dir.path()).await;
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn redis_command(url: &str, command: &redis::Cmd) -> redis::Value {
+    let client = redis::Client::open(url).expect("a Redis URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis answers");
+    command
+        .query_async(&mut connection)
+        .await
+        .expect("the command succeeds")
+}
+
+async fn processed(db: &Database) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM processed_events")
+        .fetch_one(db.pool())
+        .await
+        .expect("count")
+        .get("n")
+}
+
+#[tokio::test]
+async fn a_consumer_group_destroyed_under_a_running_consumer_is_recreated_and_delivery_resumes() {
+    // The test's own prefix on the shared Redis: destroying its group touches nothing else.
+    let Some(f) = fixture(TestBackend::Distributed).await else {
+        return;
+    };
+    let url = agora_platform::testing::redis_url();
+    let _relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings).spawn();
+    let _consumer = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        GROUP,
+        Recorder::new(&f.db),
+        &f.settings,
+    );
+    let first = produce(&f.db, "sku-1").await;
+    settle(&f, 1).await;
+
+    let mut destroy = redis::cmd("XGROUP");
+    destroy
+        .arg("DESTROY")
+        .arg(f.bus.stream(PRODUCER))
+        .arg(GROUP);
+    assert_eq!(
+        redis_command(&url, &destroy).await,
+        redis::Value::Int(1),
+        "the group existed and is gone"
+    );
+
+    let second = produce(&f.db, "sku-2").await;
+    let rows = settle(&f, 2).await;
+    assert_eq!(
+        rows,
+        vec![(first, "sku-1".into()), (second, "sku-2".into())],
+        "delivery resumed, and the first event, delivered again to the new group, is not applied twice"
+    );
+}
+
+/// Redis restarts empty while the consumer is busy with `sku-a`: `sku-b`, published and marked
+/// sent, is lost from Redis before the consumer read it. `sku-c` is written after the restart.
+/// With `fresh_relay`, the relay that published is replaced by one that knows nothing of the
+/// stream, so only the consumer's replay request can bring `sku-b` back.
+async fn events_lost_by_redis_are_published_again(backend: TestBackend, fresh_relay: bool) {
+    let mut redis = OwnRedis::start().await;
+    let Some(f) = fixture_on(backend, Some(&redis.url())).await else {
+        return;
+    };
+    let (open, gate) = watch::channel(false);
+    let (seen, mut seen_rx) = mpsc::unbounded_channel();
+    let recorder = Recorder {
+        gate: Some((seen, gate)),
+        ..Recorder::new(&f.db)
+    };
+    let _consumer = events::spawn_consumer(f.bus.clone(), PRODUCER, GROUP, recorder, &f.settings);
+    let relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings);
+
+    let a = produce(&f.db, "sku-a").await;
+    assert_eq!(relay.run_once().await.expect("a relay round"), 1);
+    let held = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+        .await
+        .expect("the consumer receives sku-a")
+        .expect("a sku");
+    assert_eq!(held, "sku-a");
+    let b = produce(&f.db, "sku-b").await;
+    assert_eq!(relay.run_once().await.expect("a relay round"), 1);
+    assert_eq!(unpublished(&f.db).await, 0, "sku-b is marked sent");
+    assert_eq!(f.bus.events(PRODUCER).await.expect("stream").len(), 2);
+
+    redis.restart_empty().await;
+    // The first command on a connection to the old server fails; the bus reconnects for the next.
+    let mut after = f.bus.events(PRODUCER).await;
+    for _ in 0..50 {
+        if after.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = f.bus.events(PRODUCER).await;
+    }
+    assert!(
+        after.expect("the stream reads").is_empty(),
+        "Redis lost both events"
+    );
+    let relay = if fresh_relay {
+        Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings)
+    } else {
+        relay
+    };
+    let c = produce(&f.db, "sku-c").await;
+    assert_eq!(relay.run_once().await.expect("a relay round"), 1);
+    let stream: Vec<String> = f
+        .bus
+        .events(PRODUCER)
+        .await
+        .expect("stream")
+        .into_iter()
+        .map(|event| event.id)
+        .collect();
+    if fresh_relay {
+        assert_eq!(stream, vec![c.clone()], "this relay knows of no loss");
+    } else {
+        assert_eq!(
+            stream,
+            vec![a.clone(), b.clone(), c.clone()],
+            "the relay noticed the loss before publishing, and published the lost events first"
+        );
+    }
+    // From here on the consumer runs freely; with a fresh relay only its replay request can
+    // bring sku-b back.
+    let _relay = relay.spawn();
+    open.send(true).expect("the consumer listens");
+
+    let mut expected = vec![
+        (a, "sku-a".into()),
+        (b, "sku-b".into()),
+        (c, "sku-c".into()),
+    ];
+    expected.sort_by(|x: &(String, String), y| x.1.cmp(&y.1));
+    assert_eq!(settle(&f, 3).await, expected, "all three, each once");
+    // Every copy on the stream now (replays included) has been handled: still one effect each.
+    let copies = f.bus.events(PRODUCER).await.expect("stream").len();
+    assert!(copies >= 3, "{copies} entries");
+    assert_eq!(applied(&f.db).await.len(), 3);
+    assert_eq!(processed(&f.db).await, 3);
+}
+
+async fn a_relay_that_sees_its_stream_regress_publishes_the_lost_events_again(
+    backend: TestBackend,
+) {
+    events_lost_by_redis_are_published_again(backend, false).await;
+}
+
+async fn a_consumer_whose_stream_was_reset_asks_a_relay_that_knows_nothing_for_a_replay(
+    backend: TestBackend,
+) {
+    events_lost_by_redis_are_published_again(backend, true).await;
+}
+
+async fn a_requested_replay_publishes_retained_events_again_and_they_apply_once(
+    backend: TestBackend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let _relay = Relay::new(f.db.clone(), f.bus.clone(), PRODUCER, &f.settings).spawn();
+    let _consumer = events::spawn_consumer(
+        f.bus.clone(),
+        PRODUCER,
+        GROUP,
+        Recorder::new(&f.db),
+        &f.settings,
+    );
+    let first = produce(&f.db, "sku-1").await;
+    let second = produce(&f.db, "sku-2").await;
+    settle(&f, 2).await;
+
+    f.bus
+        .request_replay(PRODUCER, None)
+        .await
+        .expect("a replay request");
+    for _ in 0..400 {
+        if f.bus.events(PRODUCER).await.expect("stream").len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let ids: Vec<String> = f
+        .bus
+        .events(PRODUCER)
+        .await
+        .expect("stream")
+        .into_iter()
+        .map(|event| event.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![first.clone(), second.clone(), first.clone(), second.clone()],
+        "published again, in outbox order"
+    );
+    assert_eq!(
+        settle(&f, 2).await,
+        vec![(first, "sku-1".into()), (second, "sku-2".into())],
+        "applied once"
+    );
+    assert_eq!(processed(&f.db).await, 2);
+}

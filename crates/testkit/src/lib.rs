@@ -92,11 +92,24 @@ impl TestMesh {
     /// # Panics
     /// When auth does not start.
     pub async fn start(backend: TestBackend) -> Option<Self> {
+        Self::start_with_redis(backend, None).await
+    }
+
+    /// Like [`TestMesh::start`], with every service of the mesh on the Redis at `redis_url`
+    /// (a [`PrivateRedis`], for tests that stop or empty it), on either backend.
+    ///
+    /// # Panics
+    /// When auth does not start.
+    pub async fn start_on_redis(backend: TestBackend, redis_url: String) -> Option<Self> {
+        Self::start_with_redis(backend, Some(redis_url)).await
+    }
+
+    async fn start_with_redis(backend: TestBackend, redis_url: Option<String>) -> Option<Self> {
         let probe = TestStore::new(backend).await?;
         let mut mesh = Self {
             backend,
             prefix: probe.prefix.clone(),
-            redis_url: probe.redis_url.clone(),
+            redis_url: redis_url.or_else(|| probe.redis_url.clone()),
             services: HashMap::new(),
         };
         drop(probe);

@@ -25,21 +25,37 @@ impl PrivateRedis {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut redis = Self {
+            child: None,
+            port,
+            _dir: tempfile::tempdir().expect("a temporary directory"),
+        };
+        redis.launch().await;
+        redis
+    }
+
+    /// Kills the server and starts it again on the same port, empty (it keeps nothing on
+    /// disk): a restart without persistence.
+    ///
+    /// # Panics
+    /// When it does not answer again within 10 s.
+    pub async fn restart_empty(&mut self) {
+        self.stop();
+        self.launch().await;
+    }
+
+    async fn launch(&mut self) {
+        let port = self.port;
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(self._dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (apt-get install redis-server)");
-        let redis = Self {
-            child: Some(child),
-            port,
-            _dir: dir,
-        };
+        self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -51,7 +67,6 @@ impl PrivateRedis {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        redis
     }
 
     /// Its URL.

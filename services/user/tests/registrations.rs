@@ -11,7 +11,9 @@ use agora_contracts::agora::{
     user::v1 as pb,
 };
 use agora_platform::{config::ServiceKind, events::Bus};
-use agora_testkit::{TestBackend, TestMesh, authed, email, eventually, on_both_backends};
+use agora_testkit::{
+    PrivateRedis, TestBackend, TestMesh, authed, email, eventually, on_both_backends,
+};
 use common::{member, my_profile, spawn_user, start, update, users, wait_for_profile};
 use prost::{Message as _, Name as _};
 use sqlx::Row as _;
@@ -22,6 +24,7 @@ on_both_backends!(
     a_profile_not_created_yet_is_not_found_until_its_registration_arrives,
     registrations_made_while_the_service_is_down_are_applied_after_a_restart,
     poison_events_are_dead_lettered_and_other_event_types_ignored,
+    registrations_keep_becoming_profiles_after_redis_restarts_empty,
 );
 
 /// The registration event auth published for `user_id`.
@@ -243,4 +246,36 @@ async fn poison_events_are_dead_lettered_and_other_event_types_ignored(backend: 
         .await
         .expect_err("an event of another type creates nothing");
     assert_eq!(status.code(), Code::NotFound);
+}
+
+async fn registrations_keep_becoming_profiles_after_redis_restarts_empty(backend: TestBackend) {
+    // A Redis of this test's own: the shared one is never restarted.
+    let mut redis = PrivateRedis::start().await;
+    let Some(mut mesh) = TestMesh::start_on_redis(backend, redis.url()).await else {
+        return;
+    };
+    spawn_user(&mut mesh, &[]).await;
+    let before = member(&mesh, "before").await;
+
+    redis.restart_empty().await;
+
+    // Neither service restarts: the user service's consumer recreates its group, and the
+    // registration made now still becomes a profile.
+    let after = member(&mesh, "after").await;
+    assert_ne!(after.id, before.id);
+    assert_eq!(my_profile(&mesh, &before.token).await.user_id, before.id);
+    let db = mesh.database(ServiceKind::User).await;
+    for member in [&before, &after] {
+        let profiles = sqlx::query("SELECT COUNT(*) AS n FROM profiles WHERE user_id = $1")
+            .bind(&member.id)
+            .fetch_one(db.pool())
+            .await
+            .expect("counted")
+            .try_get::<i64, _>("n")
+            .expect("a count");
+        assert_eq!(
+            profiles, 1,
+            "a replayed registration makes no second profile"
+        );
+    }
 }

@@ -77,6 +77,8 @@ pub fn spawn_consumer<H: Handler>(
     settings: &EventSettings,
 ) -> Background {
     let consumer = Consumer {
+        producer: producer.to_owned(),
+        replay_owed: false,
         stream: bus.stream(producer),
         dead_letters: bus.dead_letter_stream(producer),
         group: group.to_owned(),
@@ -92,6 +94,10 @@ pub fn spawn_consumer<H: Handler>(
 
 struct Consumer<H> {
     bus: Bus,
+    producer: String,
+    /// Set when the group had to be made again (its stream was reset, so events may be gone)
+    /// until the producer's relay has been asked to publish its retained events again.
+    replay_owed: bool,
     stream: String,
     dead_letters: String,
     group: String,
@@ -141,6 +147,14 @@ impl<H: Handler> Consumer<H> {
             }
         }
         let entries = reader.read_new(BATCH, claim_every).await?;
+        self.replay_owed |= reader.take_recreated();
+        if self.replay_owed {
+            // The producer cannot know what this group had not applied yet: ask for its whole
+            // retention window. What was applied already is skipped by `remember`.
+            self.bus.request_replay(&self.producer, None).await?;
+            self.replay_owed = false;
+            tracing::warn!(stream = %self.stream, group = %self.group, "asked the producer to publish its retained events again");
+        }
         for entry in entries {
             self.process(reader, entry).await?;
         }

@@ -27,6 +27,9 @@ type Fields = Vec<(String, Vec<u8>)>;
 struct Stream {
     entries: Vec<(String, Fields)>,
     groups: HashMap<String, Group>,
+    /// The last id handed out, `(millis, sequence)`: ids look and grow like Redis' ones, so
+    /// they compare the same way.
+    last: (u64, u64),
 }
 
 #[derive(Default)]
@@ -54,13 +57,34 @@ impl Streams {
         f(&mut state)
     }
 
-    pub(crate) fn add(&self, stream: &str, fields: Fields) {
-        self.with(|state| {
+    /// Appends an entry; returns its id, `<millis>-<sequence>` like Redis' `XADD *`.
+    pub(crate) fn add(&self, stream: &str, fields: Fields) -> String {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
+        let id = self.with(|state| {
             let stream = state.entry(stream.to_owned()).or_default();
-            let id = format!("{}-0", stream.entries.len() + 1);
-            stream.entries.push((id, fields));
+            stream.last = if millis > stream.last.0 {
+                (millis, 0)
+            } else {
+                (stream.last.0, stream.last.1 + 1)
+            };
+            let id = format!("{}-{}", stream.last.0, stream.last.1);
+            stream.entries.push((id.clone(), fields));
+            id
         });
         self.added.notify_waiters();
+        id
+    }
+
+    /// The last id handed out on `stream`, or `None` when it does not exist. An in-process
+    /// stream never loses entries, so this only grows.
+    pub(crate) fn last_id(&self, stream: &str) -> Option<String> {
+        self.with(|state| {
+            state
+                .get(stream)
+                .map(|stream| format!("{}-{}", stream.last.0, stream.last.1))
+        })
     }
 
     pub(crate) fn range(&self, stream: &str) -> Vec<Entry> {

@@ -1,7 +1,7 @@
 //! Redis Streams with consumer groups: `XADD` to publish, `XREADGROUP` to read, `XACK` after the
 //! consumer's commit, `XPENDING ... IDLE` + `XCLAIM` to take over what a dead consumer left.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context as _;
 use redis::{
@@ -57,8 +57,27 @@ impl RedisStreams {
         &self,
         stream: &str,
         fields: &[(String, Vec<u8>)],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         add(&mut self.connection.clone(), stream, fields).await
+    }
+
+    /// The stream's `last-generated-id`, or `None` when the stream does not exist.
+    pub(crate) async fn last_id(&self, stream: &str) -> anyhow::Result<Option<String>> {
+        let info: redis::RedisResult<HashMap<String, Value>> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(&mut self.connection.clone())
+            .await;
+        let info = match info {
+            Ok(info) => info,
+            Err(error) if error.to_string().contains("no such key") => return Ok(None),
+            Err(error) => return Err(error).context("XINFO STREAM"),
+        };
+        match info.get("last-generated-id") {
+            Some(Value::BulkString(id)) => Ok(Some(String::from_utf8_lossy(id).into_owned())),
+            Some(Value::SimpleString(id)) => Ok(Some(id.clone())),
+            other => anyhow::bail!("XINFO STREAM {stream}: no last-generated-id ({other:?})"),
+        }
     }
 
     pub(crate) async fn range(&self, stream: &str) -> anyhow::Result<Vec<Entry>> {
@@ -72,12 +91,16 @@ impl RedisStreams {
     }
 
     pub(crate) async fn pending(&self, stream: &str, group: &str) -> anyhow::Result<u64> {
-        let reply: Value = redis::cmd("XPENDING")
+        let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
             .arg(stream)
             .arg(group)
             .query_async(&mut self.connection.clone())
-            .await
-            .context("XPENDING")?;
+            .await;
+        let reply = match reply {
+            // No group (yet, or any more): nothing is pending in it.
+            Err(error) if error.code() == Some("NOGROUP") => return Ok(0),
+            reply => reply.context("XPENDING")?,
+        };
         // The summary form starts with the number of pending entries.
         match reply {
             Value::Array(items) => match items.first() {
@@ -93,17 +116,16 @@ async fn add(
     connection: &mut ConnectionManager,
     stream: &str,
     fields: &[(String, Vec<u8>)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let mut command = redis::cmd("XADD");
     command.arg(stream).arg("*");
     for (key, value) in fields {
         command.arg(key).arg(value.as_slice());
     }
-    let _: String = command
+    command
         .query_async(connection)
         .await
-        .with_context(|| format!("XADD to {stream}"))?;
-    Ok(())
+        .with_context(|| format!("XADD to {stream}"))
 }
 
 fn entry(id: StreamId, deliveries: u64) -> Entry {
@@ -229,7 +251,7 @@ impl RedisReader {
         &mut self,
         stream: &str,
         fields: &[(String, Vec<u8>)],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         add(&mut self.connection, stream, fields).await
     }
 }
