@@ -10,7 +10,7 @@
 #   scripts/chaos.sh --short          kill -9 order, Redis restarted empty, kill -9 inventory
 #   scripts/chaos.sh --faults a,b     the named faults (see --list)
 #   --seconds N (load duration, default 24; 16 with --short), --shoppers N (default 16),
-#   --on-hand N (units of each of the 6 products at the start, default 5 per second of load:
+#   --on-hand N (units of each of the 6 products at the start, default 6 per second of load:
 #   stock lasts about two thirds of the load, so the fault hits orders that take stock and the
 #   last orders are refused for stock)
 #
@@ -39,7 +39,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#faults[@]} -gt 0 ]] || faults=("${all_faults[@]}")
 seconds="${seconds:-24}"
-on_hand="${on_hand:-$((seconds * 5))}"
+on_hand="${on_hand:-$((seconds * 6))}"
 for fault in "${faults[@]}"; do
   [[ " ${all_faults[*]} " == *" $fault "* ]] || { echo "chaos: unknown fault $fault (--list)" >&2; exit 2; }
 done
@@ -228,6 +228,7 @@ one_fault() {
   products="$(python3 -c 'import json,sys; print(",".join(json.loads(l)["product_id"] for l in open(sys.argv[1])))' "$run_dir/products.jsonl")"
   log "[$label] $shoppers shoppers for ${seconds}s; $fault at $((seconds / 3))s"
   "$shoppers_bin" load --auth "$(url auth)" --order "$(url order)" --gateway "$(url gateway)" \
+    --product "$(url product)" --admin-email admin@chaos.test --admin-password "$admin_password" \
     --run "$run" --products "$products" --shoppers "$shoppers" --seconds "$seconds" \
     >"$run_dir/load.jsonl" 2>>"$run_dir/shoppers.log" &
   local load=$!

@@ -213,6 +213,9 @@ print(f"\n== fault: {fault} ==")
 print(f"{'check':<{width}}  {'expected':<14}  {'actual':<40}  result")
 for name, expected, actual, verdict in results:
     print(f"{name:<{width}}  {expected:<14}  {actual:<40}  {verdict}")
+seen = collections.Counter(code for r in records for code in r["retried_on"])
+print(f"keys: {dict(told)}; failed attempts by code: {dict(seen)}; "
+      f"cancels: {dict(collections.Counter(r['cancel'] for r in records if r['cancel']))}")
 failed = sum(1 for r in results if r[3] == "FAIL")
 print(f"{fault}: {len(results) - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -5,8 +5,9 @@
 //! - `setup`: the administrator creates a handful of products with limited stock; prints one
 //!   JSON line per product (`{"product_id", "on_hand"}`).
 //! - `load`: bounded concurrent shoppers register, then place orders, each with its own
-//!   idempotency key, over gRPC straight to the order service or through the edge's gRPC
-//!   passthrough. A failed CreateOrder is retried with the same key and request (bounded, with
+//!   idempotency key, over gRPC straight to the order service, over gRPC through the edge's
+//!   passthrough, or as JSON through the edge (REST). Now and then a shopper sends an answered
+//!   key again, as a client that lost the answer would. A failed CreateOrder is retried with the same key and request (bounded, with
 //!   backoff) until it gets a definite answer; some confirmed orders are cancelled, retried the
 //!   same way. One JSON line per key: what the client was finally told.
 //! - `verify`: signs every shopper in again and reads each acknowledged order back through the
@@ -31,6 +32,10 @@ use tonic::{Code, Status, transport::Channel};
 const PASSWORD: &str = "chaos shopper 7";
 /// The longest one attempt of a call may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Orders a shopper places before it registers a new account.
+const ORDERS_PER_ACCOUNT: usize = 8;
+/// The longest a client keeps retrying one call: past it, the outcome is recorded as unknown.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(about = "The load generator of scripts/chaos.sh")]
@@ -73,6 +78,13 @@ enum Command {
         /// The edge, whose gRPC passthrough reaches the order service too.
         #[arg(long)]
         gateway: String,
+        /// The product service, where the administrator adds products during the load.
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        admin_password: String,
         /// A tag that makes this run's accounts and keys unique.
         #[arg(long)]
         run: String,
@@ -109,7 +121,8 @@ struct KeyRecord {
     key: String,
     user_id: String,
     email: String,
-    /// "order" (straight to the order service) or "gateway" (the edge's passthrough).
+    /// "order" (gRPC straight to the order service), "edge-grpc" (the edge's gRPC passthrough)
+    /// or "rest" (JSON through the edge).
     via: String,
     /// "ok" (an order came back), "refused" (a definite error) or "unknown" (no definite answer
     /// within the attempts).
@@ -122,7 +135,8 @@ struct KeyRecord {
     status: Option<String>,
     /// The final error code of a refused or unknown key.
     error: Option<String>,
-    /// The codes of the failed attempts, in order.
+    /// The codes of the failed attempts of CreateOrder, in order (the last one too when no
+    /// attempt succeeded).
     retried_on: Vec<String>,
     /// "done", "refused" or "unknown" when a cancel was attempted.
     cancel: Option<String>,
@@ -142,31 +156,13 @@ async fn main() -> anyhow::Result<()> {
             products,
             on_hand,
         } => {
-            let admin = login(&channel(&auth)?, &admin_email, &admin_password).await?;
+            let (_, admin) = login(&channel(&auth)?, &admin_email, &admin_password).await?;
             let mut catalog = ProductServiceClient::new(channel(&product)?);
             let mut stock = InventoryServiceClient::new(channel(&inventory)?);
             for n in 0..products {
-                let created = catalog
-                    .create_product(authed(
-                        product_pb::CreateProductRequest {
-                            product: Some(product_pb::Product {
-                                sku: format!("CHAOS-{}-{n}", run.to_uppercase()),
-                                name: format!("Chaos item {n}"),
-                                category: "chaos".into(),
-                                price: Some(Money {
-                                    currency_code: "EUR".into(),
-                                    amount_minor: 100 * (n as i64 + 1),
-                                }),
-                                ..Default::default()
-                            }),
-                        },
-                        &admin,
-                    ))
+                let created = new_product(&mut catalog, &admin, &format!("{run}-{n}"))
                     .await
-                    .context("creating a product")?
-                    .into_inner()
-                    .product
-                    .context("a created product")?;
+                    .map_err(|(status, _)| anyhow::anyhow!("creating a product: {status:?}"))?;
                 // Inventory opens the stock record when it consumes ProductCreated: wait for it
                 // (AdjustStock before then is refused).
                 let deadline = Instant::now() + Duration::from_secs(20);
@@ -211,6 +207,9 @@ async fn main() -> anyhow::Result<()> {
             auth,
             order,
             gateway,
+            product,
+            admin_email,
+            admin_password,
             run,
             products,
             shoppers,
@@ -219,10 +218,16 @@ async fn main() -> anyhow::Result<()> {
             attempts,
         } => {
             anyhow::ensure!(!products.is_empty(), "no products to order");
+            let product = channel(&product)?;
             let plan = Plan {
                 auth: channel(&auth)?,
                 order: channel(&order)?,
                 gateway: channel(&gateway)?,
+                rest: gateway.trim_end_matches('/').to_owned(),
+                http: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .build()
+                    .context("an HTTP client")?,
                 run,
                 products,
                 until: Instant::now() + Duration::from_secs(seconds),
@@ -230,6 +235,22 @@ async fn main() -> anyhow::Result<()> {
                 attempts: attempts.max(1),
             };
             let plan = std::sync::Arc::new(plan);
+            // The administrator adds products while the faults hit, so that product's events
+            // flow to inventory then too.
+            let (_, admin) = login(&plan.auth, &admin_email, &admin_password).await?;
+            let catalog_plan = plan.clone();
+            let catalog = tokio::spawn(async move {
+                let mut client = ProductServiceClient::new(product);
+                let mut n = 0;
+                while Instant::now() < catalog_plan.until {
+                    n += 1;
+                    let tag = format!("{}-load-{n}", catalog_plan.run);
+                    if let Err((status, _)) = new_product(&mut client, &admin, &tag).await {
+                        eprintln!("creating product {tag}: {status:?}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
             let mut tasks = tokio::task::JoinSet::new();
             for n in 0..shoppers {
                 let plan = plan.clone();
@@ -253,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            catalog.await.context("the catalog task")?;
             anyhow::ensure!(failed == 0, "{failed} shoppers stopped early");
             Ok(())
         }
@@ -264,6 +286,39 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Creates a product tagged `tag` as the administrator (retried like any call).
+async fn new_product(
+    client: &mut ProductServiceClient<Channel>,
+    admin: &str,
+    tag: &str,
+) -> Result<product_pb::Product, (Status, Vec<String>)> {
+    let product = product_pb::Product {
+        sku: format!("CHAOS-{}", tag.to_uppercase()),
+        name: format!("Chaos item {tag}"),
+        category: "chaos".into(),
+        price: Some(Money {
+            currency_code: "EUR".into(),
+            amount_minor: 250,
+        }),
+        ..Default::default()
+    };
+    let created = with_retries(30, || {
+        let mut client = client.clone();
+        let request = authed(
+            product_pb::CreateProductRequest {
+                product: Some(product.clone()),
+            },
+            admin,
+        );
+        async move { client.create_product(request).await }
+    })
+    .await?;
+    created
+        .into_inner()
+        .product
+        .ok_or_else(|| (Status::internal("no product in the answer"), Vec::new()))
+}
+
 /// A lazily connected channel: a restarted server is reached again by the next call.
 fn channel(url: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(url.to_owned())
@@ -272,7 +327,7 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
-async fn login(auth: &Channel, email: &str, password: &str) -> anyhow::Result<String> {
+async fn login(auth: &Channel, email: &str, password: &str) -> anyhow::Result<(String, String)> {
     let reply = with_retries(30, || {
         let mut client = AuthServiceClient::new(auth.clone());
         async move {
@@ -285,8 +340,9 @@ async fn login(auth: &Channel, email: &str, password: &str) -> anyhow::Result<St
         }
     })
     .await
-    .map_err(|(status, _)| anyhow::anyhow!("login of {email}: {status:?}"))?;
-    access_token(reply.into_inner().tokens)
+    .map_err(|(status, _)| anyhow::anyhow!("login of {email}: {status:?}"))?
+    .into_inner();
+    Ok((reply.user_id, access_token(reply.tokens)?))
 }
 
 fn access_token(tokens: Option<auth_pb::Tokens>) -> anyhow::Result<String> {
@@ -298,6 +354,9 @@ struct Plan {
     auth: Channel,
     order: Channel,
     gateway: Channel,
+    /// The edge's URL, for REST.
+    rest: String,
+    http: reqwest::Client,
     run: String,
     products: Vec<String>,
     until: Instant,
@@ -317,13 +376,12 @@ impl Dice {
     }
 }
 
-/// One shopper: registers (or signs in, when a lost Register did land), then orders until the
-/// plan's time is up.
-async fn shop(plan: &Plan, n: usize) -> anyhow::Result<Vec<KeyRecord>> {
-    let email = format!("shopper-{}-{n}@chaos.test", plan.run);
+/// A new account: registered, or signed in when a Register whose answer was lost did land.
+/// Returns its user id and access token.
+async fn account(plan: &Plan, email: &str) -> anyhow::Result<(String, String)> {
     let registered = with_retries(plan.attempts, || {
         let mut client = AuthServiceClient::new(plan.auth.clone());
-        let email = email.clone();
+        let email = email.to_owned();
         async move {
             client
                 .register(timed(auth_pb::RegisterRequest {
@@ -334,30 +392,38 @@ async fn shop(plan: &Plan, n: usize) -> anyhow::Result<Vec<KeyRecord>> {
         }
     })
     .await;
-    let (user_id, token) = match registered {
+    match registered {
         Ok(reply) => {
             let reply = reply.into_inner();
-            (reply.user_id, access_token(reply.tokens)?)
+            Ok((reply.user_id, access_token(reply.tokens)?))
         }
-        // A retry of a Register that landed: the account exists, sign in.
         Err((status, _)) if status.code() == Code::AlreadyExists => {
-            let token = login(&plan.auth, &email, PASSWORD).await?;
-            (String::new(), token)
+            login(&plan.auth, email, PASSWORD).await
         }
         Err((status, _)) => anyhow::bail!("registering {email}: {status:?}"),
-    };
+    }
+}
+
+/// One shopper: orders until the plan's time is up, as a new account every
+/// [`ORDERS_PER_ACCOUNT`] orders (so that users register, and auth's events flow to the user
+/// service, while the faults hit).
+async fn shop(plan: &Plan, n: usize) -> anyhow::Result<Vec<KeyRecord>> {
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1).wrapping_mul(0x2545_f491));
     let mut records = Vec::new();
     let mut confirmed = 0;
     let mut k = 0;
+    let (mut email, mut user_id, mut token) = (String::new(), String::new(), String::new());
     while Instant::now() < plan.until {
+        if k % ORDERS_PER_ACCOUNT == 0 {
+            email = format!(
+                "shopper-{}-{n}-{}@chaos.test",
+                plan.run,
+                k / ORDERS_PER_ACCOUNT
+            );
+            (user_id, token) = account(plan, &email).await?;
+        }
         k += 1;
-        let via_gateway = k % 2 == 0;
-        let channel = if via_gateway {
-            &plan.gateway
-        } else {
-            &plan.order
-        };
+        let via = [Via::Order, Via::EdgeGrpc, Via::Rest][k % 3];
         let mut lines: Vec<(String, i64)> = Vec::new();
         for _ in 0..=dice.below(2) {
             let product = plan.products[dice.below(plan.products.len())].clone();
@@ -380,7 +446,7 @@ async fn shop(plan: &Plan, n: usize) -> anyhow::Result<Vec<KeyRecord>> {
             key: request.idempotency_key.clone(),
             user_id: user_id.clone(),
             email: email.clone(),
-            via: if via_gateway { "gateway" } else { "order" }.into(),
+            via: via.name().into(),
             outcome: String::new(),
             order_id: None,
             order_ids: Vec::new(),
@@ -390,34 +456,34 @@ async fn shop(plan: &Plan, n: usize) -> anyhow::Result<Vec<KeyRecord>> {
             cancel: None,
             lines,
         };
-        let mut ids = Vec::new();
-        let placed = with_retries(plan.attempts, || {
-            let mut client = OrderServiceClient::new(channel.clone());
-            let call = authed(request.clone(), &token);
-            async move {
-                let mut call = call;
-                call.set_timeout(ATTEMPT_TIMEOUT);
-                client.create_order(call).await
-            }
+        let placed = noting_retries(plan.attempts, &mut record.retried_on, || {
+            create(plan, via, &token, &request)
         })
         .await;
         match placed {
-            Ok(reply) => {
-                let order = reply.into_inner().order.context("an order")?;
-                ids.push(order.id.clone());
+            Ok(order) => {
+                record.order_ids.push(order.id.clone());
+                // Now and then the client sends the same key again, as a client that lost the
+                // answer would: the same order must come back, and no stock be taken again.
+                if dice.below(3) == 0
+                    && let Ok(again) =
+                        with_retries(plan.attempts, || create(plan, via, &token, &request)).await
+                    && !record.order_ids.contains(&again.id)
+                {
+                    record.order_ids.push(again.id);
+                }
                 record.outcome = "ok".into();
                 record.user_id.clone_from(&order.user_id);
-                record.status = Some(status_name(order.status));
+                record.status = Some(order.status.clone());
                 record.order_id = Some(order.id.clone());
-                if order.status == order_pb::OrderStatus::Confirmed as i32 {
+                if order.status == "confirmed" {
                     confirmed += 1;
                     if confirmed % plan.cancel_every == 0 {
-                        cancel(plan, channel, &token, &order.id, &mut record).await;
+                        cancel(plan, via, &token, &order.id, &mut record).await;
                     }
                 }
             }
-            Err((status, codes)) => {
-                record.retried_on = codes;
+            Err(status) => {
                 record.outcome = if retryable(status.code()) {
                     "unknown"
                 } else {
@@ -427,36 +493,163 @@ async fn shop(plan: &Plan, n: usize) -> anyhow::Result<Vec<KeyRecord>> {
                 record.error = Some(format!("{:?}: {}", status.code(), status.message()));
             }
         }
-        record.order_ids = ids;
         records.push(record);
     }
     Ok(records)
 }
 
-async fn cancel(
+/// How a shopper reaches the order service.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// gRPC, straight to the order service.
+    Order,
+    /// gRPC through the edge's passthrough.
+    EdgeGrpc,
+    /// JSON over HTTP through the edge.
+    Rest,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Order => "order",
+            Via::EdgeGrpc => "edge-grpc",
+            Via::Rest => "rest",
+        }
+    }
+}
+
+/// An order as the client was told about it.
+struct Placed {
+    id: String,
+    user_id: String,
+    status: String,
+}
+
+impl From<order_pb::Order> for Placed {
+    fn from(order: order_pb::Order) -> Self {
+        Self {
+            status: status_name(order.status),
+            id: order.id,
+            user_id: order.user_id,
+        }
+    }
+}
+
+/// One attempt of CreateOrder.
+async fn create(
     plan: &Plan,
-    channel: &Channel,
+    via: Via,
     token: &str,
-    order_id: &str,
-    record: &mut KeyRecord,
-) {
-    let cancelled = with_retries(plan.attempts, || {
-        let mut client = OrderServiceClient::new(channel.clone());
-        let mut call = authed(
-            order_pb::CancelOrderRequest {
-                order_id: order_id.into(),
-                reason: "changed my mind".into(),
-            },
-            token,
-        );
-        call.set_timeout(ATTEMPT_TIMEOUT);
-        async move { client.cancel_order(call).await }
+    request: &order_pb::CreateOrderRequest,
+) -> Result<Placed, Status> {
+    let channel = match via {
+        Via::Order => &plan.order,
+        Via::EdgeGrpc => &plan.gateway,
+        Via::Rest => {
+            let lines: Vec<_> = request
+                .lines
+                .iter()
+                .map(|l| serde_json::json!({"productId": l.product_id, "quantity": l.quantity.to_string()}))
+                .collect();
+            let body =
+                serde_json::json!({"idempotencyKey": request.idempotency_key, "lines": lines});
+            return rest(plan, token, "/v1/orders".into(), body).await;
+        }
+    };
+    let mut call = authed(request.clone(), token);
+    call.set_timeout(ATTEMPT_TIMEOUT);
+    let order = OrderServiceClient::new(channel.clone())
+        .create_order(call)
+        .await?
+        .into_inner()
+        .order
+        .ok_or_else(|| Status::internal("an answer without its order"))?;
+    Ok(order.into())
+}
+
+/// One attempt of CancelOrder.
+async fn cancel_once(plan: &Plan, via: Via, token: &str, order_id: &str) -> Result<Placed, Status> {
+    let reason = "changed my mind";
+    let channel = match via {
+        Via::Order => &plan.order,
+        Via::EdgeGrpc => &plan.gateway,
+        Via::Rest => {
+            let path = format!("/v1/orders/{order_id}:cancel");
+            return rest(plan, token, path, serde_json::json!({"reason": reason})).await;
+        }
+    };
+    let mut call = authed(
+        order_pb::CancelOrderRequest {
+            order_id: order_id.into(),
+            reason: reason.into(),
+        },
+        token,
+    );
+    call.set_timeout(ATTEMPT_TIMEOUT);
+    let order = OrderServiceClient::new(channel.clone())
+        .cancel_order(call)
+        .await?
+        .into_inner()
+        .order
+        .ok_or_else(|| Status::internal("an answer without its order"))?;
+    Ok(order.into())
+}
+
+/// One POST through the edge, its answer read as an order, its error as a gRPC status (from
+/// the `google.rpc.Status` body; a lost connection is UNKNOWN, a refused one UNAVAILABLE).
+async fn rest(
+    plan: &Plan,
+    token: &str,
+    path: String,
+    body: serde_json::Value,
+) -> Result<Placed, Status> {
+    let lost = |e: reqwest::Error| {
+        if e.is_connect() {
+            Status::unavailable(format!("REST: {e}"))
+        } else if e.is_timeout() {
+            Status::deadline_exceeded(format!("REST: {e}"))
+        } else {
+            Status::unknown(format!("REST: {e}"))
+        }
+    };
+    let response = plan
+        .http
+        .post(format!("{}{path}", plan.rest))
+        .bearer_auth(token)
+        .timeout(ATTEMPT_TIMEOUT)
+        .json(&body)
+        .send()
+        .await
+        .map_err(lost)?;
+    let ok = response.status().is_success();
+    let json: serde_json::Value = response.json().await.map_err(lost)?;
+    if !ok {
+        let code = json["code"]
+            .as_i64()
+            .and_then(|c| i32::try_from(c).ok())
+            .map_or(Code::Unknown, Code::from_i32);
+        return Err(Status::new(
+            code,
+            json["message"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    let order = &json["order"];
+    let text = |field: &str| order[field].as_str().unwrap_or_default().to_owned();
+    Ok(Placed {
+        id: text("id"),
+        user_id: text("userId"),
+        status: text("status")
+            .trim_start_matches("ORDER_STATUS_")
+            .to_lowercase(),
     })
-    .await;
-    match cancelled {
-        Ok(reply) => {
+}
+
+async fn cancel(plan: &Plan, via: Via, token: &str, order_id: &str, record: &mut KeyRecord) {
+    match with_retries(plan.attempts, || cancel_once(plan, via, token, order_id)).await {
+        Ok(order) => {
             record.cancel = Some("done".into());
-            record.status = reply.into_inner().order.map(|o| status_name(o.status));
+            record.status = Some(order.status);
         }
         Err((status, _)) if retryable(status.code()) => record.cancel = Some("unknown".into()),
         Err(_) => record.cancel = Some("refused".into()),
@@ -478,29 +671,45 @@ fn retryable(code: Code) -> bool {
     )
 }
 
-/// Calls `attempt` until it succeeds, fails for good, or `attempts` run out (backoff 50 ms
-/// doubling to 1 s). The error comes with the codes of every failed attempt.
-async fn with_retries<T, F, Fut>(attempts: u32, mut attempt: F) -> Result<T, (Status, Vec<String>)>
+/// Calls `attempt` until it succeeds, fails for good, or `attempts` or [`GIVE_UP_AFTER`] run
+/// out (backoff 50 ms doubling to 1 s). The error comes with the codes of every failed attempt.
+async fn with_retries<T, F, Fut>(attempts: u32, attempt: F) -> Result<T, (Status, Vec<String>)>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Status>>,
 {
     let mut codes = Vec::new();
+    noting_retries(attempts, &mut codes, attempt)
+        .await
+        .map_err(|status| (status, codes))
+}
+
+/// [`with_retries`], noting the code of every failed attempt in `codes`, success or not.
+async fn noting_retries<T, F, Fut>(
+    attempts: u32,
+    codes: &mut Vec<String>,
+    mut attempt: F,
+) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
     let mut backoff = Duration::from_millis(50);
+    let give_up = Instant::now() + GIVE_UP_AFTER;
     for n in 1..=attempts {
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(status) => {
                 codes.push(format!("{:?}", status.code()));
-                if !retryable(status.code()) || n == attempts {
-                    return Err((status, codes));
+                if !retryable(status.code()) || n == attempts || Instant::now() >= give_up {
+                    return Err(status);
                 }
             }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
-    Err((Status::unknown("no attempt was made"), codes))
+    Err(Status::unknown("no attempt was made"))
 }
 
 fn timed<T>(message: T) -> tonic::Request<T> {
@@ -532,7 +741,7 @@ async fn verify(auth: &Channel, order: &Channel, records: &std::path::Path) -> a
             .push(record);
     }
     for (email, records) in by_email {
-        let token = login(auth, &email, PASSWORD).await?;
+        let (_, token) = login(auth, &email, PASSWORD).await?;
         for record in records {
             let Some(order_id) = record.order_id else {
                 continue;
