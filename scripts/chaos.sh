@@ -59,11 +59,13 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/agora-chaos.XXXXXX")"
 declare -A pids=()
 databases=()
 redis_pid=""
+load_pid=""
 
 log() { echo "chaos: $*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 stop_mesh() {
+  if [[ -n "$load_pid" ]]; then kill -TERM "$load_pid" 2>/dev/null || true; wait "$load_pid" 2>/dev/null || true; load_pid=""; fi
   local name
   for name in "${!pids[@]}"; do kill -CONT "${pids[$name]}" 2>/dev/null || true; kill -TERM "${pids[$name]}" 2>/dev/null || true; done
   for name in "${!pids[@]}"; do
@@ -231,12 +233,13 @@ one_fault() {
     --product "$(url product)" --admin-email admin@chaos.test --admin-password "$admin_password" \
     --run "$run" --products "$products" --shoppers "$shoppers" --seconds "$seconds" \
     >"$run_dir/load.jsonl" 2>>"$run_dir/shoppers.log" &
-  local load=$!
+  load_pid=$!
   sleep $((seconds / 3))
   log "[$label] injecting $fault"
   inject "$fault"
   local load_status=0
-  wait "$load" || load_status=$?
+  wait "$load_pid" || load_status=$?
+  load_pid=""
   [[ $load_status -eq 0 ]] || { log "[$label] the load generator failed ($load_status)"; tail -n 20 "$run_dir/shoppers.log" >&2; }
   # The mesh must be whole again before it can settle (a restarted process may still be starting).
   local svc
