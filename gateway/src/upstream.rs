@@ -104,7 +104,8 @@ impl Upstream {
     /// Calls a unary `method` with `request` (its metadata and deadline included).
     ///
     /// # Errors
-    /// The upstream's status, or UNAVAILABLE when it cannot be reached.
+    /// The upstream's status, or UNAVAILABLE when it cannot be reached or its connection is lost
+    /// before it answers.
     pub async fn unary(
         &self,
         method: &MethodDescriptor,
@@ -122,6 +123,7 @@ impl Upstream {
                 DynamicCodec::new(method.output()),
             )
             .await
+            .map_err(lost_mid_call)
     }
 
     /// Calls a server-streaming `method`; the stream yields each response message.
@@ -145,5 +147,55 @@ impl Upstream {
                 DynamicCodec::new(method.output()),
             )
             .await
+            .map_err(lost_mid_call)
+    }
+}
+
+/// The message of a call whose upstream connection was lost before the answer came.
+pub const OUTCOME_UNKNOWN: &str = "the connection to the service was lost before it answered; the outcome is unknown: \
+     retry with the same idempotency key, or read the state back";
+
+/// `status` as the client should see it: a call whose HTTP/2 connection was reset or closed
+/// before a gRPC status arrived is UNAVAILABLE, saying that its outcome is unknown (the upstream
+/// may or may not have acted on it), so that a client retrying UNAVAILABLE retries it. Every
+/// status the upstream itself sent passes unchanged.
+///
+/// tonic reports a lost connection as UNKNOWN, either "transport error" with the channel's
+/// error (and hyper's under it) as source, or as "h2 protocol error: ..." for an I/O error of
+/// the connection (an h2 error without a reason code).
+pub fn lost_mid_call(status: tonic::Status) -> tonic::Status {
+    if status.code() != tonic::Code::Unknown {
+        return status;
+    }
+    let transport =
+        std::iter::successors(std::error::Error::source(&status), |error| error.source())
+            .any(|error| error.is::<tonic::transport::Error>());
+    if !transport && !status.message().starts_with("h2 protocol error") {
+        return status;
+    }
+    tracing::warn!(error = %status, "the upstream connection was lost mid-call");
+    tonic::Status::unavailable(OUTCOME_UNKNOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_status_sent_by_the_upstream_itself_passes_unchanged() {
+        let status = lost_mid_call(tonic::Status::unknown("the handler failed"));
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        assert_eq!(status.message(), "the handler failed");
+        let status = lost_mid_call(tonic::Status::internal("h2 protocol error: reset"));
+        assert_eq!(status.code(), tonic::Code::Internal);
+    }
+
+    #[test]
+    fn an_h2_connection_error_without_a_reason_is_unavailable_with_the_outcome_unknown() {
+        let status = lost_mid_call(tonic::Status::unknown(
+            "h2 protocol error: error reading a body from connection",
+        ));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), OUTCOME_UNKNOWN);
     }
 }

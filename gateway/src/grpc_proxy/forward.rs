@@ -30,8 +30,8 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Sends `request` to `channel` and returns the upstream's answer; an upstream that cannot be
-/// reached is UNAVAILABLE, and one that has not answered by the call's deadline is
-/// DEADLINE_EXCEEDED.
+/// reached, or whose connection is lost before it answers (the outcome unknown), is
+/// UNAVAILABLE, and one that has not answered by the call's deadline is DEADLINE_EXCEEDED.
 pub(super) async fn call(channel: Channel, request: http::Request<Body>) -> http::Response<Body> {
     let version = request.version();
     let path = request.uri().path().to_owned();
@@ -58,9 +58,18 @@ pub(super) async fn call(channel: Channel, request: http::Request<Body>) -> http
         }
         (Err(_), Some(deadline)) => too_late(&path, deadline),
         (Err(error), None) => {
-            let error = anyhow::Error::new(error);
-            tracing::warn!(%path, error = format!("{error:#}"), "cannot reach the upstream");
-            Status::unavailable("the service is unavailable; retry shortly").into_http()
+            // tonic tells a connection never made (UNAVAILABLE: the call was not sent) from
+            // one lost after the call went out, whose outcome nobody here knows.
+            let status = Status::from_error(Box::new(error));
+            let sent = status.code() != tonic::Code::Unavailable;
+            let error = anyhow::Error::new(status);
+            tracing::warn!(%path, sent, error = format!("{error:#}"), "no answer from the upstream");
+            let message = if sent {
+                crate::upstream::OUTCOME_UNKNOWN
+            } else {
+                "the service is unavailable; retry shortly"
+            };
+            Status::unavailable(message).into_http()
         }
     }
 }
