@@ -105,7 +105,7 @@ for order_id, product_id, quantity in query("inventory", "SELECT order_id, produ
     reserved_lines[order_id][product_id] += int(quantity)
 orders = {r[0]: {"user": r[1], "status": r[2], "lines": order_lines(r[3])}
           for r in query("order", "SELECT id, user_id, status, encode(body, 'hex') FROM orders")}
-claims = query("order", "SELECT user_id, idem_key, order_id, abandoned FROM idempotency_keys")
+claims = query("order", "SELECT user_id, idem_key, order_id, placed FROM idempotency_keys")
 
 # Stock.
 confirmed_units = collections.Counter()
@@ -145,7 +145,7 @@ check("no order left PENDING", 0, len(bad), not bad)
 by_order = collections.Counter(c[2] for c in claims)
 bad = {i for i in orders if by_order[i] != 1}
 check("every order has exactly one idempotency key", 0, f"{len(bad)} {sample(bad)}".strip(), not bad)
-bad = {(c[1]) for c in claims if c[2] not in orders}
+bad = {(c[1]) for c in claims if c[2] not in orders or c[3] != "1"}
 check("no unfinished idempotency claim", 0, f"{len(bad)} {sample(bad)}".strip(), not bad)
 bad = [r["key"] for r in records if len(set(r["order_ids"])) > 1]
 check("one order id per key across retries", 0, len(bad), not bad)
