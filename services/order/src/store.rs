@@ -216,18 +216,14 @@ impl Store {
             let mut tx = self.db.begin_write().await?;
             // The claim first: on PostgreSQL this locks it, so a take-over waits for this
             // transaction and then finds the claim placed.
-            let held = sqlx::query(
-                "UPDATE idempotency_keys SET placed = 1
-                 WHERE user_id = $1 AND idem_key = $2 AND order_id = $3 AND fence = $4
-                   AND placed = 0",
-            )
-            .bind(&hold.user_id)
-            .bind(&hold.key)
-            .bind(hold.order_id.as_str())
-            .bind(hold.fence)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            let mark = format!(
+                "UPDATE idempotency_keys SET placed = 1 WHERE {}",
+                claims::HELD_BY
+            );
+            let held = claims::bind_hold(sqlx::query(&mark), hold)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
                 == 1;
             if !held || order.id != hold.order_id.as_str() {
                 tx.rollback().await?;

@@ -57,6 +57,30 @@ async fn crash(shop: &Shop, token: &str, key: &str, item: &str) {
     shop.assert_level_explained(item, (5, 3, 2)).await;
 }
 
+/// CreateOrder of 2 units of `item` under `key`, in the background (it may stop at a pause).
+fn place_in_background(
+    shop: &Shop,
+    token: &str,
+    key: &str,
+    item: &str,
+) -> tokio::task::JoinHandle<Result<tonic::Response<pb::CreateOrderResponse>, tonic::Status>> {
+    let mut orders = shop.orders();
+    let request = agora_testkit::authed(common::create_request(key, &[(item, 2)]), token);
+    tokio::spawn(async move { orders.create_order(request).await })
+}
+
+/// The order a background CreateOrder placed.
+async fn placed(
+    call: tokio::task::JoinHandle<Result<tonic::Response<pb::CreateOrderResponse>, tonic::Status>>,
+) -> pb::Order {
+    call.await
+        .expect("joined")
+        .expect("placed")
+        .into_inner()
+        .order
+        .expect("an order")
+}
+
 /// After a race: one confirmed order, its 2 units sold once, nothing else reserved, and no
 /// sold unit ever returned.
 async fn assert_sold_once(shop: &Shop, item: &str, order: &pb::Order) {
@@ -122,23 +146,13 @@ async fn a_retry_waits_for_recovery_holding_the_claim_then_places_anew(backend: 
     recovering.reached().await;
     // The retry finds recovery's live claim and waits.
     let waiting = shop.hooks.pause_at(Step::DuplicateWaiting);
-    let retry = tokio::spawn({
-        let mut orders = shop.orders();
-        let request = agora_testkit::authed(common::create_request("k-1", &[(&item, 2)]), &token);
-        async move { orders.create_order(request).await }
-    });
+    let retry = place_in_background(&shop, &token, "k-1", &item);
     waiting.reached().await;
     recovering.resume();
     assert_eq!(recovery.await.expect("joined").expect("a pass"), 1);
     shop.assert_level_explained(&item, (5, 5, 0)).await;
     waiting.resume();
-    let order = retry
-        .await
-        .expect("joined")
-        .expect("placed anew")
-        .into_inner()
-        .order
-        .expect("an order");
+    let order = placed(retry).await;
     assert_sold_once(&shop, &item, &order).await;
 }
 
@@ -152,11 +166,7 @@ async fn recovery_leaves_a_claim_a_retry_took_over_alone(backend: TestBackend) {
     lapse(&shop, "k-1").await;
     // The retry takes the claim over and stops before releasing the dead saga's stock.
     let taking = shop.hooks.pause_at(Step::TakeOverBeforeRelease);
-    let retry = tokio::spawn({
-        let mut orders = shop.orders();
-        let request = agora_testkit::authed(common::create_request("k-1", &[(&item, 2)]), &token);
-        async move { orders.create_order(request).await }
-    });
+    let retry = place_in_background(&shop, &token, "k-1", &item);
     taking.reached().await;
     // Recovery runs now, and between every later step of the retry: the claim is not its own.
     assert_eq!(recover(&shop, Hooks::default()).await, 0);
@@ -169,13 +179,7 @@ async fn recovery_leaves_a_claim_a_retry_took_over_alone(backend: TestBackend) {
     storing.reached().await;
     assert_eq!(recover(&shop, Hooks::default()).await, 0);
     storing.resume();
-    let order = retry
-        .await
-        .expect("joined")
-        .expect("placed")
-        .into_inner()
-        .order
-        .expect("an order");
+    let order = placed(retry).await;
     assert_sold_once(&shop, &item, &order).await;
     assert_eq!(recover(&shop, Hooks::default()).await, 0);
     assert_sold_once(&shop, &item, &order).await;
@@ -189,11 +193,7 @@ async fn a_slow_saga_whose_claim_recovery_took_never_stores_its_order(backend: T
     let (_, token) = shop.shopper().await;
     // The saga reserves, then stalls past its lease (a paused process, a long GC, a slow disk).
     let storing = shop.hooks.pause_at(Step::BeforeInsert);
-    let slow = tokio::spawn({
-        let mut orders = shop.orders();
-        let request = agora_testkit::authed(common::create_request("k-1", &[(&item, 2)]), &token);
-        async move { orders.create_order(request).await }
-    });
+    let slow = place_in_background(&shop, &token, "k-1", &item);
     storing.reached().await;
     shop.assert_level_explained(&item, (5, 3, 2)).await;
     lapse(&shop, "k-1").await;
@@ -202,13 +202,7 @@ async fn a_slow_saga_whose_claim_recovery_took_never_stores_its_order(backend: T
     // The saga wakes up: its claim is gone, so it stores nothing under its order id, and the
     // call goes on to place the order under a claim of its own.
     storing.resume();
-    let order = slow
-        .await
-        .expect("joined")
-        .expect("placed")
-        .into_inner()
-        .order
-        .expect("an order");
+    let order = placed(slow).await;
     assert_sold_once(&shop, &item, &order).await;
 }
 
@@ -220,25 +214,16 @@ async fn two_retries_of_a_dead_saga_make_one_order(backend: TestBackend) {
     let (_, token) = shop.shopper().await;
     crash(&shop, &token, "k-1", &item).await;
     lapse(&shop, "k-1").await;
-    let call = || {
-        let mut orders = shop.orders();
-        let request = agora_testkit::authed(common::create_request("k-1", &[(&item, 2)]), &token);
-        async move { orders.create_order(request).await }
-    };
     let taking = shop.hooks.pause_at(Step::TakeOverBeforeRelease);
-    let first = tokio::spawn(call());
+    let first = place_in_background(&shop, &token, "k-1", &item);
     taking.reached().await;
     let waiting = shop.hooks.pause_at(Step::DuplicateWaiting);
-    let second = tokio::spawn(call());
+    let second = place_in_background(&shop, &token, "k-1", &item);
     waiting.reached().await;
     taking.resume();
-    let first = first.await.expect("joined").expect("placed");
+    let first = placed(first).await;
     waiting.resume();
-    let second = second.await.expect("joined").expect("the same order");
-    let (first, second) = (
-        first.into_inner().order.expect("an order"),
-        second.into_inner().order.expect("an order"),
-    );
+    let second = placed(second).await;
     assert_eq!(first.id, second.id);
     assert_sold_once(&shop, &item, &first).await;
 }

@@ -68,7 +68,23 @@ pub enum Claim {
     Held(Held),
 }
 
+/// The claim `hold` holds, as long as it holds it (binds $1 to $4: user, key, order id, fence).
+pub(super) const HELD_BY: &str =
+    "user_id = $1 AND idem_key = $2 AND order_id = $3 AND fence = $4 AND placed = 0";
+
 const CLAIM_COLUMNS: &str = "user_id, idem_key, request_hash, order_id, fence, lease_until, placed";
+
+/// Binds $1 to $4 of [`HELD_BY`].
+pub(super) fn bind_hold<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    hold: &'q Hold,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&hold.user_id)
+        .bind(&hold.key)
+        .bind(hold.order_id.as_str())
+        .bind(hold.fence)
+}
 
 fn held(row: &AnyRow) -> Result<Held, StoreError> {
     let placed: i32 = row.try_get("placed")?;
@@ -249,14 +265,10 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn drop_claim(&self, hold: &Hold) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "DELETE FROM idempotency_keys
-             WHERE user_id = $1 AND idem_key = $2 AND order_id = $3 AND fence = $4 AND placed = 0",
+        Ok(bind_hold(
+            sqlx::query(&format!("DELETE FROM idempotency_keys WHERE {HELD_BY}")),
+            hold,
         )
-        .bind(&hold.user_id)
-        .bind(&hold.key)
-        .bind(hold.order_id.as_str())
-        .bind(hold.fence)
         .execute(self.db.pool())
         .await?
         .rows_affected()
@@ -270,14 +282,12 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn let_go(&self, hold: &Hold) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE idempotency_keys SET lease_until = 0
-             WHERE user_id = $1 AND idem_key = $2 AND order_id = $3 AND fence = $4 AND placed = 0",
+        bind_hold(
+            sqlx::query(&format!(
+                "UPDATE idempotency_keys SET lease_until = 0 WHERE {HELD_BY}"
+            )),
+            hold,
         )
-        .bind(&hold.user_id)
-        .bind(&hold.key)
-        .bind(hold.order_id.as_str())
-        .bind(hold.fence)
         .execute(self.db.pool())
         .await?;
         Ok(())
