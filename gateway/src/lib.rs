@@ -16,7 +16,8 @@
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
-//! - [`limits`]: the request body size limit (413).
+//! - [`limits`]: the size limits: URL (414), headers (431) and body (413).
+//! - `listen`: the HTTP server (hyper) and its own limits, consistent with [`limits`].
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
 
@@ -27,6 +28,7 @@ pub mod discover;
 pub mod grpc_proxy;
 pub mod health;
 pub mod limits;
+mod listen;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

@@ -1,4 +1,14 @@
-//! The request body size limit: a JSON body larger than `max_body_bytes` is refused with 413 and
+//! The edge's size limits on requests.
+//!
+//! **Headers and URL** ([`enforce_headers`]): checked before anything else looks at the request,
+//! so an oversized header never reaches a service. A service refuses a header block over
+//! [`MAX_HEADER_LIST_BYTES`] by closing the edge's whole HTTP/2 connection to it (every other
+//! caller's call and watch on it fails), so the edge bounds what it accepts, and therefore what
+//! it forwards, well below that: 431 for headers, 414 for a URL, with a `google.rpc.Status` body
+//! (INVALID_ARGUMENT: the request itself is wrong, retrying it later will not help), and
+//! INVALID_ARGUMENT as a gRPC status for gRPC and gRPC-Web calls.
+//!
+//! **Body**: a JSON body larger than `max_body_bytes` is refused with 413 and
 //! a `google.rpc.Status` body before anything is decoded or sent upstream.
 //!
 //! A declared `Content-Length` over the limit is refused without reading a byte; a chunked body
@@ -6,18 +16,27 @@
 //! buffer more than the limit either way. gRPC and gRPC-Web calls pass through untouched: they
 //! stream, and each service enforces its own message size limit.
 
+use agora_platform::server::MAX_HEADER_LIST_BYTES;
 use axum::{
     body::Body,
     extract::{Request, State},
     middleware::Next,
     response::Response,
 };
-use http::StatusCode;
+use http::{HeaderMap, StatusCode, Uri};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde::Deserialize;
 
 /// The default limit: far above any request of Agora's API, far below a memory problem.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What HTTP/2 adds to each header field when it counts a header list (RFC 9113 §6.5.2).
+const FIELD_OVERHEAD: usize = 32;
+
+/// What the edge itself adds to a call's headers on the way upstream, at most: its request id,
+/// trace context, the peer in `x-forwarded-for`, `te`, `content-type`, `grpc-timeout`,
+/// `user-agent` and the pseudo-headers but `:path`.
+const EDGE_ADDED_BYTES: usize = 2048;
 
 /// `[gateway.limits]`.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -25,14 +44,179 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct LimitSettings {
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The largest single header (name and value), in bytes.
+    pub max_header_bytes: usize,
+    /// The largest header list, counted as HTTP/2 counts it (each header's name and value plus
+    /// 32 bytes). Everything the edge forwards comes from it, so with `max_url_bytes` it bounds
+    /// the header block a service receives.
+    pub max_header_list_bytes: usize,
+    /// The most header fields in one request.
+    pub max_headers: usize,
+    /// The longest path and query, in bytes.
+    pub max_url_bytes: usize,
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_header_bytes: 8 * 1024,
+            max_header_list_bytes: 16 * 1024,
+            max_headers: 100,
+            max_url_bytes: 8 * 1024,
         }
     }
+}
+
+impl LimitSettings {
+    /// Checks the limits make sense together and keep what the edge forwards under what a
+    /// service accepts.
+    ///
+    /// # Errors
+    /// A zero limit, or headers and URL that could add up past [`MAX_HEADER_LIST_BYTES`].
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, value) in [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_header_bytes", self.max_header_bytes),
+            ("max_header_list_bytes", self.max_header_list_bytes),
+            ("max_headers", self.max_headers),
+            ("max_url_bytes", self.max_url_bytes),
+        ] {
+            anyhow::ensure!(value > 0, "gateway.limits.{name} must be above 0");
+        }
+        let forwarded = self
+            .max_header_list_bytes
+            .saturating_add(self.max_url_bytes)
+            .saturating_add(EDGE_ADDED_BYTES);
+        anyhow::ensure!(
+            forwarded <= MAX_HEADER_LIST_BYTES as usize,
+            "gateway.limits.max_header_list_bytes ({}) plus max_url_bytes ({}) plus what the \
+             edge adds ({EDGE_ADDED_BYTES}) must stay within the {MAX_HEADER_LIST_BYTES} bytes of \
+             headers a service accepts",
+            self.max_header_list_bytes,
+            self.max_url_bytes,
+        );
+        Ok(())
+    }
+
+    /// The largest request head the HTTP server itself buffers. Well above the layer's limits,
+    /// so the layer answers the usual oversized requests (a 64 KiB header) with a status body;
+    /// bounded, so a client cannot make the edge hold much more.
+    pub fn server_header_list_bytes(&self) -> usize {
+        self.max_header_list_bytes
+            .saturating_mul(4)
+            .saturating_add(self.max_url_bytes)
+    }
+
+    /// The most header fields the HTTP server itself parses (see
+    /// [`LimitSettings::server_header_list_bytes`]).
+    pub fn server_max_headers(&self) -> usize {
+        self.max_headers.saturating_mul(2)
+    }
+}
+
+/// Why a request's URL or headers are refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Oversized {
+    Url {
+        length: usize,
+        max: usize,
+    },
+    Header {
+        name: String,
+        length: usize,
+        max: usize,
+    },
+    TooMany {
+        count: usize,
+        max: usize,
+    },
+    List {
+        length: usize,
+        max: usize,
+    },
+}
+
+impl Oversized {
+    fn http_status(&self) -> StatusCode {
+        match self {
+            Self::Url { .. } => StatusCode::URI_TOO_LONG,
+            _ => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Url { length, max } => {
+                format!("the URL is {length} bytes long, over the limit of {max}")
+            }
+            Self::Header { name, length, max } => {
+                format!("the header {name} is {length} bytes, over the limit of {max}")
+            }
+            Self::TooMany { count, max } => {
+                format!("the request has {count} headers, over the limit of {max}")
+            }
+            Self::List { length, max } => {
+                format!("the headers add up to {length} bytes, over the limit of {max}")
+            }
+        }
+    }
+}
+
+/// The first limit `uri` and `headers` break, if any.
+fn oversized(settings: &LimitSettings, uri: &Uri, headers: &HeaderMap) -> Option<Oversized> {
+    let url = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if url > settings.max_url_bytes {
+        return Some(Oversized::Url {
+            length: url,
+            max: settings.max_url_bytes,
+        });
+    }
+    if headers.len() > settings.max_headers {
+        return Some(Oversized::TooMany {
+            count: headers.len(),
+            max: settings.max_headers,
+        });
+    }
+    let mut list = 0_usize;
+    for (name, value) in headers {
+        let length = name.as_str().len() + value.len();
+        if length > settings.max_header_bytes {
+            // A name can be long too: it is echoed only in part.
+            let name: String = name.as_str().chars().take(64).collect();
+            return Some(Oversized::Header {
+                name,
+                length,
+                max: settings.max_header_bytes,
+            });
+        }
+        list += length + FIELD_OVERHEAD;
+    }
+    (list > settings.max_header_list_bytes).then_some(Oversized::List {
+        length: list,
+        max: settings.max_header_list_bytes,
+    })
+}
+
+/// The header and URL middleware. Mount it first after the request id (its refusals carry it),
+/// before anything reads or forwards the request.
+pub async fn enforce_headers(
+    State(settings): State<LimitSettings>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(oversized) = oversized(&settings, request.uri(), request.headers()) else {
+        return next.run(request).await;
+    };
+    tracing::info!(reason = %oversized.message(), "refused oversized request headers");
+    let status = tonic::Status::invalid_argument(oversized.message());
+    let mut response = crate::auth::refuse(&request, &status);
+    // gRPC callers read the gRPC status (HTTP 200); REST callers get the HTTP status that
+    // names the problem (the table would say 400).
+    if !crate::auth::is_grpc(&request) {
+        *response.status_mut() = oversized.http_status();
+    }
+    response
 }
 
 /// The middleware. Mount it inside CORS and rate limits, outside the transcoder:
@@ -103,6 +287,7 @@ mod tests {
             .layer(axum::middleware::from_fn_with_state(
                 LimitSettings {
                     max_body_bytes: max,
+                    ..LimitSettings::default()
                 },
                 enforce,
             ))
@@ -175,6 +360,119 @@ mod tests {
             .expect("answered");
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(json(response).await["code"], 8);
+    }
+
+    fn headers(pairs: &[(&str, usize)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, length)| {
+                (
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                    http::HeaderValue::from_str(&"v".repeat(*length)).expect("a value"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_default_limits_keep_forwarded_headers_under_what_a_service_accepts() {
+        LimitSettings::default()
+            .validate()
+            .expect("the defaults are valid");
+        let too_much = LimitSettings {
+            max_header_list_bytes: MAX_HEADER_LIST_BYTES as usize,
+            ..LimitSettings::default()
+        };
+        let error = too_much.validate().expect_err("over the services' limit");
+        assert!(
+            error.to_string().contains("max_header_list_bytes"),
+            "{error}"
+        );
+        let zero = LimitSettings {
+            max_headers: 0,
+            ..LimitSettings::default()
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn each_limit_is_named_by_what_breaks_it() {
+        let settings = LimitSettings {
+            max_header_bytes: 100,
+            max_header_list_bytes: 300,
+            max_headers: 4,
+            max_url_bytes: 20,
+            ..LimitSettings::default()
+        };
+        let uri = |u: &str| u.parse::<Uri>().expect("a URI");
+        let check = |u: &str, h: &[(&str, usize)]| oversized(&settings, &uri(u), &headers(h));
+        assert_eq!(check("/v1/products?a=b", &[("a", 10)]), None);
+        assert!(matches!(
+            check("/v1/products?page=123456", &[]),
+            Some(Oversized::Url {
+                length: 24,
+                max: 20
+            })
+        ));
+        assert!(matches!(
+            check("/", &[("x-big", 96)]),
+            Some(Oversized::Header { length: 101, .. })
+        ));
+        assert!(matches!(
+            check("/", &[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]),
+            Some(Oversized::TooMany { count: 5, max: 4 })
+        ));
+        // Three headers of 90 + 32 bytes each: each fits, together they do not.
+        assert!(matches!(
+            check("/", &[("a", 89), ("b", 89), ("c", 89)]),
+            Some(Oversized::List {
+                length: 366,
+                max: 300
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_header_is_431_for_rest_and_invalid_argument_for_grpc() {
+        let app = Router::new()
+            .route("/v1/echo", post(|| async { "reached" }))
+            .layer(axum::middleware::from_fn_with_state(
+                LimitSettings::default(),
+                enforce_headers,
+            ));
+        let big = "v".repeat(9 * 1024);
+        let rest = app
+            .clone()
+            .oneshot(
+                Request::post("/v1/echo")
+                    .header("grpc-metadata-big", &big)
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(rest.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let body = json(rest).await;
+        assert_eq!(body["code"], 3, "INVALID_ARGUMENT: {body}");
+        let grpc = app
+            .clone()
+            .oneshot(
+                Request::post("/v1/echo")
+                    .header("content-type", "application/grpc")
+                    .header("x-big", &big)
+                    .body(Body::empty())
+                    .expect("a request"),
+            )
+            .await
+            .expect("answered");
+        assert_eq!(grpc.status(), StatusCode::OK);
+        assert_eq!(grpc.headers()["grpc-status"], "3");
+        let long = format!("/v1/echo?q={}", "x".repeat(9 * 1024));
+        let url = app
+            .oneshot(Request::post(long).body(Body::empty()).expect("a request"))
+            .await
+            .expect("answered");
+        assert_eq!(url.status(), StatusCode::URI_TOO_LONG);
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! plus those of any upstream named in `gateway.upstreams`, read from its reflection service), the
 //! whole layer stack, and serving it until shutdown with a drain.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use agora_platform::{
     cache::Cache,
@@ -15,7 +15,6 @@ use axum::{
     extract::Request,
     middleware::{self, Next},
     response::Response,
-    serve::ListenerExt as _,
 };
 use http::HeaderValue;
 use prost_reflect::DescriptorPool;
@@ -120,6 +119,7 @@ pub struct Edge {
 /// contracts, or HTTP rules that do not form a valid route table.
 pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let settings: GatewaySettings = config.section("gateway")?;
+    settings.limits.validate()?;
     let mut pool = DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET)
         .context("decoding the contracts' descriptors")?;
     let mut upstreams = HashMap::new();
@@ -192,6 +192,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         // Probes and documents sit beside the API, outside auth and rate limits.
         .merge(health.router())
         .merge(openapi::router(document))
+        // Refuse an oversized URL or headers (414, 431) before anything reads or forwards them.
+        .layer(middleware::from_fn_with_state(
+            limits,
+            limits::enforce_headers,
+        ))
         // One request id and one trace span per request, both returned to the client.
         .layer(middleware::from_fn(edge_context))
         // Answer preflights and label every response (refusals included) for browsers.
@@ -303,34 +308,30 @@ pub async fn serve(
     let server_settings = config.settings.server.clone();
     let health = edge.health.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Small answers go out at once rather than waiting on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let mut server = tokio::spawn(
-        axum::serve(
-            listener,
-            edge.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+    let mut server = tokio::spawn(crate::listen::serve(
+        listener,
+        edge.router,
+        edge.settings.limits,
+        async {
             let _ = stopped.await;
-        })
-        .into_future(),
-    );
+        },
+    ));
     tracing::info!(%addr, services = edge.services.len(), "edge serving");
 
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         () = &mut shutdown => {}
-        result = &mut server => return result.context("edge task")?.context("serving the edge"),
+        result = &mut server => {
+            result.context("edge task")?;
+            anyhow::bail!("the edge stopped serving by itself");
+        }
     }
     tracing::info!("edge draining");
     health.set_draining();
     tokio::time::sleep(server_settings.drain_delay).await;
     let _ = stop.send(());
     match tokio::time::timeout(server_settings.drain_timeout, &mut server).await {
-        Ok(result) => result.context("edge task")?.context("serving the edge")?,
+        Ok(result) => result.context("edge task")?,
         Err(_) => {
             tracing::warn!("requests still running after the drain timeout");
             server.abort();

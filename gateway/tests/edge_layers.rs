@@ -76,6 +76,7 @@ async fn edge(mesh: &TestMesh) -> Router {
         .layer(middleware::from_fn_with_state(
             LimitSettings {
                 max_body_bytes: 1024,
+                ..LimitSettings::default()
             },
             limits::enforce,
         ))

@@ -65,7 +65,9 @@ fn upstream_endpoint(url: &str) -> anyhow::Result<Endpoint> {
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        // Accept answers with as much metadata as a service accepts calls with.
+        .http2_max_header_list_size(crate::server::MAX_HEADER_LIST_BYTES))
 }
 
 /// A service's own credentials, turned into short-lived access tokens by the auth service.

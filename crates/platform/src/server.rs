@@ -30,6 +30,12 @@ use crate::{
 /// The health service name under which the whole server reports (`""` per the health protocol).
 const WHOLE_SERVER: &str = "";
 
+/// The largest HTTP/2 header list a service accepts, in bytes as HTTP/2 counts them (each field's
+/// name and value plus 32). Larger blocks are refused by the connection, not the call: a peer
+/// that keeps sending one gets the whole connection closed (GOAWAY, ENHANCE_YOUR_CALM), so the
+/// edge bounds what it forwards well below this (`gateway.limits`).
+pub const MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
+
 /// Serves `service` on `listener` until `shutdown` resolves, then drains.
 ///
 /// `service` is a future that opens the store (migrations included) and builds the handlers;
@@ -102,6 +108,8 @@ where
         Server::builder()
             // Bound every call, even when the client sets no deadline.
             .timeout(settings.request_timeout)
+            // One stated limit on a call's headers, which the edge stays under.
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
             .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -1,0 +1,291 @@
+//! Oversized headers and URLs against a real edge (`serve::serve` on a TCP listener, HTTP/1.1 and
+//! h2c) in front of the real auth and product services. A service closes its whole HTTP/2
+//! connection (GOAWAY) on a header block over its limit, failing every call on it, so the edge
+//! must refuse such requests itself: 431 or 414 with a `google.rpc.Status` body for REST,
+//! INVALID_ARGUMENT for gRPC and gRPC-Web. While a flood of them runs, other callers' unary calls
+//! and a call held open on the same upstream connection all succeed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use agora_contracts::agora::product::v1 as pb;
+use agora_contracts::agora::product::v1::product_service_client::ProductServiceClient;
+use agora_platform::config::ServiceKind;
+use agora_testkit::{TestBackend, TestMesh};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tower::ServiceExt as _;
+
+/// How long any one answer may take before the test fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(20);
+const LIST_PRODUCTS: &str = "/agora.product.v1.ProductService/ListProducts";
+
+/// Auth and product on the embedded backend, and a whole edge in front of them.
+struct Setup {
+    _mesh: TestMesh,
+    edge: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn setup() -> Setup {
+    let mut mesh = TestMesh::start(TestBackend::Embedded)
+        .await
+        .expect("the embedded backend always runs");
+    mesh.spawn(
+        ServiceKind::Product,
+        |config, listener, shutdown| async move {
+            agora_product::serve(&config, listener, shutdown).await
+        },
+    )
+    .await;
+    let config = mesh
+        .service_config(ServiceKind::Product)
+        .clone()
+        .with(
+            "services.product.url",
+            format!("http://{}", mesh.addr(ServiceKind::Product)),
+        )
+        .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
+        .expect("valid settings");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let edge = listener.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        agora_gateway::serve::serve(&config, listener, shutdown)
+            .await
+            .expect("the edge serves");
+    });
+    Setup {
+        _mesh: mesh,
+        edge,
+        _stop: stop,
+    }
+}
+
+/// What came back on a hand-written HTTP/1.1 connection.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// One request written by hand on a fresh HTTP/1.1 connection (`head` without the blank line).
+async fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the edge accepts");
+    let head = format!(
+        "{head}\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("sent");
+    stream.write_all(body).await.expect("sent");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the edge answers and closes")
+        .expect("read");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// An h2c connection to the edge, as any gRPC client makes one.
+async fn h2c(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("the edge speaks h2c")
+}
+
+/// One gRPC message frame of an empty ListProducts request.
+fn empty_list_request() -> Vec<u8> {
+    let encoded = prost::Message::encode_to_vec(&pb::ListProductsRequest::default());
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(encoded.len()).expect("small").to_be_bytes());
+    framed.extend_from_slice(&encoded);
+    framed
+}
+
+/// The oversized headers of the flood, each as `(name, value)` pairs.
+fn oversized_headers() -> Vec<Vec<(String, String)>> {
+    let big = |name: &str, kib: usize| vec![(name.to_owned(), "v".repeat(kib * 1024))];
+    vec![
+        big("grpc-metadata-tenant", 12),
+        big("grpc-metadata-tenant", 64),
+        big("x-anything", 64),
+        // Each small, together too many bytes.
+        (0..30)
+            .map(|i| (format!("x-part-{i}"), "v".repeat(900)))
+            .collect(),
+        // Too many.
+        (0..150)
+            .map(|i| (format!("x-many-{i}"), "v".into()))
+            .collect(),
+    ]
+}
+
+fn head_lines(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("\r\n{name}: {value}"))
+        .collect()
+}
+
+/// Every oversized variant over HTTP/1.1: REST, native gRPC and gRPC-Web (binary and text).
+async fn flood_http1(edge: SocketAddr) {
+    let grpc = empty_list_request();
+    let text = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &grpc);
+    for headers in oversized_headers() {
+        let lines = head_lines(&headers);
+        let rest = http1(edge, &format!("GET /v1/products HTTP/1.1{lines}"), b"").await;
+        assert_eq!(rest.status, 431, "REST over HTTP/1.1: {rest:?}");
+        let body: serde_json::Value = serde_json::from_str(&rest.body).expect("a JSON status");
+        assert_eq!(body["code"], 3, "INVALID_ARGUMENT: {body}");
+        for (content_type, body) in [
+            ("application/grpc", grpc.as_slice()),
+            ("application/grpc-web+proto", grpc.as_slice()),
+            ("application/grpc-web-text", text.as_bytes()),
+        ] {
+            let head = format!(
+                "POST {LIST_PRODUCTS} HTTP/1.1\r\ncontent-type: {content_type}\r\nte: trailers{lines}"
+            );
+            let answer = http1(edge, &head, body).await;
+            assert_eq!(answer.status, 200, "{content_type}: {answer:?}");
+            assert_eq!(answer.header("grpc-status"), Some("3"), "{content_type}");
+        }
+    }
+    let long = format!("/v1/products?pageToken={}", "x".repeat(9 * 1024));
+    let url = http1(edge, &format!("GET {long} HTTP/1.1"), b"").await;
+    assert_eq!(url.status, 414, "{url:?}");
+}
+
+/// Every oversized variant over h2c, each on its own connection: REST and native gRPC.
+async fn flood_h2c(edge: SocketAddr) {
+    for headers in oversized_headers() {
+        for grpc in [false, true] {
+            let channel = h2c(edge).await;
+            let mut request = if grpc {
+                http::Request::post(LIST_PRODUCTS)
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(tonic::body::Body::new(http_body_util::Full::new(
+                        Bytes::from(empty_list_request()),
+                    )))
+            } else {
+                http::Request::get("/v1/products").body(tonic::body::Body::empty())
+            }
+            .expect("a request");
+            for (name, value) in &headers {
+                request.headers_mut().append(
+                    http::HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                    http::HeaderValue::from_str(value).expect("a value"),
+                );
+            }
+            let answer = tokio::time::timeout(PATIENCE, channel.oneshot(request))
+                .await
+                .expect("answered in time")
+                .expect("answered");
+            if grpc {
+                assert_eq!(answer.status(), 200);
+                assert_eq!(answer.headers()["grpc-status"], "3", "gRPC over h2c");
+            } else {
+                assert_eq!(answer.status(), 431, "REST over h2c");
+                let body = answer
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("a body")
+                    .to_bytes();
+                let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+                assert_eq!(body["code"], 3, "{body}");
+            }
+        }
+    }
+}
+
+/// Well-behaved calls while the flood runs: REST over HTTP/1.1 and gRPC over h2c, all answered.
+async fn well_behaved(edge: SocketAddr, rounds: usize) {
+    let mut client = ProductServiceClient::new(h2c(edge).await);
+    for round in 0..rounds {
+        let rest = http1(edge, "GET /v1/products?pageSize=5 HTTP/1.1", b"").await;
+        assert_eq!(rest.status, 200, "REST call {round}: {rest:?}");
+        client
+            .list_products(pb::ListProductsRequest::default())
+            .await
+            .unwrap_or_else(|status| panic!("gRPC call {round}: {status:?}"));
+    }
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused_at_the_edge_and_no_other_call_on_the_upstream_fails() {
+    let setup = setup().await;
+    let edge = setup.edge;
+    // A call held open across the flood: its request stream stays open on the edge's connection
+    // to product, so a GOAWAY on that connection would fail it.
+    let (send, held_body) = mpsc::channel::<Result<Frame<Bytes>, tonic::Status>>(1);
+    let held = http::Request::post(LIST_PRODUCTS)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(StreamBody::new(
+            ReceiverStream::new(held_body),
+        )))
+        .expect("a request");
+    let held = tokio::spawn(h2c(edge).await.oneshot(held));
+    // The upstream connection is up and serving before the flood starts.
+    well_behaved(edge, 1).await;
+
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        futures::future::join3(flood_http1(edge), flood_h2c(edge), well_behaved(edge, 20)),
+    )
+    .await
+    .expect("the flood and the calls beside it finish");
+
+    send.send(Ok(Frame::data(Bytes::from(empty_list_request()))))
+        .await
+        .expect("the held call is still open");
+    drop(send);
+    let answer = tokio::time::timeout(PATIENCE, held)
+        .await
+        .expect("the held call ends")
+        .expect("the task ran")
+        .expect("the held call is answered");
+    assert_eq!(answer.status(), 200);
+    let (_, body) = answer.into_parts();
+    let collected = body.collect().await.expect("the held call's body");
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    assert_eq!(
+        trailers["grpc-status"], "0",
+        "the held call succeeds: {trailers:?}"
+    );
+}
