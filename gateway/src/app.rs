@@ -3,14 +3,13 @@
 //! answered as JSON (a stream as NDJSON or Server-Sent Events; errors by [`error_response`]).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agora_platform::context::{REQUEST_ID, inject_trace_context, parse_grpc_timeout};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use prost_reflect::DynamicMessage;
@@ -97,7 +96,8 @@ async fn transcode(State(gateway): State<Arc<Gateway>>, request: Request) -> Res
     response
 }
 
-async fn answer(gateway: &Gateway, request: Request, id: &str) -> Response {
+async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
+    crate::client_address::ensure_decided(&mut request);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let (route, values) = match gateway.routes.lookup(&method, &path) {
@@ -134,17 +134,13 @@ async fn answer(gateway: &Gateway, request: Request, id: &str) -> Response {
         Ok(message) => message,
         Err(status) => return error_response(&status, id),
     };
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| *addr);
     let client_timeout = parts
         .headers
         .get(agora_platform::context::GRPC_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout);
     let mut call = tonic::Request::from_parts(
-        upstream_metadata(&parts.headers, peer, id),
+        upstream_metadata(&parts.headers, id),
         tonic::Extensions::default(),
         message,
     );
@@ -249,9 +245,10 @@ fn method_not_allowed(
 const METADATA_PREFIX: &str = "grpc-metadata-";
 
 /// The gRPC metadata of an upstream call: `authorization`, every `Grpc-Metadata-<K>` as `<k>`,
-/// the request id, the trace context of the edge's span, and `x-forwarded-for` with the peer
-/// appended. Nothing else of the HTTP request crosses (cookies, hop-by-hop headers).
-fn upstream_metadata(headers: &HeaderMap, peer: Option<SocketAddr>, id: &str) -> MetadataMap {
+/// the request id, the trace context of the edge's span, and `x-forwarded-for` as
+/// [`crate::client_address`] decided it. Nothing else of the HTTP request crosses (cookies,
+/// hop-by-hop headers).
+fn upstream_metadata(headers: &HeaderMap, id: &str) -> MetadataMap {
     let mut out = HeaderMap::new();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         out.insert(header::AUTHORIZATION, value.clone());
@@ -272,19 +269,8 @@ fn upstream_metadata(headers: &HeaderMap, peer: Option<SocketAddr>, id: &str) ->
         out.insert(REQUEST_ID, value);
     }
     inject_trace_context(&mut out);
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
-    let chain = match (forwarded, peer) {
-        (Some(before), Some(peer)) => Some(format!("{before}, {}", peer.ip())),
-        (Some(before), None) => Some(before.to_owned()),
-        (None, Some(peer)) => Some(peer.ip().to_string()),
-        (None, None) => None,
-    };
-    if let Some(value) = chain.and_then(|chain| HeaderValue::from_str(&chain).ok()) {
-        out.insert("x-forwarded-for", value);
+    if let Some(value) = headers.get("x-forwarded-for") {
+        out.insert("x-forwarded-for", value.clone());
     }
     MetadataMap::from_headers(out)
 }
@@ -354,12 +340,14 @@ mod tests {
             ("cookie", "session=1"),
             ("x-forwarded-for", "203.0.113.7"),
         ]);
-        let peer: SocketAddr = "10.1.2.3:4567".parse().expect("an address");
-        let metadata = upstream_metadata(&incoming, Some(peer), "req-1").into_headers();
+        let metadata = upstream_metadata(&incoming, "req-1").into_headers();
         assert_eq!(metadata["authorization"], "Bearer t");
         assert_eq!(metadata["tenant"], "acme");
         assert_eq!(metadata[REQUEST_ID], "req-1");
-        assert_eq!(metadata["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
+        assert_eq!(
+            metadata["x-forwarded-for"], "203.0.113.7",
+            "as decided before"
+        );
         assert!(metadata.get("cookie").is_none());
         assert!(metadata.get("grpc-timeout").is_none());
     }

@@ -75,7 +75,8 @@ impl GrpcProxy {
 
     /// Answers one gRPC or gRPC-Web request (the caller has checked the content-type). Errors
     /// are gRPC statuses (HTTP 200 with `grpc-status`), never a bare HTTP error.
-    pub async fn handle(&self, request: Request) -> Response {
+    pub async fn handle(&self, mut request: Request) -> Response {
+        crate::client_address::ensure_decided(&mut request);
         let proxy = self.clone();
         // The native call, whichever wire format the client used.
         let native = tower::service_fn(move |request: http::Request<Body>| {

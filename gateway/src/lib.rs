@@ -13,6 +13,7 @@
 //!   and the edge's own reflection listing every service it routes.
 //! - [`discover`]: an upstream's descriptors read from its reflection service at start-up.
 //! - [`serve`]: the `[gateway]` settings, the whole layer stack, and serving it until shutdown.
+//! - [`client_address`]: who the client is (forwarding headers believed from trusted proxies only).
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
@@ -23,6 +24,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client_address;
 pub mod cors;
 pub mod discover;
 pub mod grpc_proxy;

@@ -24,6 +24,7 @@ use axum::{
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
+use crate::client_address::ClientAddress;
 use crate::rules::Binding;
 
 /// `[gateway.rate_limit]`: the budgets.
@@ -45,8 +46,9 @@ pub struct RateLimitSettings {
     /// The methods under the sign-in budget, by full name (`package.Service.Method`).
     pub sign_in_methods: Vec<String>,
     /// Count anonymous clients by the first address of `X-Forwarded-For` instead of the peer
-    /// address. Only safe behind a proxy that sets the header itself: otherwise a client could
-    /// pick a new identity per request.
+    /// address, where the edge has not decided the client itself (a router without the whole
+    /// edge). The served edge decides by `gateway.trusted_proxies` and refuses to start with this
+    /// set and no trusted proxy: a client could pick a new identity per request.
     pub trust_forwarded_for: bool,
 }
 
@@ -203,6 +205,10 @@ impl RateLimiter {
     pub fn client_of(&self, request: &Request) -> String {
         if let Some(principal) = request.extensions().get::<Principal>() {
             return format!("user:{}", principal.subject);
+        }
+        // The whole edge decides the client once, for every protocol.
+        if let Some(ClientAddress(ip)) = request.extensions().get::<ClientAddress>() {
+            return format!("addr:{ip}");
         }
         if self.settings.trust_forwarded_for
             && let Some(first) = request

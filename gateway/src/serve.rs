@@ -27,6 +27,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::{
     app::{self, Gateway},
     auth::{self, EdgeAuth},
+    client_address::{self, TrustedProxies},
     cors::{self, CorsSettings},
     discover,
     grpc_proxy::GrpcProxy,
@@ -63,6 +64,9 @@ pub struct GatewaySettings {
     pub rate_limit: RateLimitSettings,
     /// `[gateway.limits]`.
     pub limits: LimitSettings,
+    /// Peers (load balancers in front of the edge) whose `X-Forwarded-For` and `Forwarded` the
+    /// edge believes; from any other peer they are dropped. None by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Services outside Agora's contracts (in any language) that join the edge: their
     /// descriptors, HTTP rules included, are read from their reflection service at start-up.
     pub upstreams: Vec<ReflectedUpstream>,
@@ -78,6 +82,7 @@ impl Default for GatewaySettings {
             cors: CorsSettings::default(),
             rate_limit: RateLimitSettings::default(),
             limits: LimitSettings::default(),
+            trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
         }
     }
@@ -120,6 +125,11 @@ pub struct Edge {
 pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let settings: GatewaySettings = config.section("gateway")?;
     settings.limits.validate()?;
+    anyhow::ensure!(
+        !settings.rate_limit.trust_forwarded_for || !settings.trusted_proxies.is_empty(),
+        "gateway.rate_limit.trust_forwarded_for believes any client's X-Forwarded-For; name the \
+         proxies in front of the edge in gateway.trusted_proxies instead"
+    );
     let mut pool = DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET)
         .context("decoding the contracts' descriptors")?;
     let mut upstreams = HashMap::new();
@@ -192,6 +202,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         // Probes and documents sit beside the API, outside auth and rate limits.
         .merge(health.router())
         .merge(openapi::router(document))
+        // Decide who the client is, the same way for every protocol, before anyone counts it.
+        .layer(middleware::from_fn_with_state(
+            TrustedProxies::new(&settings.trusted_proxies),
+            client_address::enforce,
+        ))
         // Refuse an oversized URL or headers (414, 431) before anything reads or forwards them.
         .layer(middleware::from_fn_with_state(
             limits,
@@ -365,6 +380,16 @@ mod tests {
             settings.upstreams[0].discover_timeout,
             Duration::from_secs(5)
         );
+    }
+
+    #[tokio::test]
+    async fn believing_any_clients_forwarded_for_stops_start_up() {
+        let config = Config::from_figment(Config::layers(std::path::Path::new("absent.toml")))
+            .expect("defaults")
+            .with("gateway.rate_limit.trust_forwarded_for", true)
+            .expect("a valid setting");
+        let error = build(&config).await.err().expect("refused");
+        assert!(error.to_string().contains("trusted_proxies"), "{error}");
     }
 
     #[test]
