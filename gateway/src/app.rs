@@ -121,6 +121,10 @@ async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
         let status = tonic::Status::unavailable(format!("no upstream for {service}"));
         return error_response(&status, id);
     };
+    let metadata = match upstream_metadata(request.headers(), id) {
+        Ok(metadata) => metadata,
+        Err(status) => return error_response(&status, id),
+    };
     let query = request.uri().query().map(str::to_owned);
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, gateway.body_limit).await {
@@ -139,11 +143,7 @@ async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
         .get(agora_platform::context::GRPC_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout);
-    let mut call = tonic::Request::from_parts(
-        upstream_metadata(&parts.headers, id),
-        tonic::Extensions::default(),
-        message,
-    );
+    let mut call = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
     if binding.method.is_server_streaming() {
         if let Some(timeout) = client_timeout {
             call.set_timeout(timeout);
@@ -248,7 +248,11 @@ const METADATA_PREFIX: &str = "grpc-metadata-";
 /// the request id, the trace context of the edge's span, and `x-forwarded-for` as
 /// [`crate::client_address`] decided it. Nothing else of the HTTP request crosses (cookies,
 /// hop-by-hop headers).
-fn upstream_metadata(headers: &HeaderMap, id: &str) -> MetadataMap {
+///
+/// # Errors
+/// INVALID_ARGUMENT for a `Grpc-Metadata-<K>` whose key is a header of the HTTP/2 transport
+/// (`content-length`, `te`, ...): sent upstream it would break the call's framing.
+fn upstream_metadata(headers: &HeaderMap, id: &str) -> Result<MetadataMap, tonic::Status> {
     let mut out = HeaderMap::new();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         out.insert(header::AUTHORIZATION, value.clone());
@@ -261,6 +265,11 @@ fn upstream_metadata(headers: &HeaderMap, id: &str) -> MetadataMap {
         if key.is_empty() || key.starts_with("grpc-") {
             continue;
         }
+        if is_framing_header(key) {
+            return Err(tonic::Status::invalid_argument(format!(
+                "{name} names a transport header, which cannot be sent as metadata"
+            )));
+        }
         if let Ok(key) = HeaderName::from_bytes(key.as_bytes()) {
             out.append(key, value.clone());
         }
@@ -272,7 +281,26 @@ fn upstream_metadata(headers: &HeaderMap, id: &str) -> MetadataMap {
     if let Some(value) = headers.get("x-forwarded-for") {
         out.insert("x-forwarded-for", value.clone());
     }
-    MetadataMap::from_headers(out)
+    Ok(MetadataMap::from_headers(out))
+}
+
+/// Headers that frame the call or belong to one HTTP connection (RFC 9110 §7.6.1, RFC 9113
+/// §8.2.2): never gRPC metadata.
+fn is_framing_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type"
+            | "content-length"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "connection"
+            | "host"
+            | "keep-alive"
+            | "proxy-connection"
+            | "upgrade"
+            | "expect"
+    )
 }
 
 /// Copies an upstream's response metadata onto the HTTP response as `Grpc-Metadata-<K>` headers,
@@ -340,7 +368,9 @@ mod tests {
             ("cookie", "session=1"),
             ("x-forwarded-for", "203.0.113.7"),
         ]);
-        let metadata = upstream_metadata(&incoming, "req-1").into_headers();
+        let metadata = upstream_metadata(&incoming, "req-1")
+            .expect("valid metadata")
+            .into_headers();
         assert_eq!(metadata["authorization"], "Bearer t");
         assert_eq!(metadata["tenant"], "acme");
         assert_eq!(metadata[REQUEST_ID], "req-1");
@@ -350,6 +380,23 @@ mod tests {
         );
         assert!(metadata.get("cookie").is_none());
         assert!(metadata.get("grpc-timeout").is_none());
+    }
+
+    #[test]
+    fn a_transport_header_sent_as_metadata_is_invalid_argument() {
+        for key in [
+            "content-length",
+            "te",
+            "transfer-encoding",
+            "connection",
+            "host",
+        ] {
+            let name = format!("grpc-metadata-{key}");
+            let status = upstream_metadata(&headers(&[(name.as_str(), "0")]), "req-1")
+                .expect_err("a transport header");
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{key}");
+            assert!(status.message().contains(&name), "{status:?}");
+        }
     }
 
     #[test]

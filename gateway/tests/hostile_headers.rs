@@ -10,113 +10,16 @@ use std::time::Duration;
 
 use agora_contracts::agora::product::v1 as pb;
 use agora_contracts::agora::product::v1::product_service_client::ProductServiceClient;
-use agora_platform::config::ServiceKind;
-use agora_testkit::{TestBackend, TestMesh};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceExt as _;
 
-/// How long any one answer may take before the test fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(20);
-const LIST_PRODUCTS: &str = "/agora.product.v1.ProductService/ListProducts";
-
-/// Auth and product on the embedded backend, and a whole edge in front of them.
-struct Setup {
-    _mesh: TestMesh,
-    edge: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn setup() -> Setup {
-    let mut mesh = TestMesh::start(TestBackend::Embedded)
-        .await
-        .expect("the embedded backend always runs");
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
-        },
-    )
-    .await;
-    let config = mesh
-        .service_config(ServiceKind::Product)
-        .clone()
-        .with(
-            "services.product.url",
-            format!("http://{}", mesh.addr(ServiceKind::Product)),
-        )
-        .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
-        .expect("valid settings");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let edge = listener.local_addr().expect("bound");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        agora_gateway::serve::serve(&config, listener, shutdown)
-            .await
-            .expect("the edge serves");
-    });
-    Setup {
-        _mesh: mesh,
-        edge,
-        _stop: stop,
-    }
-}
-
-/// What came back on a hand-written HTTP/1.1 connection.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-    }
-}
-
-/// One request written by hand on a fresh HTTP/1.1 connection (`head` without the blank line).
-async fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("the edge accepts");
-    let head = format!(
-        "{head}\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("sent");
-    stream.write_all(body).await.expect("sent");
-    let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-        .await
-        .expect("the edge answers and closes")
-        .expect("read");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    Answer {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
-}
+#[path = "support/whole_edge.rs"]
+mod whole_edge;
+use whole_edge::{LIST_PRODUCTS, PATIENCE, empty_list_request, http1, setup};
 
 /// An h2c connection to the edge, as any gRPC client makes one.
 async fn h2c(addr: SocketAddr) -> tonic::transport::Channel {
@@ -125,15 +28,6 @@ async fn h2c(addr: SocketAddr) -> tonic::transport::Channel {
         .connect()
         .await
         .expect("the edge speaks h2c")
-}
-
-/// One gRPC message frame of an empty ListProducts request.
-fn empty_list_request() -> Vec<u8> {
-    let encoded = prost::Message::encode_to_vec(&pb::ListProductsRequest::default());
-    let mut framed = vec![0];
-    framed.extend_from_slice(&u32::try_from(encoded.len()).expect("small").to_be_bytes());
-    framed.extend_from_slice(&encoded);
-    framed
 }
 
 /// The oversized headers of the flood, each as `(name, value)` pairs.
@@ -169,7 +63,7 @@ async fn flood_http1(edge: SocketAddr) {
         let lines = head_lines(&headers);
         let rest = http1(edge, &format!("GET /v1/products HTTP/1.1{lines}"), b"").await;
         assert_eq!(rest.status, 431, "REST over HTTP/1.1: {rest:?}");
-        let body: serde_json::Value = serde_json::from_str(&rest.body).expect("a JSON status");
+        let body: serde_json::Value = serde_json::from_slice(&rest.body).expect("a JSON status");
         assert_eq!(body["code"], 3, "INVALID_ARGUMENT: {body}");
         for (content_type, body) in [
             ("application/grpc", grpc.as_slice()),

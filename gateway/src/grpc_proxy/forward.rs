@@ -5,12 +5,14 @@
 //! authority on the URI. Only what belongs to a single HTTP hop is dropped. The answer streams
 //! back as it comes, trailers included.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use agora_platform::context::{GRPC_TIMEOUT, parse_grpc_timeout};
 use http::header::{CONNECTION, HOST, TE};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri, Version};
+use http_body_util::BodyExt as _;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::transport::Channel;
@@ -31,12 +33,24 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Sends `request` to `channel` and returns the upstream's answer; an upstream that cannot be
 /// reached, or whose connection is lost before it answers (the outcome unknown), is
-/// UNAVAILABLE, and one that has not answered by the call's deadline is DEADLINE_EXCEEDED.
+/// UNAVAILABLE, and one that has not answered by the call's deadline is DEADLINE_EXCEEDED. A
+/// request body that cannot be read (gRPC-Web text that is not base64, say) is the client's
+/// fault: INVALID_ARGUMENT.
 pub(super) async fn call(channel: Channel, request: http::Request<Body>) -> http::Response<Body> {
     let version = request.version();
     let path = request.uri().path().to_owned();
     let deadline = deadline(request.headers());
     let started = Instant::now();
+    // The first error of the client's body, if it fails: the call then fails for that reason,
+    // whatever the channel reports.
+    let unreadable = Arc::new(OnceLock::<String>::new());
+    let seen = unreadable.clone();
+    let request = request.map(|body| {
+        Body::new(body.map_err(move |status| {
+            let _ = seen.set(status.message().to_owned());
+            status
+        }))
+    });
     let answer = channel.oneshot(upstream_request(request));
     let answer = match deadline {
         // The upstream enforces the deadline on its own answer; this bound covers an upstream
@@ -55,6 +69,12 @@ pub(super) async fn call(channel: Channel, request: http::Request<Body>) -> http
             // The client's hop decides the version the answer travels in, not the upstream's.
             *response.version_mut() = version;
             response
+        }
+        (Err(_), _) if unreadable.get().is_some() => {
+            let reason = unreadable.get().map(String::as_str).unwrap_or_default();
+            tracing::info!(%path, %reason, "a request body that could not be read");
+            Status::invalid_argument(format!("the request body could not be read: {reason}"))
+                .into_http()
         }
         (Err(_), Some(deadline)) => too_late(&path, deadline),
         (Err(error), None) => {

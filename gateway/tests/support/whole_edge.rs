@@ -1,0 +1,147 @@
+//! A whole edge (`serve::serve` on a TCP listener, HTTP/1.1 and h2c) in front of the real auth
+//! and product services on the embedded backend, and hand-written HTTP/1.1 requests to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use agora_contracts::agora::product::v1 as pb;
+use agora_platform::config::ServiceKind;
+use agora_testkit::{TestBackend, TestMesh};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::oneshot;
+
+/// How long any one answer may take before the test fails instead of hanging.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const LIST_PRODUCTS: &str = "/agora.product.v1.ProductService/ListProducts";
+
+/// Auth and product on the embedded backend, and a whole edge in front of them.
+pub(crate) struct Setup {
+    _mesh: TestMesh,
+    pub(crate) edge: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+pub(crate) async fn setup() -> Setup {
+    let mut mesh = TestMesh::start(TestBackend::Embedded)
+        .await
+        .expect("the embedded backend always runs");
+    mesh.spawn(
+        ServiceKind::Product,
+        |config, listener, shutdown| async move {
+            agora_product::serve(&config, listener, shutdown).await
+        },
+    )
+    .await;
+    let config = mesh
+        .service_config(ServiceKind::Product)
+        .clone()
+        .with(
+            "services.product.url",
+            format!("http://{}", mesh.addr(ServiceKind::Product)),
+        )
+        .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
+        .expect("valid settings");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let edge = listener.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        agora_gateway::serve::serve(&config, listener, shutdown)
+            .await
+            .expect("the edge serves");
+    });
+    Setup {
+        _mesh: mesh,
+        edge,
+        _stop: stop,
+    }
+}
+
+/// What came back on a hand-written HTTP/1.1 connection.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Answer {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// One request written by hand on a fresh HTTP/1.1 connection (`head` without the blank line).
+pub(crate) async fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the edge accepts");
+    let head = format!(
+        "{head}\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("sent");
+    stream.write_all(body).await.expect("sent");
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the edge answers and closes")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole answer");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let answer = Answer {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    if answer
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Answer { body, ..answer }
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..line_end])
+            .ok()
+            .and_then(|size| usize::from_str_radix(size.trim(), 16).ok())
+            .expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+    out
+}
+
+/// One gRPC message frame of an empty ListProducts request.
+pub(crate) fn empty_list_request() -> Vec<u8> {
+    let encoded = prost::Message::encode_to_vec(&pb::ListProductsRequest::default());
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(encoded.len()).expect("small").to_be_bytes());
+    framed.extend_from_slice(&encoded);
+    framed
+}
