@@ -18,7 +18,8 @@
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
 //! - [`limits`]: the size limits: URL (414), headers (431) and body (413).
-//! - `listen`: the HTTP server (hyper) and its own limits, consistent with [`limits`].
+//! - [`listen`]: the HTTP server (hyper): head sizes consistent with [`limits`], timeouts and
+//!   the connection cap.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
 
@@ -30,7 +31,7 @@ pub mod discover;
 pub mod grpc_proxy;
 pub mod health;
 pub mod limits;
-mod listen;
+pub mod listen;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

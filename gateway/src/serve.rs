@@ -33,6 +33,7 @@ use crate::{
     grpc_proxy::GrpcProxy,
     health::{self, Health},
     limits::{self, LimitSettings},
+    listen::ConnectionSettings,
     openapi,
     ratelimit::{self, RateLimitSettings, RateLimiter},
     routes::Routes,
@@ -64,6 +65,8 @@ pub struct GatewaySettings {
     pub rate_limit: RateLimitSettings,
     /// `[gateway.limits]`.
     pub limits: LimitSettings,
+    /// `[gateway.connections]`.
+    pub connections: ConnectionSettings,
     /// Peers (load balancers in front of the edge) whose `X-Forwarded-For` and `Forwarded` the
     /// edge believes; from any other peer they are dropped. None by default.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -82,6 +85,7 @@ impl Default for GatewaySettings {
             cors: CorsSettings::default(),
             rate_limit: RateLimitSettings::default(),
             limits: LimitSettings::default(),
+            connections: ConnectionSettings::default(),
             trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
         }
@@ -125,6 +129,7 @@ pub struct Edge {
 pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let settings: GatewaySettings = config.section("gateway")?;
     settings.limits.validate()?;
+    settings.connections.validate()?;
     anyhow::ensure!(
         !settings.rate_limit.trust_forwarded_for || !settings.trusted_proxies.is_empty(),
         "gateway.rate_limit.trust_forwarded_for believes any client's X-Forwarded-For; name the \
@@ -327,6 +332,7 @@ pub async fn serve(
         listener,
         edge.router,
         edge.settings.limits,
+        edge.settings.connections,
         async {
             let _ = stopped.await;
         },

@@ -1,6 +1,9 @@
 //! A whole edge (`serve::serve` on a TCP listener, HTTP/1.1 and h2c) in front of the real auth
 //! and product services on the embedded backend, and hand-written HTTP/1.1 requests to it.
 
+// Each test binary that includes this uses a part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,6 +25,11 @@ pub(crate) struct Setup {
 }
 
 pub(crate) async fn setup() -> Setup {
+    setup_with(&[]).await
+}
+
+/// Like [`setup`], with extra settings of the edge (`("gateway.connections.idle_timeout", "1s")`).
+pub(crate) async fn setup_with(settings: &[(&str, &str)]) -> Setup {
     let mut mesh = TestMesh::start(TestBackend::Embedded)
         .await
         .expect("the embedded backend always runs");
@@ -40,6 +48,11 @@ pub(crate) async fn setup() -> Setup {
             format!("http://{}", mesh.addr(ServiceKind::Product)),
         )
         .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
+        .and_then(|config| {
+            settings
+                .iter()
+                .try_fold(config, |config, (key, value)| config.with(key, value))
+        })
         .expect("valid settings");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
