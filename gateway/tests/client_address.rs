@@ -8,7 +8,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use agora_contracts::agora::auth::v1 as auth_pb;
 use agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient;
@@ -18,11 +17,11 @@ use agora_platform::config::{Config, ServiceKind};
 use agora_testkit::{TestBackend, TestMesh, email};
 use axum::Router;
 use axum::extract::Request;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::oneshot;
+use whole_edge::{http1_from, serve_edge as edge};
 
-/// How long any one answer may take before the test fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(20);
+#[path = "support/whole_edge.rs"]
+mod whole_edge;
+
 const SPOOFED: &str = "203.0.113.9";
 
 fn client_ip(last: u8) -> IpAddr {
@@ -61,24 +60,6 @@ async fn recording_upstream() -> (String, Seen) {
     (format!("http://{addr}"), seen)
 }
 
-/// A whole edge with `config`, on a free port, until the sender is dropped.
-async fn edge(config: Config) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let addr = listener.local_addr().expect("bound");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        agora_gateway::serve::serve(&config, listener, shutdown)
-            .await
-            .expect("the edge serves");
-    });
-    (addr, stop)
-}
-
 /// An h2c connection to `edge` from `from`.
 async fn h2c_from(edge: SocketAddr, from: IpAddr) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{edge}"))
@@ -87,31 +68,6 @@ async fn h2c_from(edge: SocketAddr, from: IpAddr) -> tonic::transport::Channel {
         .connect()
         .await
         .expect("the edge speaks h2c")
-}
-
-/// One request written by hand on a fresh HTTP/1.1 connection from `from`; the status code.
-async fn http1_from(edge: SocketAddr, from: IpAddr, head: &str, body: &[u8]) -> u16 {
-    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket
-        .bind(SocketAddr::new(from, 0))
-        .expect("a loopback address");
-    let mut stream = socket.connect(edge).await.expect("the edge accepts");
-    let head = format!(
-        "{head}\r\nhost: {edge}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("sent");
-    stream.write_all(body).await.expect("sent");
-    let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-        .await
-        .expect("the edge answers and closes")
-        .expect("read");
-    String::from_utf8_lossy(&raw)
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status line")
 }
 
 fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
@@ -158,14 +114,14 @@ async fn a_spoofed_forwarding_header_reaches_the_upstream_as_the_peer_on_every_p
          content-type: application/grpc-web+proto{spoofing}"
     );
     let frame = grpc_frame(&pb::ListProductsRequest::default());
-    assert_eq!(http1_from(untrusting, from, &web, &frame).await, 200);
+    assert_eq!(http1_from(untrusting, from, &web, &frame).await.status, 200);
     let rest = format!("GET /v1/products HTTP/1.1{spoofing}");
-    assert_eq!(http1_from(untrusting, from, &rest, b"").await, 501);
+    assert_eq!(http1_from(untrusting, from, &rest, b"").await.status, 501);
 
     // Behind a trusted proxy (here the client's own address), the chain is believed.
     let (trusting, _stop) = edge(edge_config(&mesh, &product, &["127.0.0.2/32"])).await;
     let rest = format!("GET /v1/products HTTP/1.1\r\nx-forwarded-for: {SPOOFED}");
-    assert_eq!(http1_from(trusting, from, &rest, b"").await, 501);
+    assert_eq!(http1_from(trusting, from, &rest, b"").await.status, 501);
 
     let seen = seen.lock().expect("not poisoned").clone();
     let peer_only = (Some("127.0.0.2".to_owned()), None);
@@ -238,7 +194,11 @@ async fn login_attempts_with_a_new_spoofed_address_each_are_throttled_on_every_p
             "POST /v1/auth/login HTTP/1.1\r\ncontent-type: application/json\r\n\
              x-forwarded-for: 198.51.100.{attempt}"
         );
-        statuses.push(http1_from(edge, client_ip(3), &head, body.as_bytes()).await);
+        statuses.push(
+            http1_from(edge, client_ip(3), &head, body.as_bytes())
+                .await
+                .status,
+        );
     }
     assert_eq!(statuses, [401, 401, 401, 429]);
 }

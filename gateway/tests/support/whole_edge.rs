@@ -4,11 +4,11 @@
 // Each test binary that includes this uses a part of it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use agora_contracts::agora::product::v1 as pb;
-use agora_platform::config::ServiceKind;
+use agora_platform::config::{Config, ServiceKind};
 use agora_testkit::{TestBackend, TestMesh};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
@@ -54,19 +54,7 @@ pub(crate) async fn setup_with(settings: &[(&str, &str)]) -> Setup {
                 .try_fold(config, |config, (key, value)| config.with(key, value))
         })
         .expect("valid settings");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let edge = listener.local_addr().expect("bound");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        agora_gateway::serve::serve(&config, listener, shutdown)
-            .await
-            .expect("the edge serves");
-    });
+    let (edge, stop) = serve_edge(config).await;
     Setup {
         _mesh: mesh,
         edge,
@@ -91,11 +79,36 @@ impl Answer {
     }
 }
 
+/// A whole edge with `config` on a free port, serving until the sender is dropped.
+pub(crate) async fn serve_edge(config: Config) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let edge = listener.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        agora_gateway::serve::serve(&config, listener, shutdown)
+            .await
+            .expect("the edge serves");
+    });
+    (edge, stop)
+}
+
 /// One request written by hand on a fresh HTTP/1.1 connection (`head` without the blank line).
 pub(crate) async fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> Answer {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("the edge accepts");
+    http1_from(addr, IpAddr::from([127, 0, 0, 1]), head, body).await
+}
+
+/// [`http1`] on a connection from the loopback address `from`.
+pub(crate) async fn http1_from(addr: SocketAddr, from: IpAddr, head: &str, body: &[u8]) -> Answer {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(SocketAddr::new(from, 0))
+        .expect("a loopback address");
+    let mut stream = socket.connect(addr).await.expect("the edge accepts");
     let head = format!(
         "{head}\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
