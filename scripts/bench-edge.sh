@@ -1,69 +1,158 @@
 #!/usr/bin/env bash
-# What the REST edge costs: in one run, h2load (nghttp2-client, installed here if missing) sends
-# GetProduct at the same concurrency twice, over h2c both times:
-#   1. REST: GET /v1/products/{id} through the gateway (routing, auth, rate limit, JSON);
-#   2. gRPC: /agora.product.v1.ProductService/GetProduct straight to the product service;
-# and prints requests/s, p50 and p99 of each and the ratios. Aim: the edge keeps at least 50% of
-# the direct throughput and adds under 1 ms at p50.
+# What the edge costs, measured in one run. The distributed mesh (`agora serve <svc>` per process
+# on fresh PostgreSQL databases and Redis, `agora serve gateway` on its own) runs pinned to core 0;
+# h2load (nghttp2-client, installed here if missing) runs pinned to core 1 and sends GetProduct,
+# the same product each time, at the same concurrency along every path:
 #
-#   scripts/bench-edge.sh [seconds per run, default 10] [clients, default 8] [streams per client, default 4]
+#   grpc-direct     gRPC over h2c straight to the product service (the floor)
+#   rest-h1         GET /v1/products/{id} through the gateway over HTTP/1.1 keep-alive
+#   rest-h2c        the same over h2c
+#   grpc-edge       gRPC passthrough through the gateway (h2c)
+#   grpc-web-edge   gRPC-Web (binary) through the gateway over HTTP/1.1
 #
-# A release build of `agora up` (embedded default); the gateway's rate limiter stays on, with a
-# budget the bench cannot reach, so its cost is in the figures.
+# For each it prints requests/s, p50 and p99 latency, and the CPU microseconds per request of
+# the gateway process and of the product process (utime + stime from /proc/<pid>/stat over the
+# timed run, divided by the requests answered). Every feature of the edge stays on: auth, rate
+# limits (with a budget the bench cannot reach, so their cost is counted), CORS, request ids,
+# tracing.
+#
+#   scripts/bench-edge.sh [--seconds N] [--connections N] [--streams N] [--paths a,b]
+#                         [--json out.json] [--compare earlier.json] [--bin path/to/agora]
+#
+# --json writes the figures; --compare prints each figure beside an earlier run's and the change.
+# The mesh is this checkout's release build, or the `agora` binary given by --bin (an earlier
+# build kept aside, to measure a change before and after on the same machine in one sitting). Needs PostgreSQL and Redis (AGORA_TEST_POSTGRES_URL,
+# AGORA_TEST_REDIS_URL) as the distributed mesh does.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-duration="${1:-10}" clients="${2:-8}" streams="${3:-4}"
+
+seconds=10 connections=32 streams=1 paths="grpc-direct,rest-h1,rest-h2c,grpc-edge,grpc-web-edge"
+json_out="" compare="" bin=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seconds) seconds="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --streams) streams="$2"; shift 2 ;;
+    --paths) paths="$2"; shift 2 ;;
+    --json) json_out="$(realpath -m "$2")"; shift 2 ;;
+    --compare) compare="$(realpath "$2")"; shift 2 ;;
+    --bin) bin="$(realpath "$2")"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-edge: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [[ "$(nproc)" -lt 2 ]]; then
+  echo "bench-edge: needs two cores (the mesh on one, the load on the other)" >&2; exit 1
+fi
 
 if ! command -v h2load >/dev/null; then
   apt-get install -y -qq nghttp2-client >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null; }
 fi
-cargo build --quiet --release -p agora --bin agora
-export EDGE_AGORA_BIN="$PWD/target/release/agora"
+if [[ -z "$bin" ]]; then
+  cargo build --quiet --release -p agora --bin agora
+  bin="$PWD/target/release/agora"
+fi
+export EDGE_AGORA_BIN="$bin" EDGE_PIN=0
 export AGORA_GATEWAY__RATE_LIMIT__REQUESTS=1000000000
 source scripts/edge-mesh.sh
-start_mesh embedded
+start_mesh distributed
+gateway_pid="${mesh_pid[gateway]}" product_pid="${mesh_pid[product]}"
 
 id="$(curl -fsS "$gw/v1/products?pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])')"
-# The gRPC request: a 5-byte frame header, then GetProductRequest{product_id = 1}.
+# The gRPC request: a 5-byte frame header, then GetProductRequest{product_id = 1}; gRPC-Web
+# (binary) frames its body the same way.
 python3 - "$id" "$work/get.grpc" <<'EOF'
 import struct, sys
 product_id = sys.argv[1].encode()
 message = b"\x0a" + bytes([len(product_id)]) + product_id
 open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
 EOF
-grpc_url="http://$grpc_product/agora.product.v1.ProductService/GetProduct"
+method=/agora.product.v1.ProductService/GetProduct
 grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers')
+web_headers=(-H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1')
 
-# Both must answer correctly before they are timed: a benchmark of errors measures nothing.
-curl -fsS "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench: the REST call does not return the product" >&2; exit 1; }
-curl -sS --http2-prior-knowledge "${grpc_headers[@]}" --data-binary "@$work/get.grpc" -D "$work/grpc.headers" -o /dev/null "$grpc_url"
-grep -qi '^grpc-status: *0' "$work/grpc.headers" || { echo "bench: the gRPC call fails" >&2; cat "$work/grpc.headers" >&2; exit 1; }
+# Every path must answer correctly before it is timed: a benchmark of errors measures nothing.
+check_grpc() { # check_grpc <url> <curl args...>: the call answers grpc-status 0 (in headers or trailers)
+  local url="$1"; shift
+  curl -sS "$@" --data-binary "@$work/get.grpc" -D "$work/check.headers" -o "$work/check.body" "$url"
+  grep -qai 'grpc-status: *0' "$work/check.headers" "$work/check.body" \
+    || { echo "bench-edge: $url does not answer grpc-status 0" >&2; cat "$work/check.headers" >&2; exit 1; }
+}
+curl -fsS "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: REST GetProduct does not return the product" >&2; exit 1; }
+curl -fsS --http2-prior-knowledge "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: REST over h2c fails" >&2; exit 1; }
+check_grpc "http://$grpc_product$method" --http2-prior-knowledge "${grpc_headers[@]}"
+check_grpc "$gw$method" --http2-prior-knowledge "${grpc_headers[@]}"
+check_grpc "$gw$method" --http1.1 "${web_headers[@]}"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() { # run <name> <h2load args...>
   local name="$1"; shift
-  h2load --duration="$duration" --warm-up-time=2 -c "$clients" -m "$streams" -t 1 \
+  # Warm up (connections, caches, JIT-free but allocator and pools), then the timed run.
+  taskset -c 1 h2load --duration=2 -c "$connections" -m "$streams" -t 1 "$@" >/dev/null
+  local gw0 pr0 gw1 pr1
+  gw0="$(cpu_ticks "$gateway_pid")" pr0="$(cpu_ticks "$product_pid")"
+  taskset -c 1 h2load --duration="$seconds" -c "$connections" -m "$streams" -t 1 \
     --log-file="$work/$name.log" "$@" >"$work/$name.out"
-  grep -E '^(finished in|requests:|status codes:)' "$work/$name.out" | sed "s/^/  $name: /" >&2
+  gw1="$(cpu_ticks "$gateway_pid")" pr1="$(cpu_ticks "$product_pid")"
+  echo "$name $((gw1 - gw0)) $((pr1 - pr0))" >>"$work/cpu"
+  grep -E '^(requests:|status codes:)' "$work/$name.out" | sed "s/^/  $name: /" >&2
 }
-echo "bench: GetProduct for ${duration}s each, $clients connections x $streams streams, h2c" >&2
-run rest "$gw/v1/products/$id"
-run grpc "${grpc_headers[@]}" --data="$work/get.grpc" "$grpc_url"
 
-python3 - "$work" "$duration" <<'EOF'
-import sys
-work, duration = sys.argv[1], float(sys.argv[2])
-def stats(name):
+echo "bench-edge: GetProduct for ${seconds}s per path, $connections connections x $streams streams; mesh on core 0, h2load on core 1" >&2
+: >"$work/cpu"
+for path in ${paths//,/ }; do
+  case "$path" in
+    grpc-direct) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "http://$grpc_product$method" ;;
+    rest-h1) run "$path" --h1 "$gw/v1/products/$id" ;;
+    rest-h2c) run "$path" "$gw/v1/products/$id" ;;
+    grpc-edge) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
+    grpc-web-edge) run "$path" --h1 "${web_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
+    *) echo "bench-edge: unknown path $path" >&2; exit 2 ;;
+  esac
+done
+
+python3 - "$work" "$seconds" "$(getconf CLK_TCK)" "$json_out" "$compare" "$connections" "$streams" <<'EOF'
+import json, sys
+work, seconds, tck, json_out, compare, connections, streams = sys.argv[1:]
+seconds, tck = float(seconds), int(tck)
+cpu = {line.split()[0]: line.split()[1:] for line in open(f"{work}/cpu")}
+figures = {}
+for name, (gw_ticks, pr_ticks) in cpu.items():
     rows = [line.split("\t") for line in open(f"{work}/{name}.log") if line.strip()]
     ok = sorted(int(r[2]) for r in rows if r[1] == "200")
-    if len(ok) < len(rows):
-        sys.exit(f"bench: {name}: {len(rows) - len(ok)} of {len(rows)} requests did not answer 200")
+    if not rows or len(ok) < len(rows):
+        sys.exit(f"bench-edge: {name}: {len(rows) - len(ok)} of {len(rows)} requests did not answer 200")
     pick = lambda q: ok[min(len(ok) - 1, int(q * len(ok)))] / 1000.0
-    return len(ok) / duration, pick(0.50), pick(0.99)
-rest, grpc = stats("rest"), stats("grpc")
-print(f"{'':28}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
-print(f"{'REST via the gateway':28}{rest[0]:>12.0f}{rest[1]:>10.2f}{rest[2]:>10.2f}")
-print(f"{'gRPC straight to product':28}{grpc[0]:>12.0f}{grpc[1]:>10.2f}{grpc[2]:>10.2f}")
-ratio = rest[0] / grpc[0]
-added = rest[1] - grpc[1]
-print(f"throughput kept by the edge: {ratio:.0%} (aim >= 50%); added p50: {added:.2f} ms (aim < 1 ms); added p99: {rest[2] - grpc[2]:.2f} ms")
+    per_request = lambda ticks: int(ticks) * 1e6 / tck / len(ok)
+    figures[name] = {
+        "requests_per_s": round(len(ok) / seconds),
+        "p50_ms": round(pick(0.50), 3),
+        "p99_ms": round(pick(0.99), 3),
+        "gateway_cpu_us": None if name == "grpc-direct" else round(per_request(gw_ticks), 1),
+        "product_cpu_us": round(per_request(pr_ticks), 1),
+    }
+earlier = json.load(open(compare))["paths"] if compare else {}
+columns = [("requests_per_s", "req/s", "{:.0f}"), ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
+           ("gateway_cpu_us", "gateway us/req", "{:.1f}"), ("product_cpu_us", "product us/req", "{:.1f}")]
+def cell(value, fmt):
+    return "-" if value is None else fmt.format(value)
+print(f"{'path':15}" + "".join(f"{title:>16}" for _, title, _ in columns))
+for name, row in figures.items():
+    print(f"{name:15}" + "".join(f"{cell(row[key], fmt):>16}" for key, _, fmt in columns))
+    before = earlier.get(name)
+    if before:
+        print(f"{'  before':15}" + "".join(f"{cell(before.get(key), fmt):>16}" for key, _, fmt in columns))
+        def change(key):
+            a, b = before.get(key), row[key]
+            return "-" if a in (None, 0) or b is None else f"{(b - a) / a:+.0%}"
+        print(f"{'  change':15}" + "".join(f"{change(key):>16}" for key, _, _ in columns))
+if "rest-h1" in figures and "grpc-direct" in figures:
+    rest, direct = figures["rest-h1"], figures["grpc-direct"]
+    print(f"REST over HTTP/1.1 keeps {rest['requests_per_s'] / direct['requests_per_s']:.0%} of direct gRPC throughput; "
+          f"the gateway spends {rest['gateway_cpu_us']} us per REST GetProduct (aim: at most 35, product {rest['product_cpu_us']})")
+if json_out:
+    json.dump({"seconds": seconds, "connections": int(connections), "streams": int(streams), "paths": figures},
+              open(json_out, "w"), indent=2)
+    print(f"figures written to {json_out}")
 EOF

@@ -8,7 +8,9 @@
 # Afterwards: $gw is the gateway's URL, $grpc_product the product service's, $work a temporary
 # directory, $admin_password the administrator's password. Extra settings for every process can
 # be passed as environment variables before calling (they are inherited). `agora` is built by the
-# caller (debug by default; set EDGE_AGORA_BIN for another build).
+# caller (debug by default; set EDGE_AGORA_BIN for another build). EDGE_PIN=<cpu list> runs every
+# mesh process under `taskset -c <cpu list>`; ${mesh_pid[<svc>]} is each process's pid
+# (`up`, or auth ... order and gateway).
 #
 # PostgreSQL: AGORA_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 # Redis: AGORA_TEST_REDIS_URL (default redis://127.0.0.1:6379).
@@ -16,7 +18,10 @@
 edge_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 agora_bin="${EDGE_AGORA_BIN:-$edge_root/target/debug/agora}"
 mesh_pids=()
+declare -A mesh_pid=()
 mesh_databases=()
+pin=()
+[[ -n "${EDGE_PIN:-}" ]] && pin=(taskset -c "$EDGE_PIN")
 work="$(mktemp -d)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -65,8 +70,9 @@ wait_ready() {
 start_mesh() {
   case "$1" in
     embedded)
-      AGORA_DATA_DIR="$work/data" "$agora_bin" up >"$work/up.log" 2>&1 &
+      AGORA_DATA_DIR="$work/data" "${pin[@]}" "$agora_bin" up >"$work/up.log" 2>&1 &
       mesh_pids+=($!)
+      mesh_pid[up]=$!
       # `up` prints "Ready." once the demo catalog is loaded.
       local _
       for _ in $(seq 1 600); do
@@ -103,11 +109,13 @@ start_mesh() {
         local secret=()
         [[ -n "${!secret_var:-}" ]] && secret=("AGORA_SERVICE_SECRET=${!secret_var}")
         env "${secret[@]}" DATABASE_URL="${pg_url%/*}/$db" \
-          "$agora_bin" serve "$svc" >"$work/$svc.log" 2>&1 &
+          "${pin[@]}" "$agora_bin" serve "$svc" >"$work/$svc.log" 2>&1 &
         mesh_pids+=($!)
+        mesh_pid[$svc]=$!
       done
-      "$agora_bin" serve gateway >"$work/gateway.log" 2>&1 &
+      "${pin[@]}" "$agora_bin" serve gateway >"$work/gateway.log" 2>&1 &
       mesh_pids+=($!)
+      mesh_pid[gateway]=$!
       wait_ready
       "$agora_bin" seed >"$work/seed.log" 2>&1 || { cat "$work/seed.log" >&2; return 1; }
       ;;
