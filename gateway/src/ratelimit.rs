@@ -10,10 +10,23 @@
 //! a refused one is 429 RESOURCE_EXHAUSTED with `Retry-After`.
 //!
 //! A fixed window lets a client spend up to twice its budget across a window boundary; in
-//! exchange a check is one atomic Redis round trip. If the counters cannot be reached the request
-//! is let through (and logged): an outage of the cache must not take the API down with it.
+//! exchange counting is one atomic Redis round trip. A replica does not make that round trip per
+//! request: it takes a *lease* of a few consecutive counts at once (a 32nd of the budget, at
+//! most [`MAX_LEASE`]; one for budgets under 64, which stay exact) and spends it locally, so a
+//! busy client costs one Redis call per lease. Leases never admit more than the budget: the
+//! counts a replica leased and did not spend before the window ended are merely lost, so with `n`
+//! replicas a client may be refused up to `(n - 1)` leases early. A refusal is remembered until
+//! its window ends, so a client flooding past its budget costs no Redis call at all.
+//!
+//! If the counters cannot be reached the request is let through (and logged): an outage of the
+//! cache must not take the API down with it.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use agora_platform::{access::Principal, cache::Cache};
 use axum::{
@@ -138,8 +151,70 @@ impl Verdict {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
+    /// Shared by every clone: the middleware's state is cloned per request.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     cache: Cache,
     settings: RateLimitSettings,
+    /// Counts taken from a shared cache and not spent yet, by counter key.
+    leases: Mutex<Leases>,
+}
+
+/// The most counts one lease takes from a shared counter.
+pub const MAX_LEASE: u64 = 100;
+
+/// How many counts a replica takes at once from a shared counter of budget `limit`.
+fn lease_size(limit: u64) -> u64 {
+    (limit / 32).clamp(1, MAX_LEASE)
+}
+
+/// Counts leased from shared counters, by key.
+#[derive(Debug, Default)]
+struct Leases {
+    by_key: HashMap<String, Lease>,
+    /// Leases taken since the last sweep of ended windows, so memory stays bounded by the
+    /// clients of the current windows.
+    taken: usize,
+}
+
+/// Consecutive counts `next..end` of one counter's window, which ends at `ends`. A refusal is a
+/// lease whose `next` is past the budget.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    next: u64,
+    end: u64,
+    ends: Instant,
+}
+
+impl Leases {
+    /// The next count of `key` when a lease of it is still open (or refused) in this window.
+    fn spend(&mut self, key: &str, limit: u64, now: Instant) -> Option<(u64, Duration)> {
+        let lease = self.by_key.get_mut(key)?;
+        if lease.ends <= now {
+            return None;
+        }
+        if lease.next > limit {
+            return Some((lease.next, lease.ends - now));
+        }
+        if lease.next >= lease.end {
+            return None;
+        }
+        let count = lease.next;
+        lease.next += 1;
+        Some((count, lease.ends - now))
+    }
+
+    fn keep(&mut self, key: String, lease: Lease, now: Instant) {
+        self.taken += 1;
+        if self.taken >= 1024 {
+            self.taken = 0;
+            self.by_key.retain(|_, lease| lease.ends > now);
+        }
+        self.by_key.insert(key, lease);
+    }
 }
 
 /// Which budget a request draws on.
@@ -154,17 +229,29 @@ pub enum Budget {
 impl RateLimiter {
     /// A limiter counting in `cache` (give it a key prefix of its own, e.g. `agora:gateway:`).
     pub fn new(cache: Cache, settings: RateLimitSettings) -> Self {
-        Self { cache, settings }
+        Self {
+            shared: Arc::new(Shared {
+                cache,
+                settings,
+                leases: Mutex::default(),
+            }),
+        }
     }
 
     /// The settings this limiter enforces.
     pub fn settings(&self) -> &RateLimitSettings {
-        &self.settings
+        &self.shared.settings
     }
 
     /// The budget of a method, by its full name.
     pub fn budget_of(&self, method: &str) -> Budget {
-        if self.settings.sign_in_methods.iter().any(|m| m == method) {
+        if self
+            .shared
+            .settings
+            .sign_in_methods
+            .iter()
+            .any(|m| m == method)
+        {
             Budget::SignIn
         } else {
             Budget::General
@@ -174,12 +261,12 @@ impl RateLimiter {
     fn quota(&self, budget: Budget) -> Quota {
         match budget {
             Budget::General => Quota {
-                limit: self.settings.requests,
-                window: self.settings.window,
+                limit: self.shared.settings.requests,
+                window: self.shared.settings.window,
             },
             Budget::SignIn => Quota {
-                limit: self.settings.sign_in_requests,
-                window: self.settings.sign_in_window,
+                limit: self.shared.settings.sign_in_requests,
+                window: self.shared.settings.sign_in_window,
             },
         }
     }
@@ -194,11 +281,32 @@ impl RateLimiter {
             Budget::General => "general",
             Budget::SignIn => "sign-in",
         };
-        let hit = self
-            .cache
-            .hit(&format!("ratelimit:{name}:{client}"), quota.window)
-            .await?;
-        Ok(Verdict::new(quota, hit.count, hit.reset_after))
+        let key = format!("ratelimit:{name}:{client}");
+        if !self.shared.cache.is_shared() {
+            // A counter in this process's memory costs no more than a lease would.
+            let hit = self.shared.cache.hit(&key, quota.window).await?;
+            return Ok(Verdict::new(quota, hit.count, hit.reset_after));
+        }
+        if let Some((count, reset_after)) =
+            lock(&self.shared.leases).spend(&key, quota.limit, Instant::now())
+        {
+            return Ok(Verdict::new(quota, count, reset_after));
+        }
+        let size = lease_size(quota.limit);
+        let hit = self.shared.cache.hits(&key, size, quota.window).await?;
+        // This request spends the first count of the lease; the replica keeps the rest, up to
+        // the budget, or remembers the refusal.
+        let first = hit.count.saturating_sub(size) + 1;
+        let now = Instant::now();
+        let lease = Lease {
+            next: first + 1,
+            end: hit.count.min(quota.limit) + 1,
+            ends: now + hit.reset_after.min(quota.window),
+        };
+        if lease.next < lease.end || first > quota.limit {
+            lock(&self.shared.leases).keep(key, lease, now);
+        }
+        Ok(Verdict::new(quota, first, hit.reset_after))
     }
 
     /// Who the client of a request is: its user id when signed in, else its address.
@@ -210,7 +318,7 @@ impl RateLimiter {
         if let Some(ClientAddress(ip)) = request.extensions().get::<ClientAddress>() {
             return format!("addr:{ip}");
         }
-        if self.settings.trust_forwarded_for
+        if self.shared.settings.trust_forwarded_for
             && let Some(first) = request
                 .headers()
                 .get("x-forwarded-for")
@@ -227,6 +335,14 @@ impl RateLimiter {
             None => "addr:unknown".into(),
         }
     }
+}
+
+/// The lock is held for a map lookup only, never across an await; a poisoned map is still
+/// consistent.
+fn lock(leases: &Mutex<Leases>) -> std::sync::MutexGuard<'_, Leases> {
+    leases
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The method a request calls: its route's binding, or the path of a gRPC call.
@@ -251,7 +367,7 @@ fn method_of(request: &Request) -> Option<String> {
 /// The middleware: counts API calls (REST routes and passed-through gRPC calls; probes, the
 /// OpenAPI document and unrouted paths are not counted) and refuses those over budget with 429.
 pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
-    if !limiter.settings.enabled {
+    if !limiter.shared.settings.enabled {
         return next.run(request).await;
     }
     let Some(method) = method_of(&request) else {
@@ -491,6 +607,85 @@ mod tests {
                 .await
                 .expect("counted")
                 .allowed
+        );
+    }
+
+    /// A large budget is counted in Redis a lease at a time, yet each verdict counts exactly.
+    #[tokio::test]
+    async fn on_redis_a_replica_leases_counts_and_spends_them_locally() {
+        let prefix = unique_prefix();
+        let Some(cache) = redis(&prefix).await else {
+            return;
+        };
+        let settings = RateLimitSettings {
+            requests: 640,
+            ..RateLimitSettings::default()
+        };
+        let size = lease_size(640);
+        assert_eq!(size, 20);
+        let limiter = RateLimiter::new(cache.clone(), settings);
+        for n in 1..=101u64 {
+            let verdict = limiter
+                .check("user:u", Budget::General)
+                .await
+                .expect("counted");
+            assert!(verdict.allowed);
+            assert_eq!(
+                verdict.remaining,
+                640 - n,
+                "request {n} counts exactly once"
+            );
+        }
+        let counted = cache.count("ratelimit:general:user:u").await.expect("read");
+        assert_eq!(
+            counted.count,
+            6 * size,
+            "101 requests took six leases of {size}"
+        );
+    }
+
+    /// Two replicas drawing on one budget in leases admit at most the budget, lose at most one
+    /// lease to the other, and a remembered refusal costs no Redis call.
+    #[tokio::test]
+    async fn on_redis_leases_never_admit_more_than_the_budget() {
+        let prefix = unique_prefix();
+        let (Some(one), Some(two)) = (redis(&prefix).await, redis(&prefix).await) else {
+            return;
+        };
+        let settings = RateLimitSettings {
+            requests: 96,
+            ..RateLimitSettings::default()
+        };
+        let size = lease_size(96);
+        assert_eq!(size, 3);
+        let replicas = [
+            RateLimiter::new(one.clone(), settings.clone()),
+            RateLimiter::new(two, settings),
+        ];
+        let mut admitted = 0;
+        // An uneven interleaving: the first replica serves two requests for each of the second.
+        for n in 0..300 {
+            let verdict = replicas[usize::from(n % 3 == 2)]
+                .check("addr:x", Budget::General)
+                .await
+                .expect("counted");
+            admitted += u64::from(verdict.allowed);
+        }
+        assert!(admitted <= 96, "{admitted} admitted past a budget of 96");
+        assert!(admitted > 96 - size, "{admitted}: more than one lease lost");
+        let key = "ratelimit:general:addr:x";
+        let before = one.count(key).await.expect("read").count;
+        for replica in &replicas {
+            let verdict = replica
+                .check("addr:x", Budget::General)
+                .await
+                .expect("counted");
+            assert!(!verdict.allowed);
+        }
+        assert_eq!(
+            one.count(key).await.expect("read").count,
+            before,
+            "a refusal remembered until the window ends asks Redis nothing"
         );
     }
 }

@@ -48,14 +48,19 @@ pub struct Hit {
     pub reset_after: Duration,
 }
 
-/// Increments a counter and starts its window on the first hit, atomically.
-const HIT_SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+/// Adds `ARGV[2]` hits to a counter and starts its window on the first, atomically. Hashed once
+/// per process: scripts are sent by their SHA-1 (EVALSHA), and loaded again if Redis lost them.
+static HIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {count, ttl}
-";
+",
+    )
+});
 
 impl Cache {
     /// An in-memory cache, private to this process.
@@ -161,14 +166,25 @@ impl Cache {
     /// # Errors
     /// Redis failed or timed out.
     pub async fn hit(&self, key: &str, window: Duration) -> anyhow::Result<Hit> {
+        self.hits(key, 1, window).await
+    }
+
+    /// Counts `hits` hits on `key` at once (at least one), in a fixed window of `window` that
+    /// starts at the first; the count returned includes them all.
+    ///
+    /// # Errors
+    /// Redis failed or timed out.
+    pub async fn hits(&self, key: &str, hits: u64, window: Duration) -> anyhow::Result<Hit> {
         let key = self.key(key);
+        let hits = hits.max(1);
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
         match &self.backend {
-            Backend::Memory(store) => Ok(lock(store).hit(key, window)),
+            Backend::Memory(store) => Ok(lock(store).hit(key, hits, window)),
             Backend::Redis(conn) => {
-                let (count, ttl_ms): (u64, i64) = redis::Script::new(HIT_SCRIPT)
+                let (count, ttl_ms): (u64, i64) = HIT_SCRIPT
                     .key(key)
                     .arg(window_ms)
+                    .arg(hits)
                     .invoke_async(&mut conn.clone())
                     .await?;
                 Ok(Hit {
@@ -247,14 +263,14 @@ impl MemoryStore {
         self.counters.remove(key);
     }
 
-    fn hit(&mut self, key: String, window: Duration) -> Hit {
+    fn hit(&mut self, key: String, hits: u64, window: Duration) -> Hit {
         self.sweep_now_and_then();
         let now = Instant::now();
         let entry = self.counters.entry(key).or_insert((0, now + window));
         if entry.1 <= now {
             *entry = (0, now + window);
         }
-        entry.0 += 1;
+        entry.0 += hits;
         Hit {
             count: entry.0,
             reset_after: entry.1 - now,
