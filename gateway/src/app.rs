@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use prost_reflect::DynamicMessage;
 use tonic::metadata::MetadataMap;
 
-use crate::routes::{Lookup, Routes};
+use crate::routes::{Lookup, Route, Routes};
 use crate::rules::Binding;
 use crate::status::error_response;
 use crate::stream::{StreamFormat, stream_response};
@@ -54,19 +54,32 @@ pub fn router_with(gateway: Arc<Gateway>, edge: impl FnOnce(Router) -> Router) -
     inner.layer(axum::middleware::from_fn_with_state(gateway, bind_route))
 }
 
-/// Puts the matched route's [`Binding`] in the request's extensions (unmatched requests pass
-/// through and are answered 404/405 by the handler).
+/// A request's route and its path variables, found once by [`bind_route`] for the handler.
+#[derive(Debug, Clone)]
+struct Matched {
+    route: Arc<Route>,
+    values: Vec<(Vec<String>, String)>,
+}
+
+/// Puts the matched route's [`Binding`] in the request's extensions for the edge layers, and the
+/// route with its path variables for the handler (unmatched requests pass through and are
+/// answered 404/405 by the handler).
 async fn bind_route(
     State(gateway): State<Arc<Gateway>>,
     mut request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Lookup::Found(route, _) = gateway
+    if let Lookup::Found(route, values) = gateway
         .routes
         .lookup(request.method(), request.uri().path())
     {
         let binding: Binding = route.binding.clone();
+        let matched = Matched {
+            route: route.clone(),
+            values,
+        };
         request.extensions_mut().insert(binding);
+        request.extensions_mut().insert(matched);
     }
     next.run(request).await
 }
@@ -98,15 +111,22 @@ async fn transcode(State(gateway): State<Arc<Gateway>>, request: Request) -> Res
 
 async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
     crate::client_address::ensure_decided(&mut request);
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let (route, values) = match gateway.routes.lookup(&method, &path) {
-        Lookup::Found(route, values) => (route.clone(), values),
-        Lookup::NotFound => {
-            let status = tonic::Status::not_found(format!("no route for {method} {path}"));
-            return error_response(&status, id);
+    let (route, values) = match request.extensions_mut().remove::<Matched>() {
+        Some(Matched { route, values }) => (route, values),
+        None => {
+            let method = request.method();
+            let path = request.uri().path();
+            match gateway.routes.lookup(method, path) {
+                Lookup::Found(route, values) => (route.clone(), values),
+                Lookup::NotFound => {
+                    let status = tonic::Status::not_found(format!("no route for {method} {path}"));
+                    return error_response(&status, id);
+                }
+                Lookup::MethodNotAllowed(allow) => {
+                    return method_not_allowed(method, path, &allow, id);
+                }
+            }
         }
-        Lookup::MethodNotAllowed(allow) => return method_not_allowed(&method, &path, &allow, id),
     };
     let binding = &route.binding;
     if binding.method.is_client_streaming() {

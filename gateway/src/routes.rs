@@ -4,6 +4,7 @@
 //! never reaches `/v1/items/{id}` with the id `a:cancel` once any template ends in `:cancel`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
@@ -23,7 +24,7 @@ pub struct Route {
 #[derive(Debug)]
 pub enum Lookup<'a> {
     /// A route matched; each variable's field path with its decoded value.
-    Found(&'a Route, Vec<(Vec<String>, String)>),
+    Found(&'a Arc<Route>, Vec<(Vec<String>, String)>),
     /// The path matches only under other methods: the `Allow` header's methods.
     MethodNotAllowed(Vec<http::Method>),
     /// No template matches the path.
@@ -33,7 +34,7 @@ pub enum Lookup<'a> {
 /// Every route of a descriptor pool, in precedence order.
 #[derive(Debug, Clone, Default)]
 pub struct Routes {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
     /// Every custom verb some template declares: a path ending in `:<verb>` is matched only
     /// against templates with that verb, and a colon before any other word is part of a value.
     verbs: Vec<String>,
@@ -90,7 +91,7 @@ impl Routes {
                     binding.http_method
                 );
             }
-            routes.push(Route { binding, template });
+            routes.push(Arc::new(Route { binding, template }));
         }
         // Stable: equal precedence keeps descriptor order.
         routes.sort_by(|a, b| a.template.precedence(&b.template));
@@ -105,7 +106,7 @@ impl Routes {
 
     /// The routes, in the order they are tried.
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter()
+        self.routes.iter().map(|route| &**route)
     }
 
     /// Finds the route for a request's method and raw (percent-encoded) path.
