@@ -6,6 +6,9 @@
 //! The upstream is a real HTTP/2 server that holds every call it receives; between it and the
 //! edge is a TCP relay the test cuts once the upstream has the call, so the edge's connection
 //! closes while the call is in flight, exactly when the test says.
+//!
+//! The edge keeps a pool of connections to each upstream: a connection that goes away fails the
+//! calls in flight on it and no others, and is replaced for the calls that follow.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,10 +48,13 @@ async fn holding_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
     (addr, calls)
 }
 
+/// One relayed connection: the address it calls the upstream from, and its task.
+type Relayed = (SocketAddr, JoinHandle<()>);
+
 /// A TCP relay to `upstream` whose connections [`Relay::cut`] drops, both sides at once.
 struct Relay {
     addr: SocketAddr,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    connections: Arc<Mutex<Vec<Relayed>>>,
 }
 
 impl Relay {
@@ -59,12 +65,14 @@ impl Relay {
         let tracked = connections.clone();
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let from = server.local_addr().expect("connected");
                 let relayed = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 });
-                tracked.lock().expect("not poisoned").push(relayed);
+                tracked.lock().expect("not poisoned").push((from, relayed));
             }
         });
         Self { addr, connections }
@@ -72,9 +80,24 @@ impl Relay {
 
     /// Drops every relayed connection: the edge sees its upstream connection closed.
     fn cut(&self) {
-        for connection in self.connections.lock().expect("not poisoned").drain(..) {
+        for (_, connection) in self.connections.lock().expect("not poisoned").drain(..) {
             connection.abort();
         }
+    }
+
+    /// Drops the one relayed connection that reaches the upstream from `from`.
+    fn cut_one(&self, from: SocketAddr) {
+        let connections = self.connections.lock().expect("not poisoned");
+        let (_, connection) = connections
+            .iter()
+            .find(|(addr, _)| *addr == from)
+            .expect("a relayed connection from that address");
+        connection.abort();
+    }
+
+    /// How many connections the edge has opened through the relay.
+    fn opened(&self) -> usize {
+        self.connections.lock().expect("not poisoned").len()
     }
 }
 
@@ -172,4 +195,132 @@ async fn a_grpc_call_passed_through_whose_upstream_dies_mid_call_is_unavailable_
         status.message().contains("outcome is unknown"),
         "{status:?}"
     );
+}
+
+/// An upstream that holds every call until `open` is set, then answers it with an empty
+/// GetProductResponse; each call reports the address it arrived from (its connection).
+async fn gated_upstream(
+    open: tokio::sync::watch::Receiver<bool>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<SocketAddr>) {
+    let (arrived, calls) = mpsc::unbounded_channel();
+    let app = Router::new().fallback(
+        move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| {
+            let arrived = arrived.clone();
+            let mut open = open.clone();
+            async move {
+                let _ = arrived.send(peer);
+                let _ = open.wait_for(|open| *open).await;
+                let frames = [
+                    Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                        bytes::Bytes::from_static(&[0, 0, 0, 0, 0]),
+                    )),
+                    Ok(hyper::body::Frame::trailers(
+                        [(
+                            http::HeaderName::from_static("grpc-status"),
+                            http::HeaderValue::from_static("0"),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    )),
+                ];
+                http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(axum::body::Body::new(http_body_util::StreamBody::new(
+                        futures::stream::iter(frames),
+                    )))
+                    .expect("a response")
+            }
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    (addr, calls)
+}
+
+#[tokio::test]
+async fn a_lost_upstream_connection_fails_only_its_own_calls_and_is_replaced() {
+    const CALLS: usize = 12;
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let (upstream, mut calls) = gated_upstream(open).await;
+    let relay = Relay::start(upstream).await;
+    let channel = agora_platform::client::pooled_channel(&format!("http://{}", relay.addr), 4)
+        .expect("a valid URL");
+    let gateway = agora_gateway::app::Gateway {
+        routes: Routes::build(&pool()).expect("routes build"),
+        upstreams: [(PRODUCT.to_owned(), Upstream::from_channel(channel))].into(),
+        timeout: Duration::from_secs(30),
+        body_limit: 1 << 20,
+    };
+    let app = agora_gateway::app::router(Arc::new(gateway));
+    let get = || {
+        let request = http::Request::get("/v1/products/p-1")
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        tokio::spawn(app.clone().oneshot(request))
+    };
+
+    // Every call is in flight, spread over the pool's connections.
+    let in_flight: Vec<_> = (0..CALLS).map(|_| get()).collect();
+    let mut carriers = Vec::new();
+    for _ in 0..CALLS {
+        let from = tokio::time::timeout(PATIENCE, calls.recv())
+            .await
+            .expect("every call reaches the upstream")
+            .expect("the upstream is running");
+        carriers.push(from);
+    }
+    let mut used = carriers.clone();
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 2, "12 calls in flight share one connection");
+
+    // One connection goes away: its calls fail as the outcome-unknown 503, the others are answered.
+    // (The relay's task is aborted before it runs again: nothing more crosses that connection,
+    // so the upstream's answers on it never arrive.)
+    let lost = carriers[0];
+    relay.cut_one(lost);
+    gate.send_replace(true);
+    let mut failed = 0;
+    let mut answered = 0;
+    for call in in_flight {
+        let response = tokio::time::timeout(PATIENCE, call)
+            .await
+            .expect("the edge answers")
+            .expect("the call task completes")
+            .expect("the router is infallible");
+        match response.status() {
+            http::StatusCode::OK => answered += 1,
+            http::StatusCode::SERVICE_UNAVAILABLE => failed += 1,
+            other => panic!("a call answered {other}"),
+        }
+    }
+    let on_lost = carriers.iter().filter(|from| **from == lost).count();
+    assert_eq!(failed, on_lost, "only the lost connection's calls fail");
+    assert_eq!(answered, CALLS - on_lost, "every other call is answered");
+
+    // The calls that follow all succeed, and the lost connection is opened again.
+    let opened = relay.opened();
+    for attempt in 0..200 {
+        let response = tokio::time::timeout(PATIENCE, get())
+            .await
+            .expect("the edge answers")
+            .expect("the call task completes")
+            .expect("the router is infallible");
+        assert_eq!(
+            response.status(),
+            http::StatusCode::OK,
+            "call {attempt} after the loss"
+        );
+        if relay.opened() > opened {
+            return;
+        }
+    }
+    panic!("the lost connection was never replaced in 200 calls");
 }

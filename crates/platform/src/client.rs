@@ -47,15 +47,42 @@ use crate::context::{
 /// # Errors
 /// A malformed URL.
 pub fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    pooled_channel(url, 1)
+}
+
+/// [`lazy_channel`] with `connections` HTTP/2 connections to each address (at least one), calls
+/// going to the least busy. A connection that goes away (its peer's GOAWAY, a reset) fails only
+/// the calls in flight on it; it is opened again before the next call is sent on it, and the
+/// others carry on. The edge uses this: one caller's call that makes a service drop its
+/// connection must not fail every other caller's calls.
+///
+/// # Errors
+/// A malformed URL.
+pub fn pooled_channel(url: &str, connections: usize) -> anyhow::Result<Channel> {
+    let connections = connections.max(1);
     if let Some(target) = crate::discovery::DnsTarget::parse(url)? {
         return Ok(crate::discovery::balanced_channel(
             target,
             |addr| upstream_endpoint(&format!("http://{addr}")),
             std::sync::Arc::new(crate::discovery::SystemResolver),
             crate::discovery::DEFAULT_REFRESH,
+            connections,
         ));
     }
-    Ok(upstream_endpoint(url)?.connect_lazy())
+    let endpoint = upstream_endpoint(url)?;
+    if connections == 1 {
+        return Ok(endpoint.connect_lazy());
+    }
+    let (channel, changes) = Channel::balance_channel::<usize>(connections);
+    for slot in 0..connections {
+        changes
+            .try_send(tonic::transport::channel::Change::Insert(
+                slot,
+                endpoint.clone(),
+            ))
+            .map_err(|e| anyhow::anyhow!("pooling connections to {url}: {e}"))?;
+    }
+    Ok(channel)
 }
 
 /// How every connection to an upstream is set up.

@@ -73,8 +73,9 @@ impl DnsTarget {
     }
 }
 
-/// A channel that spreads calls over every address `target` resolves to, re-resolving every
-/// `refresh`. `endpoint` configures each connection (its URI is replaced per address).
+/// A channel that spreads calls over every address `target` resolves to, with `connections`
+/// connections to each (at least one), re-resolving every `refresh`. `endpoint` configures each
+/// connection (its URI is replaced per address).
 ///
 /// The resolving task ends by itself once every clone of the channel is dropped. A failed lookup
 /// keeps the last known addresses, so a DNS hiccup does not empty the set.
@@ -83,8 +84,10 @@ pub fn balanced_channel(
     endpoint: impl Fn(SocketAddr) -> anyhow::Result<Endpoint> + Send + 'static,
     resolver: Arc<dyn Resolve>,
     refresh: Duration,
+    connections: usize,
 ) -> Channel {
-    let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+    let slots = 0..connections.max(1);
+    let (channel, changes) = Channel::balance_channel::<(SocketAddr, usize)>(64);
     tokio::spawn(async move {
         let mut current = BTreeSet::new();
         loop {
@@ -92,15 +95,20 @@ pub fn balanced_channel(
                 Ok(addrs) => {
                     let next: BTreeSet<SocketAddr> = addrs.into_iter().collect();
                     for gone in current.difference(&next) {
-                        if changes.send(Change::Remove(*gone)).await.is_err() {
-                            return;
+                        for slot in slots.clone() {
+                            if changes.send(Change::Remove((*gone, slot))).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     for new in next.difference(&current) {
                         match endpoint(*new) {
                             Ok(endpoint) => {
-                                if changes.send(Change::Insert(*new, endpoint)).await.is_err() {
-                                    return;
+                                for slot in slots.clone() {
+                                    let change = Change::Insert((*new, slot), endpoint.clone());
+                                    if changes.send(change).await.is_err() {
+                                        return;
+                                    }
                                 }
                             }
                             Err(error) => tracing::warn!(%new, "skipping address: {error:#}"),

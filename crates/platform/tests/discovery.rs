@@ -87,6 +87,7 @@ fn channel_over(zone: &Arc<Zone>) -> Channel {
         |addr| Ok(Endpoint::from_shared(format!("http://{addr}"))?),
         zone.clone(),
         Duration::from_millis(50),
+        1,
     )
 }
 
