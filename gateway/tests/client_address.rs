@@ -14,13 +14,18 @@ use agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient;
 use agora_contracts::agora::product::v1 as pb;
 use agora_contracts::agora::product::v1::product_service_client::ProductServiceClient;
 use agora_platform::config::{Config, ServiceKind};
-use agora_testkit::{TestBackend, TestMesh, email};
+use agora_testkit::{TestBackend, TestMesh, email, on_both_backends};
 use axum::Router;
 use axum::extract::Request;
 use whole_edge::{http1_from, serve_edge as edge};
 
 #[path = "support/whole_edge.rs"]
 mod whole_edge;
+
+on_both_backends!(
+    a_spoofed_forwarding_header_reaches_the_upstream_as_the_peer_on_every_protocol,
+    login_attempts_with_a_new_spoofed_address_each_are_throttled_on_every_protocol,
+);
 
 const SPOOFED: &str = "203.0.113.9";
 
@@ -89,11 +94,12 @@ fn edge_config(mesh: &TestMesh, product: &str, trusted: &[&str]) -> Config {
         .expect("valid settings")
 }
 
-#[tokio::test]
-async fn a_spoofed_forwarding_header_reaches_the_upstream_as_the_peer_on_every_protocol() {
-    let mesh = TestMesh::start(TestBackend::Embedded)
-        .await
-        .expect("the embedded backend always runs");
+async fn a_spoofed_forwarding_header_reaches_the_upstream_as_the_peer_on_every_protocol(
+    backend: TestBackend,
+) {
+    let Some(mesh) = TestMesh::start(backend).await else {
+        return;
+    };
     let (product, seen) = recording_upstream().await;
     let (untrusting, _stop) = edge(edge_config(&mesh, &product, &[])).await;
     let from = client_ip(2);
@@ -137,11 +143,12 @@ async fn a_spoofed_forwarding_header_reaches_the_upstream_as_the_peer_on_every_p
     );
 }
 
-#[tokio::test]
-async fn login_attempts_with_a_new_spoofed_address_each_are_throttled_on_every_protocol() {
-    let mut mesh = TestMesh::start(TestBackend::Embedded)
-        .await
-        .expect("the embedded backend always runs");
+async fn login_attempts_with_a_new_spoofed_address_each_are_throttled_on_every_protocol(
+    backend: TestBackend,
+) {
+    let Some(mut mesh) = TestMesh::start(backend).await else {
+        return;
+    };
     // Auth again, with a small per-address budget (the first one stops).
     mesh.spawn_with(
         ServiceKind::Auth,

@@ -19,7 +19,12 @@ use tower::ServiceExt as _;
 
 #[path = "support/whole_edge.rs"]
 mod whole_edge;
+use agora_testkit::{TestBackend, on_both_backends};
 use whole_edge::{LIST_PRODUCTS, PATIENCE, empty_list_request, http1, setup};
+
+on_both_backends!(
+    oversized_headers_are_refused_at_the_edge_and_no_other_call_on_the_upstream_fails
+);
 
 /// An h2c connection to the edge, as any gRPC client makes one.
 async fn h2c(addr: SocketAddr) -> tonic::transport::Channel {
@@ -140,9 +145,12 @@ async fn well_behaved(edge: SocketAddr, rounds: usize) {
     }
 }
 
-#[tokio::test]
-async fn oversized_headers_are_refused_at_the_edge_and_no_other_call_on_the_upstream_fails() {
-    let setup = setup().await;
+async fn oversized_headers_are_refused_at_the_edge_and_no_other_call_on_the_upstream_fails(
+    backend: TestBackend,
+) {
+    let Some(setup) = setup(backend).await else {
+        return;
+    };
     let edge = setup.edge;
     // A call held open across the flood: its request stream stays open on the edge's connection
     // to product, so a GOAWAY on that connection would fail it.

@@ -1,12 +1,15 @@
 //! Clients that hold connections without using them, against a whole edge: one trickling its
 //! request head a byte at a time is cut off after `gateway.connections.header_read_timeout`
 //! while other clients are served, and a connection left idle is closed after `idle_timeout`.
+//! Connection handling does not depend on the backend, so these run on the embedded one only.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use agora_testkit::TestBackend;
 
 #[path = "support/whole_edge.rs"]
 mod whole_edge;
@@ -15,11 +18,15 @@ use whole_edge::{PATIENCE, http1, setup_with};
 #[tokio::test]
 async fn a_client_trickling_its_head_is_cut_off_after_the_header_read_timeout_while_others_are_served()
  {
-    let setup = setup_with(&[
-        ("gateway.connections.header_read_timeout", "1s"),
-        ("gateway.connections.idle_timeout", "30s"),
-    ])
-    .await;
+    let setup = setup_with(
+        TestBackend::Embedded,
+        &[
+            ("gateway.connections.header_read_timeout", "1s"),
+            ("gateway.connections.idle_timeout", "30s"),
+        ],
+    )
+    .await
+    .expect("the embedded backend always runs");
     let edge = setup.edge;
     let slow = TcpStream::connect(edge).await.expect("the edge accepts");
     let started = Instant::now();
@@ -62,7 +69,12 @@ async fn a_client_trickling_its_head_is_cut_off_after_the_header_read_timeout_wh
 
 #[tokio::test]
 async fn a_connection_left_idle_is_closed_after_the_idle_timeout() {
-    let setup = setup_with(&[("gateway.connections.idle_timeout", "1s")]).await;
+    let setup = setup_with(
+        TestBackend::Embedded,
+        &[("gateway.connections.idle_timeout", "1s")],
+    )
+    .await
+    .expect("the embedded backend always runs");
     let mut client = TcpStream::connect(setup.edge)
         .await
         .expect("the edge accepts");

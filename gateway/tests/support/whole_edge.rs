@@ -1,5 +1,6 @@
 //! A whole edge (`serve::serve` on a TCP listener, HTTP/1.1 and h2c) in front of the real auth
-//! and product services on the embedded backend, and hand-written HTTP/1.1 requests to it.
+//! and product services on either backend (on PostgreSQL + Redis the edge counts its rate limits
+//! in Redis too), and hand-written HTTP/1.1 requests to it.
 
 // Each test binary that includes this uses a part of it.
 #![allow(dead_code)]
@@ -17,22 +18,21 @@ use tokio::sync::oneshot;
 pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 pub(crate) const LIST_PRODUCTS: &str = "/agora.product.v1.ProductService/ListProducts";
 
-/// Auth and product on the embedded backend, and a whole edge in front of them.
+/// Auth and product on one backend, and a whole edge in front of them.
 pub(crate) struct Setup {
     _mesh: TestMesh,
     pub(crate) edge: SocketAddr,
     _stop: oneshot::Sender<()>,
 }
 
-pub(crate) async fn setup() -> Setup {
-    setup_with(&[]).await
+/// `None` (the test skips, loudly) when the backend's servers are unreachable outside CI.
+pub(crate) async fn setup(backend: TestBackend) -> Option<Setup> {
+    setup_with(backend, &[]).await
 }
 
 /// Like [`setup`], with extra settings of the edge (`("gateway.connections.idle_timeout", "1s")`).
-pub(crate) async fn setup_with(settings: &[(&str, &str)]) -> Setup {
-    let mut mesh = TestMesh::start(TestBackend::Embedded)
-        .await
-        .expect("the embedded backend always runs");
+pub(crate) async fn setup_with(backend: TestBackend, settings: &[(&str, &str)]) -> Option<Setup> {
+    let mut mesh = TestMesh::start(backend).await?;
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
@@ -55,11 +55,11 @@ pub(crate) async fn setup_with(settings: &[(&str, &str)]) -> Setup {
         })
         .expect("valid settings");
     let (edge, stop) = serve_edge(config).await;
-    Setup {
+    Some(Setup {
         _mesh: mesh,
         edge,
         _stop: stop,
-    }
+    })
 }
 
 /// What came back on a hand-written HTTP/1.1 connection.
