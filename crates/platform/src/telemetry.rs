@@ -59,8 +59,14 @@ pub fn init(settings: &Settings, service_name: &str) -> anyhow::Result<Telemetry
     };
     // The log filter chooses what is printed, not what is traced: logs at `warn` must not
     // switch off the spans that carry trace context from hop to hop.
+    // Spans carry what a trace viewer shows (names, fields, timing, status), not the busy and
+    // idle time of every poll, the source location or the thread: those cost two clock reads
+    // and map updates on every poll of every request's future.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false)
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let registry = tracing_subscriber::registry().with(otel);
     // Only the first call in a process installs a subscriber; later ones (tests) are no-ops.
