@@ -165,6 +165,7 @@ async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
         .and_then(parse_grpc_timeout);
     let mut call = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
     if binding.method.is_server_streaming() {
+        crate::stream::resume_from_last_event_id(&parts.headers, call.get_mut());
         if let Some(timeout) = client_timeout {
             call.set_timeout(timeout);
         }

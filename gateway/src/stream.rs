@@ -4,6 +4,15 @@
 //!
 //! Each message is written to the client as soon as the upstream sends it (the body is a stream,
 //! never buffered), and dropping the body (the client went away) drops the upstream call.
+//!
+//! # Resuming
+//! A method whose stream can be resumed says so by its messages alone, with no rule of its own:
+//! - when a response message has a string field named `resume_token`, each SSE event of it gets
+//!   that token as its `id:` (other events get a counter; in a stream whose messages carry
+//!   tokens, the final error event gets no id, so a client's last event id stays a token);
+//! - when a request carries `Last-Event-ID` (as an `EventSource` sends it when it reconnects) and
+//!   the request message has a string field `resume_token` that the request did not set, the
+//!   edge sets it from the header ([`resume_from_last_event_id`]).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -13,7 +22,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, header};
-use prost_reflect::DynamicMessage;
+use prost_reflect::{DynamicMessage, Kind, ReflectMessage as _, Value};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tonic::Streaming;
 
@@ -23,6 +32,47 @@ use crate::transcode::response::response_json;
 /// How often an idle Server-Sent Events stream sends a comment, so proxies and load balancers
 /// that close quiet connections (often after 30 to 60 s) keep a long watch open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The field through which a stream is resumed, in its request and in its messages.
+const RESUME_TOKEN: &str = "resume_token";
+
+/// The header an `EventSource` sends when it reconnects, naming the last event it received.
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// Sets the `resume_token` field of a server-streaming `request` from its `Last-Event-ID`
+/// header, when the message has such a string field and the request did not set it.
+pub fn resume_from_last_event_id(headers: &HeaderMap, request: &mut DynamicMessage) {
+    let Some(last) = headers
+        .get(LAST_EVENT_ID)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+    else {
+        return;
+    };
+    let Some(field) = request.descriptor().get_field_by_name(RESUME_TOKEN) else {
+        return;
+    };
+    if field.kind() == Kind::String && !field.is_list() && !request.has_field(&field) {
+        request.set_field(&field, Value::String(last.to_owned()));
+    }
+}
+
+/// A message's non-empty `resume_token` string field, if its type has one (and whether it has).
+fn resume_token(message: &DynamicMessage) -> (bool, Option<String>) {
+    let Some(field) = message.descriptor().get_field_by_name(RESUME_TOKEN) else {
+        return (false, None);
+    };
+    if field.kind() != Kind::String || field.is_list() {
+        return (false, None);
+    }
+    let token = message
+        .get_field(&field)
+        .as_str()
+        .filter(|token| !token.is_empty())
+        .map(str::to_owned);
+    (true, token)
+}
 
 /// The wire format of a server-streaming answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +173,11 @@ struct Frames {
     response_body: Option<String>,
     format: StreamFormat,
     request_id: String,
-    /// The SSE event id of the next frame, so a client can tell events apart.
+    /// The SSE event id of the next frame without a resume token, so a client can tell events
+    /// apart.
     next_id: u64,
+    /// Whether the messages carry resume tokens: then the ids are the tokens.
+    resumable: bool,
     /// Ticks while an SSE stream is idle; `None` for NDJSON.
     keep_alive: Option<Interval>,
     /// Set after the final (error) frame: nothing follows it.
@@ -150,6 +203,7 @@ fn frames(
         format,
         request_id,
         next_id: 1,
+        resumable: false,
         keep_alive,
         done: false,
     };
@@ -168,7 +222,11 @@ fn frames(
         };
         let frame = match item? {
             Ok(message) => match response_json(&message, state.response_body.as_deref()) {
-                Ok(json) => state.result_frame(&json),
+                Ok(json) => {
+                    let (resumable, token) = resume_token(&message);
+                    state.resumable |= resumable;
+                    state.result_frame(&json, token)
+                }
                 Err(status) => state.error_frame(&status),
             },
             Err(status) => state.error_frame(&status),
@@ -181,13 +239,29 @@ fn frames(
 }
 
 impl Frames {
-    /// One message: `{"result": <json>}` as a line or a `data:` event.
-    fn result_frame(&mut self, json: &[u8]) -> Bytes {
+    /// One message: `{"result": <json>}` as a line or a `data:` event (with the message's resume
+    /// token as its id, when it has one).
+    fn result_frame(&mut self, json: &[u8], token: Option<String>) -> Bytes {
         let mut payload = Vec::with_capacity(json.len() + 12);
         payload.extend_from_slice(b"{\"result\":");
         payload.extend_from_slice(json);
         payload.push(b'}');
-        self.frame(None, &payload)
+        let id = match token {
+            Some(token) => Some(token),
+            None => self.counted_id(),
+        };
+        self.frame(id, None, &payload)
+    }
+
+    /// The next counted event id; none in a stream whose ids are resume tokens, where a counter
+    /// would be taken for a token.
+    fn counted_id(&mut self) -> Option<String> {
+        if self.resumable {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        Some(id.to_string())
     }
 
     /// The final frame: the status as `{"error": ...}` or an `error` event; the stream ends.
@@ -197,13 +271,16 @@ impl Frames {
         match self.format {
             StreamFormat::NdJson => {
                 let line = serde_json::json!({ "error": body }).to_string();
-                self.frame(None, line.as_bytes())
+                self.frame(None, None, line.as_bytes())
             }
-            StreamFormat::Sse => self.frame(Some("error"), body.to_string().as_bytes()),
+            StreamFormat::Sse => {
+                let id = self.counted_id();
+                self.frame(id, Some("error"), body.to_string().as_bytes())
+            }
         }
     }
 
-    fn frame(&mut self, event: Option<&str>, payload: &[u8]) -> Bytes {
+    fn frame(&self, id: Option<String>, event: Option<&str>, payload: &[u8]) -> Bytes {
         match self.format {
             StreamFormat::NdJson => {
                 let mut line = Vec::with_capacity(payload.len() + 1);
@@ -212,9 +289,13 @@ impl Frames {
                 Bytes::from(line)
             }
             StreamFormat::Sse => {
-                // Compact JSON has no raw newlines, so one `data:` line carries the payload.
-                let mut out = format!("id: {}\n", self.next_id).into_bytes();
-                self.next_id += 1;
+                // Compact JSON has no raw newlines, so one `data:` line carries the payload; a
+                // token with a line break would end the `id:` line early, so such an id is left
+                // out.
+                let mut out = Vec::with_capacity(payload.len() + 32);
+                if let Some(id) = id.filter(|id| !id.contains(['\n', '\r', '\0'])) {
+                    out.extend_from_slice(format!("id: {id}\n").as_bytes());
+                }
                 if let Some(event) = event {
                     out.extend_from_slice(format!("event: {event}\n").as_bytes());
                 }

@@ -9,6 +9,7 @@ use std::{
     convert::Infallible,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -35,6 +36,12 @@ const WHOLE_SERVER: &str = "";
 /// that keeps sending one gets the whole connection closed (GOAWAY, ENHANCE_YOUR_CALM), so the
 /// edge bounds what it forwards well below this (`gateway.limits`).
 pub const MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
+
+/// How long a connection may stay quiet before the server pings it: under the 60 s or more after
+/// which load balancers and NATs commonly drop an idle flow.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed as dead.
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains.
 ///
@@ -110,6 +117,11 @@ where
             .timeout(settings.request_timeout)
             // One stated limit on a call's headers, which the edge stays under.
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            // Ping quiet connections: keeps long streams (WatchOrder) open through middleboxes
+            // that drop idle flows, and closes a connection whose client vanished without a
+            // word, which ends its streams and frees what they hold.
+            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
             .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -1,7 +1,7 @@
 //! The gRPC handlers of `agora.order.v1.OrderService`. Each parses its request into domain types,
 //! checks who may see the order, and calls the saga or the store.
 
-use std::{pin::Pin, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use agora_contracts::agora::order::v1::{self as pb, order_service_server::OrderService};
 use agora_platform::{
@@ -9,14 +9,14 @@ use agora_platform::{
     error::{ApiError, FieldViolations},
     events::Background,
 };
-use futures::Stream;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{self, OrderId, Status as OrderStatus},
-    saga::Saga,
+    saga::{Saga, Step},
     store::{Cursor, OrderRow},
+    watch::{self, Slots, WatchStream},
 };
 
 /// The default and the largest page of ListOrders.
@@ -29,18 +29,19 @@ const WATCH_LIMIT: Duration = Duration::from_secs(15 * 60);
 #[derive(Debug)]
 pub struct OrderApi {
     saga: Saga,
-    /// How often a watch reads its order.
-    watch_poll: Duration,
-    /// The relay and recovery: they run as long as the server holds these handlers.
+    /// The caps on open watches.
+    watch_slots: Arc<Slots>,
+    /// The relay, recovery and the watch notices: they run as long as the server holds these
+    /// handlers.
     _tasks: Background,
 }
 
 impl OrderApi {
     /// Builds the handlers; `tasks` run as long as the handlers live.
-    pub fn new(saga: Saga, watch_poll: Duration, tasks: Background) -> Self {
+    pub fn new(saga: Saga, watch_slots: Arc<Slots>, tasks: Background) -> Self {
         Self {
             saga,
-            watch_poll,
+            watch_slots,
             _tasks: tasks,
         }
     }
@@ -49,6 +50,11 @@ impl OrderApi {
     /// so ids cannot be probed.
     async fn visible(&self, principal: &Principal, raw_id: &str) -> Result<OrderRow, Status> {
         let id = OrderId::parse(raw_id).map_err(|e| ApiError::invalid_field("order_id", e))?;
+        self.visible_id(principal, &id).await
+    }
+
+    async fn visible_id(&self, principal: &Principal, id: &OrderId) -> Result<OrderRow, Status> {
+        let raw_id = id.as_str();
         let not_found = || ApiError::NotFound {
             resource: "order",
             id: raw_id.to_owned(),
@@ -82,8 +88,6 @@ fn parse_token(token: &str, tag: &str) -> Option<Cursor> {
     let id = OrderId::parse(parts.next()?).ok()?;
     (parts.next()? == tag).then(|| (created, id.to_string()))
 }
-
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchOrderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl OrderService for OrderApi {
@@ -192,57 +196,39 @@ impl OrderService for OrderApi {
 
     type WatchOrderStream = WatchStream;
 
-    /// The stream reads the order from the database every `watch_poll`, so it sees changes made
-    /// by any replica (the saga's commit, recovery, a cancel served elsewhere) without a
-    /// process-local channel that only one replica could feed.
+    /// The stream is pushed: the watch subscribes to its order's changes, reads the order once,
+    /// and is then woken by each change committed by any replica (see [`crate::watch`]).
     async fn watch_order(
         &self,
         request: Request<pb::WatchOrderRequest>,
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
-        let first = self
-            .visible(Principal::of(&request)?, &request.get_ref().order_id)
-            .await?;
-        let store = self.saga.store().clone();
-        let poll = self.watch_poll;
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            let ends = tokio::time::Instant::now() + WATCH_LIMIT;
-            let mut last = first;
-            if sender
-                .send(Ok(pb::WatchOrderResponse {
-                    order: Some(last.to_proto()),
-                }))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            while !last.status.is_final() && tokio::time::Instant::now() < ends {
-                tokio::select! {
-                    () = sender.closed() => return,
-                    () = tokio::time::sleep(poll) => {}
+        let principal = Principal::of(&request)?;
+        let request = request.get_ref();
+        let mut violations = FieldViolations::default();
+        let id = violations.take("order_id", OrderId::parse(&request.order_id));
+        let seen = match request.resume_token.as_str() {
+            "" => Some(0),
+            token => {
+                let seen = watch::parse_resume_token(token);
+                if seen.is_none() {
+                    violations.add("resume_token", "is not a token this service issued");
                 }
-                let now = match store.get(&last.id).await {
-                    Ok(Some(now)) => now,
-                    Ok(None) => return,
-                    Err(error) => {
-                        let _ = sender.send(Err(error.into())).await;
-                        return;
-                    }
-                };
-                if now.status != last.status || now.updated_at != last.updated_at {
-                    last = now;
-                    let message = pb::WatchOrderResponse {
-                        order: Some(last.to_proto()),
-                    };
-                    if sender.send(Ok(message)).await.is_err() {
-                        return;
-                    }
-                }
+                seen
             }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(receiver),
-        )))
+        };
+        violations.finish()?;
+        let (Some(id), Some(seen)) = (id, seen) else {
+            return Err(Status::internal("a checked request lost a field"));
+        };
+        let slot = self.watch_slots.take(&principal.subject)?;
+        // Subscribe first: a change committed after the read below is then announced to this
+        // subscription, and one committed before it is in the read.
+        let hub = self.saga.store().hub();
+        let subscription = hub.subscribe(id.as_str());
+        let order = self.visible_id(principal, &id).await?;
+        hub.offer(order);
+        self.saga.hooks().at(Step::WatchAfterRead).await;
+        let ends = tokio::time::Instant::now() + WATCH_LIMIT;
+        Ok(Response::new(watch::stream(subscription, slot, seen, ends)))
     }
 }

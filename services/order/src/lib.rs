@@ -8,8 +8,9 @@
 //! periodically, and by the reservation's own TTL.
 //!
 //! # Layout
-//! - [`api`]: the gRPC handlers, including WatchOrder (a database poll, so any replica's change
-//!   reaches every watcher).
+//! - [`api`]: the gRPC handlers.
+//! - [`watch`]: WatchOrder by push: the hub that hands each committed change to the watches of
+//!   the order, in this process and, through Redis pub/sub, in every replica; caps on watches.
 //! - [`domain`]: request validation, statuses, the request fingerprint (no I/O).
 //! - [`store`]: the SQL of orders with their outbox events; [`store::claims`]: idempotency claims.
 //! - [`saga`]: the calls to product and inventory, compensation, cancellation.
@@ -35,6 +36,7 @@ pub mod domain;
 pub mod recovery;
 pub mod saga;
 pub mod store;
+pub mod watch;
 
 pub use saga::{Hooks, Pause, Step};
 
@@ -63,9 +65,32 @@ pub struct OrderSettings {
     /// waits for a saga that died.
     #[serde(with = "humantime_serde")]
     pub claim_lease: Duration,
-    /// How often a WatchOrder stream reads its order.
-    #[serde(with = "humantime_serde")]
-    pub watch_poll: Duration,
+    /// WatchOrder streams.
+    pub watch: WatchSettings,
+    /// The old poll period of WatchOrder streams, which are now pushed: read so that settings
+    /// files and environments that still set it keep starting (unknown keys are refused), and
+    /// otherwise ignored.
+    #[serde(rename = "watch_poll")]
+    ignored_watch_poll: Option<serde::de::IgnoredAny>,
+}
+
+/// The `[order.watch]` settings (`AGORA_ORDER__WATCH__...`): caps on open WatchOrder streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchSettings {
+    /// The most streams one user may have open at once on one process.
+    pub max_per_user: usize,
+    /// The most streams one process serves at once.
+    pub max_total: usize,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            max_per_user: 16,
+            max_total: 10_000,
+        }
+    }
 }
 
 impl Default for OrderSettings {
@@ -77,7 +102,8 @@ impl Default for OrderSettings {
             recovery_interval: Duration::from_secs(10),
             recovery_after: Duration::from_secs(60),
             claim_lease: Duration::from_secs(10),
-            watch_poll: Duration::from_millis(200),
+            watch: WatchSettings::default(),
+            ignored_watch_poll: None,
         }
     }
 }
@@ -109,8 +135,12 @@ impl OrderSettings {
             "order.claim_lease must be between 100ms and 10m"
         );
         anyhow::ensure!(
-            self.watch_poll >= Duration::from_millis(10),
-            "order.watch_poll must be at least 10ms"
+            self.watch.max_per_user >= 1,
+            "order.watch.max_per_user must be at least 1"
+        );
+        anyhow::ensure!(
+            self.watch.max_total >= 1,
+            "order.watch.max_total must be at least 1"
         );
         Ok(())
     }
@@ -140,6 +170,9 @@ pub async fn serve_with_hooks(
 ) -> anyhow::Result<()> {
     let settings: OrderSettings = config.section("order")?;
     settings.validate()?;
+    if settings.ignored_watch_poll.is_some() {
+        tracing::warn!("order.watch_poll is ignored: WatchOrder streams are pushed, not polled");
+    }
     let platform = &config.settings;
     let access = AccessLayer::with_auth_keys(platform)?;
     let sagas = SagaParts::new(config, &settings, hooks)?;
@@ -149,21 +182,24 @@ pub async fn serve_with_hooks(
         let db = Database::connect(&database_url).await?;
         db.migrate(store::MIGRATIONS).await?;
         let bus = Bus::connect(platform).await?;
-        let saga = sagas.saga(store::Store::new(db.clone()));
-        let mut tasks = Relay::new(db, bus, store::PRODUCER, &event_settings).spawn();
+        let (hub, mut tasks) = connect_hub(config, db.clone()).await?;
+        let saga = sagas.saga(store::Store::new(db.clone(), hub));
+        tasks.extend(Relay::new(db, bus, store::PRODUCER, &event_settings).spawn());
         tasks.extend(recovery::spawn(
             saga.clone(),
             settings.recovery_interval,
             settings.recovery_after,
         ));
-        let api = api::OrderApi::new(saga, settings.watch_poll, tasks);
+        let slots = watch::Slots::new(settings.watch.max_per_user, settings.watch.max_total);
+        let api = api::OrderApi::new(saga, slots, tasks);
         Ok(OrderServiceServer::new(api))
     };
     agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
 }
 
 /// Runs one recovery pass over the order database of `config`, as another replica of the order
-/// service would, with test `hooks`; returns how many claims and orders it repaired.
+/// service would, with test `hooks`; returns how many claims and orders it repaired. Unlike a
+/// serving replica's recovery, it does not announce its changes to watchers.
 ///
 /// # Errors
 /// Bad settings, an unreachable database, or a failed pass.
@@ -172,8 +208,23 @@ pub async fn recover_once(config: &Config, hooks: Hooks) -> anyhow::Result<usize
     settings.validate()?;
     let sagas = SagaParts::new(config, &settings, hooks)?;
     let db = Database::connect(&config.settings.database_url(ServiceKind::Order)).await?;
-    let saga = sagas.saga(store::Store::new(db));
+    // A one-off pass has no watchers of its own and does not announce what it changes; the
+    // recovery of a serving replica does.
+    let saga = sagas.saga(store::Store::new(db.clone(), watch::Hub::local(db)));
     recovery::run_once(&saga, settings.recovery_after).await
+}
+
+/// The watch hub: shared through Redis when the platform has it (its pub/sub channel is named
+/// under the deployment's key prefix, `events.prefix`), in this process only otherwise.
+async fn connect_hub(
+    config: &Config,
+    db: Database,
+) -> anyhow::Result<(watch::Hub, agora_platform::events::Background)> {
+    use secrecy::ExposeSecret as _;
+    let platform = &config.settings;
+    let channel = format!("{}order:watch", platform.events.prefix);
+    let redis_url = platform.redis_url.as_ref().map(|url| url.expose_secret());
+    watch::Hub::connect(db, redis_url, channel).await
 }
 
 /// What a saga is built from, besides its store.
@@ -238,11 +289,13 @@ mod tests {
         let read = settings(serde_json::json!({
             "reservation_ttl": "30s",
             "idempotency_retention": "2h",
-            "watch_poll": "50ms",
+            "watch": { "max_per_user": 4 },
         }))
         .expect("valid settings");
         assert_eq!(read.reservation_ttl, Duration::from_secs(30));
         assert_eq!(read.idempotency_retention, Duration::from_secs(7200));
+        assert_eq!(read.watch.max_per_user, 4);
+        assert_eq!(read.watch.max_total, 10_000);
         assert!(read.validate().is_ok());
         assert!(settings(serde_json::json!({ "ttl": "1s" })).is_err());
     }
@@ -259,6 +312,16 @@ mod tests {
         assert!(
             error(serde_json::json!({ "reservation_ttl": "2h" })).contains("order.reservation_ttl")
         );
-        assert!(error(serde_json::json!({ "watch_poll": "0s" })).contains("order.watch_poll"));
+        assert!(
+            error(serde_json::json!({ "watch": { "max_total": 0 } }))
+                .contains("order.watch.max_total")
+        );
+    }
+
+    #[test]
+    fn the_old_watch_poll_setting_is_still_accepted_and_ignored() {
+        let read = settings(serde_json::json!({ "watch_poll": "200ms" })).expect("accepted");
+        assert!(read.validate().is_ok());
+        assert!(settings(serde_json::json!({ "watch": { "poll": "1s" } })).is_err());
     }
 }

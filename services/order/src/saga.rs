@@ -62,6 +62,9 @@ pub enum Step {
     RecoveryBeforeRelease,
     /// A duplicate call found the key held by a live holder and is about to wait for it.
     DuplicateWaiting,
+    /// A WatchOrder call subscribed to its order's changes and read the order, and is about to
+    /// start its stream.
+    WatchAfterRead,
 }
 
 /// A held step: the code that reached it waits until [`Pause::resume`].
@@ -109,7 +112,7 @@ impl Hooks {
         pause
     }
 
-    async fn at(&self, step: Step) {
+    pub(crate) async fn at(&self, step: Step) {
         let pause = self
             .pauses
             .lock()
@@ -187,6 +190,11 @@ impl Saga {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The test hooks (disarmed outside tests).
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     /// The lease of a claim taken now: the call's remaining time, at most the claim lease.
@@ -679,5 +687,6 @@ fn order(hold: &Hold, body: pb::Order) -> Result<OrderRow, Status> {
         failure_reason: String::new(),
         created_at: now,
         updated_at: now,
+        version: 1,
     })
 }

@@ -15,7 +15,7 @@ use agora_platform::{
 use prost::Message;
 use sqlx::{Row, any::AnyRow};
 
-use crate::domain::Status;
+use crate::{domain::Status, watch::Hub};
 
 pub mod claims;
 
@@ -115,6 +115,8 @@ pub struct OrderRow {
     pub created_at: i64,
     /// When its status last changed (µs).
     pub updated_at: i64,
+    /// Goes up by one with every change of the row (1 when placed): which state is newer.
+    pub version: i64,
 }
 
 fn timestamp(micros: i64) -> prost_types::Timestamp {
@@ -168,7 +170,7 @@ impl OrderRow {
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, status, currency_code, total_minor, body, \
-     cancel_reason, failure_reason, created_at, updated_at";
+     cancel_reason, failure_reason, created_at, updated_at, version";
 
 fn order(row: &AnyRow) -> Result<OrderRow, StoreError> {
     let id: String = row.try_get("id")?;
@@ -186,6 +188,7 @@ fn order(row: &AnyRow) -> Result<OrderRow, StoreError> {
         failure_reason: row.try_get("failure_reason")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
         id,
     })
 }
@@ -193,16 +196,35 @@ fn order(row: &AnyRow) -> Result<OrderRow, StoreError> {
 /// A page position: the (created_at, id) of the last order returned.
 pub type Cursor = (i64, String);
 
+/// One order from `db`.
+///
+/// # Errors
+/// The database failed.
+pub async fn read(db: &Database, id: &str) -> Result<Option<OrderRow>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(order).transpose()
+}
+
 /// Order's database.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    /// Told of every committed change of an order, so watches see it without reading.
+    hub: Hub,
 }
 
 impl Store {
-    /// Wraps a migrated database.
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    /// Wraps a migrated database; every change of an order is announced on `hub`.
+    pub fn new(db: Database, hub: Hub) -> Self {
+        Self { db, hub }
+    }
+
+    /// The hub watches subscribe to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// Stores a new PENDING order and its OrderPlaced event in one transaction, and marks its
@@ -230,7 +252,7 @@ impl Store {
                 return Ok(false);
             }
             sqlx::query(&format!(
-                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(&order.id)
             .bind(&order.user_id)
@@ -242,6 +264,7 @@ impl Store {
             .bind(&order.failure_reason)
             .bind(order.created_at)
             .bind(order.updated_at)
+            .bind(order.version)
             .execute(&mut *tx)
             .await?;
             events::enqueue(&mut tx, PRODUCER, &order.id, &order.placed_event()).await?;
@@ -256,15 +279,12 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn get(&self, id: &str) -> Result<Option<OrderRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref().map(order).transpose()
+        read(&self.db, id).await
     }
 
     /// Moves an order from one of `from` to `to` (with a failure reason for FAILED). Returns
-    /// whether it moved; an order in another status is left alone.
+    /// whether it moved; an order in another status is left alone. A move is announced to
+    /// watchers once committed.
     ///
     /// # Errors
     /// The database failed.
@@ -277,48 +297,51 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let from_list: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(
-            "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3
-             WHERE id = $4 AND status IN ({})",
+            "UPDATE orders SET status = $1, failure_reason = $2, updated_at = $3,
+             version = version + 1
+             WHERE id = $4 AND status IN ({}) RETURNING version",
             from_list.join(", ")
         );
-        retrying(|| {
+        let version: Option<i64> = retrying(|| {
             let sql = sql.clone();
             async move {
-                Ok(sqlx::query(&sql)
+                Ok(sqlx::query_scalar::<_, i64>(&sql)
                     .bind(to.as_str())
                     .bind(failure_reason)
                     .bind(now_micros())
                     .bind(id)
-                    .execute(self.db.pool())
-                    .await?
-                    .rows_affected()
-                    == 1)
+                    .fetch_optional(self.db.pool())
+                    .await?)
             }
         })
-        .await
+        .await?;
+        if let Some(version) = version {
+            self.hub.changed(id, version);
+        }
+        Ok(version.is_some())
     }
 
     /// Marks a PENDING or CONFIRMED order cancelled, with its OrderCancelled event, in one
-    /// transaction. Returns whether it changed.
+    /// transaction. Returns whether it changed; a change is announced to watchers once
+    /// committed.
     ///
     /// # Errors
     /// The database failed.
     pub async fn cancel(&self, order: &OrderRow, reason: &str) -> Result<bool, StoreError> {
-        retrying(|| async move {
+        let version = retrying(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
-            let changed = sqlx::query(
-                "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2
-                 WHERE id = $3 AND status IN ('pending', 'confirmed')",
+            let version: Option<i64> = sqlx::query_scalar::<_, i64>(
+                "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2,
+                 version = version + 1
+                 WHERE id = $3 AND status IN ('pending', 'confirmed') RETURNING version",
             )
             .bind(reason)
             .bind(now)
             .bind(&order.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if changed {
+            .fetch_optional(&mut *tx)
+            .await?;
+            if version.is_some() {
                 let event = OrderCancelled {
                     order_id: order.id.clone(),
                     user_id: order.user_id.clone(),
@@ -328,9 +351,13 @@ impl Store {
                 events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
             }
             tx.commit().await?;
-            Ok(changed)
+            Ok(version)
         })
-        .await
+        .await?;
+        if let Some(version) = version {
+            self.hub.changed(&order.id, version);
+        }
+        Ok(version.is_some())
     }
 
     /// Orders newest first: of `user_id` (or everyone), in `status` (or any), after `after`.

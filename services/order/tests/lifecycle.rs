@@ -188,6 +188,7 @@ async fn watch_streams_pending_confirmed_cancelled_to_the_owner_only(backend: Te
         .watch_order(authed(
             pb::WatchOrderRequest {
                 order_id: pending.id.clone(),
+                ..Default::default()
             },
             &stranger,
         ))
@@ -200,6 +201,7 @@ async fn watch_streams_pending_confirmed_cancelled_to_the_owner_only(backend: Te
         .watch_order(authed(
             pb::WatchOrderRequest {
                 order_id: pending.id.clone(),
+                ..Default::default()
             },
             &token,
         ))

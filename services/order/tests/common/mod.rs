@@ -49,7 +49,30 @@ impl Shop {
         backend: TestBackend,
         around: impl AsyncFnOnce(&TestMesh) -> (T, Vec<(String, serde_json::Value)>),
     ) -> Option<(Self, T)> {
-        let mut mesh = TestMesh::start(backend).await?;
+        let mesh = TestMesh::start(backend).await?;
+        Some(Self::start_in(mesh, around).await)
+    }
+
+    /// Like [`Shop::start_with`], with every service on the Redis at `redis_url` (a
+    /// `PrivateRedis` the test may stop).
+    pub async fn start_on_redis(
+        backend: TestBackend,
+        redis_url: String,
+        tweak: &[(&str, serde_json::Value)],
+    ) -> Option<Self> {
+        let tweak: Vec<(String, serde_json::Value)> = tweak
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let mesh = TestMesh::start_on_redis(backend, redis_url).await?;
+        let (shop, ()) = Self::start_in(mesh, async |_| ((), tweak)).await;
+        Some(shop)
+    }
+
+    async fn start_in<T>(
+        mut mesh: TestMesh,
+        around: impl AsyncFnOnce(&TestMesh) -> (T, Vec<(String, serde_json::Value)>),
+    ) -> (Self, T) {
         mesh.spawn(
             ServiceKind::Product,
             |config, listener, shutdown| async move {
@@ -75,7 +98,7 @@ impl Shop {
         })
         .await;
         let admin = mesh.admin_token().await;
-        Some((Self { mesh, admin, hooks }, kept))
+        (Self { mesh, admin, hooks }, kept)
     }
 
     pub fn orders(&self) -> OrderServiceClient<Channel> {
