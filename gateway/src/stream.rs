@@ -50,22 +50,26 @@ pub fn resume_from_last_event_id(headers: &HeaderMap, request: &mut DynamicMessa
     else {
         return;
     };
-    let Some(field) = request.descriptor().get_field_by_name(RESUME_TOKEN) else {
-        return;
-    };
-    if field.kind() == Kind::String && !field.is_list() && !request.has_field(&field) {
+    if let Some(field) = resume_field(request)
+        && !request.has_field(&field)
+    {
         request.set_field(&field, Value::String(last.to_owned()));
     }
 }
 
+/// The singular string field `resume_token` of a message's type, if it has one.
+fn resume_field(message: &DynamicMessage) -> Option<prost_reflect::FieldDescriptor> {
+    message
+        .descriptor()
+        .get_field_by_name(RESUME_TOKEN)
+        .filter(|field| field.kind() == Kind::String && !field.is_list())
+}
+
 /// A message's non-empty `resume_token` string field, if its type has one (and whether it has).
 fn resume_token(message: &DynamicMessage) -> (bool, Option<String>) {
-    let Some(field) = message.descriptor().get_field_by_name(RESUME_TOKEN) else {
+    let Some(field) = resume_field(message) else {
         return (false, None);
     };
-    if field.kind() != Kind::String || field.is_list() {
-        return (false, None);
-    }
     let token = message
         .get_field(&field)
         .as_str()

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 #[path = "support/whole_edge.rs"]
 mod whole_edge;
-use whole_edge::{PATIENCE, http1, serve_edge};
+use whole_edge::{PATIENCE, edge_config, http1, serve_edge};
 
 /// The four services on the embedded backend, a whole edge in front, and a shopper's CONFIRMED
 /// order.
@@ -57,16 +57,7 @@ async fn shop(order_settings: &[(&str, serde_json::Value)]) -> Shop {
         },
     )
     .await;
-    let config = mesh
-        .service_config(ServiceKind::Order)
-        .clone()
-        .with(
-            "services.order.url",
-            format!("http://{}", mesh.addr(ServiceKind::Order)),
-        )
-        .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
-        .expect("valid settings");
-    let (edge, stop) = serve_edge(config).await;
+    let (edge, stop) = serve_edge(edge_config(&mesh, ServiceKind::Order)).await;
 
     let admin = mesh.admin_token().await;
     let product = ProductServiceClient::new(mesh.channel(ServiceKind::Product))

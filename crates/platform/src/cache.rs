@@ -78,12 +78,7 @@ impl Cache {
     /// A malformed URL or a server that cannot be reached at start-up.
     pub async fn redis(url: &str, prefix: impl Into<String>) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("parsing REDIS_URL")?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_millis(500))
-            .set_number_of_retries(1);
-        let manager = client
-            .get_connection_manager_with_config(config)
+        let manager = redis_connection(&client, Duration::from_millis(500))
             .await
             .context("connecting to Redis")?;
         Ok(Self {
@@ -217,6 +212,23 @@ impl Cache {
             }
         }
     }
+}
+
+/// A Redis connection as every part of the platform keeps one: it connects within 2 s, a reply
+/// may take `response_timeout`, a failed command is retried once, and a lost connection comes
+/// back by itself.
+///
+/// # Errors
+/// Redis cannot be reached.
+pub async fn redis_connection(
+    client: &redis::Client,
+    response_timeout: Duration,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(1);
+    client.get_connection_manager_with_config(config).await
 }
 
 /// The lock is never held across an await or a panic-prone call, so poisoning cannot happen; the

@@ -40,19 +40,12 @@ pub(crate) async fn setup_with(backend: TestBackend, settings: &[(&str, &str)]) 
         },
     )
     .await;
-    let config = mesh
-        .service_config(ServiceKind::Product)
-        .clone()
-        .with(
-            "services.product.url",
-            format!("http://{}", mesh.addr(ServiceKind::Product)),
+    let config = settings
+        .iter()
+        .try_fold(
+            edge_config(&mesh, ServiceKind::Product),
+            |config, (key, value)| config.with(key, value),
         )
-        .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
-        .and_then(|config| {
-            settings
-                .iter()
-                .try_fold(config, |config, (key, value)| config.with(key, value))
-        })
         .expect("valid settings");
     let (edge, stop) = serve_edge(config).await;
     Some(Setup {
@@ -60,6 +53,19 @@ pub(crate) async fn setup_with(backend: TestBackend, settings: &[(&str, &str)]) 
         edge,
         _stop: stop,
     })
+}
+
+/// The settings of an edge in front of the mesh's services, `kind` where the mesh runs it, with
+/// the mesh's own key prefix for the edge's counters.
+pub(crate) fn edge_config(mesh: &TestMesh, kind: ServiceKind) -> Config {
+    mesh.service_config(kind)
+        .clone()
+        .with(
+            &format!("services.{}.url", kind.name()),
+            format!("http://{}", mesh.addr(kind)),
+        )
+        .and_then(|c| c.with("gateway.cache_prefix", format!("{}gateway:", mesh.prefix())))
+        .expect("valid settings")
 }
 
 /// What came back on a hand-written HTTP/1.1 connection.

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::Context as _;
 use redis::{
     AsyncCommands as _, Value,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    aio::ConnectionManager,
     streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply},
 };
 
@@ -30,12 +30,7 @@ pub(crate) struct RedisReader {
 const MAX_BLOCK: Duration = Duration::from_secs(2);
 
 async fn manager(client: &redis::Client, response: Duration) -> anyhow::Result<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(response)
-        .set_number_of_retries(1);
-    client
-        .get_connection_manager_with_config(config)
+    crate::cache::redis_connection(client, response)
         .await
         .context("connecting to Redis for the event bus")
 }

@@ -34,12 +34,7 @@ pub(super) async fn spawn(
     pending: mpsc::UnboundedReceiver<Notice>,
 ) -> anyhow::Result<Background> {
     let client = redis::Client::open(url).context("parsing REDIS_URL")?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_millis(500))
-        .set_number_of_retries(1);
-    let publisher = client
-        .get_connection_manager_with_config(config)
+    let publisher = agora_platform::cache::redis_connection(&client, Duration::from_millis(500))
         .await
         .context("connecting to Redis for order watch notices")?;
     let mut tasks = Background::default();

@@ -23,6 +23,14 @@ pub struct Shop {
     pub hooks: Hooks,
 }
 
+/// Settings as `(key, value)` pairs the shop can keep.
+fn owned(tweak: &[(&str, serde_json::Value)]) -> Vec<(String, serde_json::Value)> {
+    tweak
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
 impl Shop {
     /// Starts the four services on `backend`; `None` when the backend is down outside CI.
     pub async fn start(backend: TestBackend) -> Option<Self> {
@@ -34,10 +42,7 @@ impl Shop {
         backend: TestBackend,
         tweak: &[(&str, serde_json::Value)],
     ) -> Option<Self> {
-        let tweak: Vec<(String, serde_json::Value)> = tweak
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
+        let tweak = owned(tweak);
         let (shop, ()) = Self::start_around(backend, async |_| ((), tweak)).await?;
         Some(shop)
     }
@@ -60,10 +65,7 @@ impl Shop {
         redis_url: String,
         tweak: &[(&str, serde_json::Value)],
     ) -> Option<Self> {
-        let tweak: Vec<(String, serde_json::Value)> = tweak
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
+        let tweak = owned(tweak);
         let mesh = TestMesh::start_on_redis(backend, redis_url).await?;
         let (shop, ()) = Self::start_in(mesh, async |_| ((), tweak)).await;
         Some(shop)
