@@ -69,10 +69,13 @@ async fn bind_route(
     mut request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Lookup::Found(route, values) = gateway
-        .routes
-        .lookup(request.method(), request.uri().path())
-    {
+    bind(&gateway.routes, &mut request);
+    next.run(request).await
+}
+
+/// [`bind_route`]'s work: finds `request`'s route once, for the edge's checks and the handler.
+pub(crate) fn bind(routes: &Routes, request: &mut Request) {
+    if let Lookup::Found(route, values) = routes.lookup(request.method(), request.uri().path()) {
         let binding: Binding = route.binding.clone();
         let matched = Matched {
             route: route.clone(),
@@ -81,8 +84,12 @@ async fn bind_route(
         request.extensions_mut().insert(binding);
         request.extensions_mut().insert(matched);
     }
-    next.run(request).await
 }
+
+/// The trace context of the edge's span for a request (`traceparent`, `tracestate`), worked out
+/// once and sent both upstream and back to the client.
+#[derive(Debug, Clone)]
+pub(crate) struct EdgeTrace(pub(crate) HeaderMap);
 
 /// The client's `X-Request-Id` when it is a sane one (printable ASCII, at most 128 bytes: it ends
 /// up in logs and upstream metadata), or a new one.
@@ -95,13 +102,19 @@ pub fn request_id(headers: &HeaderMap) -> String {
 }
 
 async fn transcode(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    transcode_request(&gateway, request).await
+}
+
+/// Answers a REST request (its route bound by [`bind`] or looked up here) by a call to its
+/// method's upstream.
+pub(crate) async fn transcode_request(gateway: &Gateway, request: Request) -> Response {
     let id = request_id(request.headers());
     let mut response = if crate::auth::is_grpc(&request) {
         // gRPC reaches this handler only when no passthrough is mounted in front of it.
         let status = tonic::Status::unimplemented("this edge does not pass gRPC calls through");
         crate::auth::refuse(&request, &status)
     } else {
-        answer(&gateway, request, &id).await
+        answer(gateway, request, &id).await
     };
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
@@ -141,7 +154,8 @@ async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
         let status = tonic::Status::unavailable(format!("no upstream for {service}"));
         return error_response(&status, id);
     };
-    let metadata = match upstream_metadata(request.headers(), id) {
+    let trace = request.extensions_mut().remove::<EdgeTrace>();
+    let metadata = match upstream_metadata(request.headers(), id, trace.as_ref()) {
         Ok(metadata) => metadata,
         Err(status) => return error_response(&status, id),
     };
@@ -273,7 +287,11 @@ const METADATA_PREFIX: &str = "grpc-metadata-";
 /// # Errors
 /// INVALID_ARGUMENT for a `Grpc-Metadata-<K>` whose key is a header of the HTTP/2 transport
 /// (`content-length`, `te`, ...): sent upstream it would break the call's framing.
-fn upstream_metadata(headers: &HeaderMap, id: &str) -> Result<MetadataMap, tonic::Status> {
+fn upstream_metadata(
+    headers: &HeaderMap,
+    id: &str,
+    trace: Option<&EdgeTrace>,
+) -> Result<MetadataMap, tonic::Status> {
     let mut out = HeaderMap::new();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         out.insert(header::AUTHORIZATION, value.clone());
@@ -298,7 +316,14 @@ fn upstream_metadata(headers: &HeaderMap, id: &str) -> Result<MetadataMap, tonic
     if let Ok(value) = HeaderValue::from_str(id) {
         out.insert(REQUEST_ID, value);
     }
-    inject_trace_context(&mut out);
+    match trace {
+        Some(EdgeTrace(trace)) => {
+            for (name, value) in trace {
+                out.insert(name, value.clone());
+            }
+        }
+        None => inject_trace_context(&mut out),
+    }
     if let Some(value) = headers.get("x-forwarded-for") {
         out.insert("x-forwarded-for", value.clone());
     }
@@ -389,7 +414,7 @@ mod tests {
             ("cookie", "session=1"),
             ("x-forwarded-for", "203.0.113.7"),
         ]);
-        let metadata = upstream_metadata(&incoming, "req-1")
+        let metadata = upstream_metadata(&incoming, "req-1", None)
             .expect("valid metadata")
             .into_headers();
         assert_eq!(metadata["authorization"], "Bearer t");
@@ -413,7 +438,7 @@ mod tests {
             "host",
         ] {
             let name = format!("grpc-metadata-{key}");
-            let status = upstream_metadata(&headers(&[(name.as_str(), "0")]), "req-1")
+            let status = upstream_metadata(&headers(&[(name.as_str(), "0")]), "req-1", None)
                 .expect_err("a transport header");
             assert_eq!(status.code(), tonic::Code::InvalidArgument, "{key}");
             assert!(status.message().contains(&name), "{status:?}");

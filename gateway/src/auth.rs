@@ -266,32 +266,46 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
 /// The middleware: refuses calls the method's access rule does not admit, and hands the verified
 /// [`Principal`] to the layers inside (the rate limiter counts by it).
 pub async fn enforce(State(auth): State<EdgeAuth>, mut request: Request, next: Next) -> Response {
-    let Some(method) = auth.method_of(&request) else {
-        return next.run(request).await;
-    };
-    match auth.admit(&method, request.headers()).await {
-        Ok(principal) => {
-            if let Some(principal) = principal {
-                request.extensions_mut().insert(principal);
+    match auth.check(&mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+impl EdgeAuth {
+    /// [`enforce`]'s check: admits `request` (its verified caller, if any, put in its
+    /// extensions) or refuses it.
+    ///
+    /// # Errors
+    /// The refusal to send back: 401 with a challenge, 403, or their gRPC statuses.
+    pub async fn check(&self, request: &mut Request) -> Result<(), Response> {
+        let Some(method) = self.method_of(request) else {
+            return Ok(());
+        };
+        match self.admit(&method, request.headers()).await {
+            Ok(principal) => {
+                if let Some(principal) = principal {
+                    request.extensions_mut().insert(principal);
+                }
+                Ok(())
             }
-            next.run(request).await
-        }
-        Err(refusal) => {
-            let mut response = refuse(&request, &refusal.status);
-            if let Some(challenge) = refusal.challenge
-                && !is_grpc(&request)
-            {
-                response
-                    .headers_mut()
-                    .insert(http::header::WWW_AUTHENTICATE, challenge);
+            Err(refusal) => {
+                let mut response = refuse(request, &refusal.status);
+                if let Some(challenge) = refusal.challenge
+                    && !is_grpc(request)
+                {
+                    response
+                        .headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, challenge);
+                }
+                Err(response)
             }
-            response
         }
     }
 }
 
 /// Whether a request is a gRPC or gRPC-Web call (answered in gRPC's own error form).
-pub fn is_grpc(request: &Request) -> bool {
+pub fn is_grpc<B>(request: &http::Request<B>) -> bool {
     request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -301,7 +315,7 @@ pub fn is_grpc(request: &Request) -> bool {
 
 /// The answer to a request the edge refuses: a `google.rpc.Status` JSON body by the one status
 /// table for REST, a gRPC status for gRPC calls.
-pub fn refuse(request: &Request, status: &Status) -> Response {
+pub fn refuse<B>(request: &http::Request<B>, status: &Status) -> Response {
     if is_grpc(request) {
         let mut response = status.clone().into_http::<Body>();
         if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE)

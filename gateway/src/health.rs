@@ -27,6 +27,9 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// The probes' paths: liveness, then readiness.
+pub const PATHS: [&str; 2] = ["/healthz", "/readyz"];
+
 /// One service behind the edge.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -89,11 +92,11 @@ impl Health {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    /// `GET /healthz` and `GET /readyz`.
+    /// `GET /healthz` and `GET /readyz` ([`PATHS`]).
     pub fn router<S>(&self) -> Router<S> {
         Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
+            .route(PATHS[0], get(healthz))
+            .route(PATHS[1], get(readyz))
             .with_state(self.clone())
     }
 

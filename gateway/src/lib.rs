@@ -12,7 +12,8 @@
 //! - [`grpc_proxy`]: native gRPC and gRPC-Web calls passed through to their service by path,
 //!   and the edge's own reflection listing every service it routes.
 //! - [`discover`]: an upstream's descriptors read from its reflection service at start-up.
-//! - [`serve`]: the `[gateway]` settings, the whole layer stack, and serving it until shutdown.
+//! - [`edge`]: one request's way through the edge, every step in order.
+//! - [`serve`]: the `[gateway]` settings, the edge built from them, and serving it until shutdown.
 //! - [`client_address`]: who the client is (forwarding headers believed from trusted proxies only).
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod client_address;
 pub mod cors;
 pub mod discover;
+pub mod edge;
 pub mod grpc_proxy;
 pub mod health;
 pub mod limits;

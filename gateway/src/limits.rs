@@ -205,18 +205,25 @@ pub async fn enforce_headers(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(oversized) = oversized(&settings, request.uri(), request.headers()) else {
-        return next.run(request).await;
-    };
+    match head_refusal(&settings, &request) {
+        None => next.run(request).await,
+        Some(refusal) => refusal,
+    }
+}
+
+/// [`enforce_headers`]'s check: the refusal of a request whose URL or headers break a limit
+/// (414 or 431 with a status body for REST; INVALID_ARGUMENT for gRPC), if they do.
+pub fn head_refusal(settings: &LimitSettings, request: &Request) -> Option<Response> {
+    let oversized = oversized(settings, request.uri(), request.headers())?;
     tracing::info!(reason = %oversized.message(), "refused oversized request headers");
     let status = tonic::Status::invalid_argument(oversized.message());
-    let mut response = crate::auth::refuse(&request, &status);
+    let mut response = crate::auth::refuse(request, &status);
     // gRPC callers read the gRPC status (HTTP 200); REST callers get the HTTP status that
     // names the problem (the table would say 400).
-    if !crate::auth::is_grpc(&request) {
+    if !crate::auth::is_grpc(request) {
         *response.status_mut() = oversized.http_status();
     }
-    response
+    Some(response)
 }
 
 /// The middleware. Mount it inside CORS and rate limits, outside the transcoder:
@@ -233,6 +240,18 @@ pub async fn enforce(
     if crate::auth::is_grpc(&request) {
         return next.run(request).await;
     }
+    match read_body(&settings, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// [`enforce`]'s work for a REST request: `request` with its body read whole, if it is within
+/// the limit.
+///
+/// # Errors
+/// 413 for a body over the limit (declared or sent), 400 for one that could not be read.
+pub async fn read_body(settings: &LimitSettings, request: Request) -> Result<Request, Response> {
     let max = settings.max_body_bytes;
     let declared = request
         .headers()
@@ -240,7 +259,7 @@ pub async fn enforce(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max as u64) {
-        return too_large(&request, max);
+        return Err(too_large(&request, max));
     }
     let (parts, body) = request.into_parts();
     let bytes = match Limited::new(body, max).collect().await {
@@ -248,17 +267,16 @@ pub async fn enforce(
         Err(error) => {
             let request = Request::from_parts(parts, Body::empty());
             if error.downcast_ref::<LengthLimitError>().is_some() {
-                return too_large(&request, max);
+                return Err(too_large(&request, max));
             }
             tracing::info!(%error, "could not read a request body");
-            return crate::auth::refuse(
+            return Err(crate::auth::refuse(
                 &request,
                 &tonic::Status::invalid_argument("the request body could not be read"),
-            );
+            ));
         }
     };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 fn too_large(request: &Request, max: usize) -> Response {

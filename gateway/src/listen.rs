@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::{Router, body::Body, extract::ConnectInfo};
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+    response::Response,
+};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::{
@@ -142,13 +146,20 @@ impl Drop for InFlight {
 
 /// Serves `router` on `listener` until `stopped` resolves, then closes the listener, asks every
 /// connection to finish its requests in flight and returns once they have.
-pub(crate) async fn serve(
+pub(crate) async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    router: S,
     limits: LimitSettings,
     connections: ConnectionSettings,
     stopped: impl Future<Output = ()>,
-) {
+) where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -214,14 +225,22 @@ pub(crate) async fn serve(
 }
 
 /// One client connection and what it needs.
-struct Connection {
+struct Connection<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    router: Router,
+    router: S,
     settings: ConnectionSettings,
     peer: SocketAddr,
 }
 
-impl Connection {
+impl<S> Connection<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
     async fn serve(self, tcp: tokio::net::TcpStream, mut shutting_down: watch::Receiver<bool>) {
         let Self {
             builder,
@@ -238,7 +257,7 @@ impl Connection {
                 .extensions_mut()
                 .insert(ConnectInfo::<SocketAddr>(peer));
             async move {
-                let Ok(response) = router.oneshot(request).await;
+                let Ok(response) = router.oneshot(request.map(Body::new)).await;
                 // The request is in flight until its answer's body is sent or dropped.
                 Ok::<_, Infallible>(response.map(|body| {
                     Body::new(body.map_frame(move |frame| {

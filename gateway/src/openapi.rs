@@ -410,6 +410,9 @@ fn status_schema() -> Value {
 /// The API page: one HTML file with its script inline, fetching only `/openapi.json`.
 const DOCS_PAGE: &str = include_str!("openapi/docs.html");
 
+/// The paths [`router`] serves: the document and its page.
+pub const PATHS: [&str; 2] = ["/openapi.json", "/docs"];
+
 /// `GET /openapi.json` and `GET /docs`, serving a document built once.
 ///
 /// Mount beside the API routes, outside auth and rate limits:
@@ -422,13 +425,13 @@ pub fn router<S: Clone + Send + Sync + 'static>(document: Value) -> Router<S> {
     let body: Arc<[u8]> = serde_json::to_vec(&document).unwrap_or_default().into();
     Router::new()
         .route(
-            "/openapi.json",
+            PATHS[0],
             get(move || {
                 let body = body.clone();
                 async move { json_response(body) }
             }),
         )
-        .route("/docs", get(|| async { Html(DOCS_PAGE) }))
+        .route(PATHS[1], get(|| async { Html(DOCS_PAGE) }))
 }
 
 fn json_response(body: Arc<[u8]>) -> Response {

@@ -310,7 +310,7 @@ impl RateLimiter {
     }
 
     /// Who the client of a request is: its user id when signed in, else its address.
-    pub fn client_of(&self, request: &Request) -> String {
+    pub fn client_of<B>(&self, request: &http::Request<B>) -> String {
         if let Some(principal) = request.extensions().get::<Principal>() {
             return format!("user:{}", principal.subject);
         }
@@ -346,7 +346,7 @@ fn lock(leases: &Mutex<Leases>) -> std::sync::MutexGuard<'_, Leases> {
 }
 
 /// The method a request calls: its route's binding, or the path of a gRPC call.
-fn method_of(request: &Request) -> Option<String> {
+fn method_of<B>(request: &http::Request<B>) -> Option<String> {
     if let Some(binding) = request.extensions().get::<Binding>() {
         return Some(binding.method.full_name().to_owned());
     }
@@ -367,38 +367,65 @@ fn method_of(request: &Request) -> Option<String> {
 /// The middleware: counts API calls (REST routes and passed-through gRPC calls; probes, the
 /// OpenAPI document and unrouted paths are not counted) and refuses those over budget with 429.
 pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
-    if !limiter.shared.settings.enabled {
-        return next.run(request).await;
-    }
-    let Some(method) = method_of(&request) else {
-        return next.run(request).await;
-    };
-    let client = limiter.client_of(&request);
-    let verdict = match limiter.check(&client, limiter.budget_of(&method)).await {
-        Ok(verdict) => verdict,
-        Err(error) => {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "rate limit counters unavailable; letting the request through"
-            );
-            return next.run(request).await;
+    let (parts, body) = request.into_parts();
+    let head = Request::from_parts(parts, ());
+    let checked = limiter.check_request(&head).await;
+    let request = Request::from_parts(head.into_parts().0, body);
+    match checked {
+        Ok(verdict) => {
+            let mut response = next.run(request).await;
+            if let Some(verdict) = verdict {
+                verdict.write_headers(response.headers_mut());
+            }
+            response
         }
-    };
-    if !verdict.allowed {
-        tracing::info!(client, method, "rate limited");
-        let status = tonic::Status::resource_exhausted(format!(
-            "too many requests: {} per {}s; retry in {}s",
-            verdict.limit,
-            limiter.quota(limiter.budget_of(&method)).window.as_secs(),
-            verdict.reset_secs()
-        ));
-        let mut response = crate::auth::refuse(&request, &status);
-        verdict.write_headers(response.headers_mut());
-        return response;
+        Err(refusal) => refusal,
     }
-    let mut response = next.run(request).await;
-    verdict.write_headers(response.headers_mut());
-    response
+}
+
+impl RateLimiter {
+    /// [`enforce`]'s check: the verdict on `request` whose `RateLimit-*` headers go on its
+    /// answer (none when limits are off, the request names no method, or the counters cannot
+    /// be reached, which lets it through).
+    ///
+    /// # Errors
+    /// The refusal of a client over its budget: 429 with `Retry-After`, or RESOURCE_EXHAUSTED.
+    /// `request` is the head alone: a body need not be shareable between threads.
+    pub async fn check_request(
+        &self,
+        request: &http::Request<()>,
+    ) -> Result<Option<Verdict>, Response> {
+        if !self.shared.settings.enabled {
+            return Ok(None);
+        }
+        let Some(method) = method_of(request) else {
+            return Ok(None);
+        };
+        let client = self.client_of(request);
+        let verdict = match self.check(&client, self.budget_of(&method)).await {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "rate limit counters unavailable; letting the request through"
+                );
+                return Ok(None);
+            }
+        };
+        if !verdict.allowed {
+            tracing::info!(client, method, "rate limited");
+            let status = tonic::Status::resource_exhausted(format!(
+                "too many requests: {} per {}s; retry in {}s",
+                verdict.limit,
+                self.quota(self.budget_of(&method)).window.as_secs(),
+                verdict.reset_secs()
+            ));
+            let mut response = crate::auth::refuse(request, &status);
+            verdict.write_headers(response.headers_mut());
+            return Err(response);
+        }
+        Ok(Some(verdict))
+    }
 }
 
 #[cfg(test)]

@@ -1,41 +1,32 @@
 //! The edge as a server: its `[gateway]` settings, the descriptors it routes (Agora's contracts,
 //! plus those of any upstream named in `gateway.upstreams`, read from its reflection service), the
-//! whole layer stack, and serving it until shutdown with a drain.
+//! edge built from them ([`crate::edge`]), and serving it until shutdown with a drain.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use agora_platform::{
     cache::Cache,
     config::{Config, ServiceKind},
-    context::{REQUEST_ID, extract_trace_context, inject_trace_context},
 };
 use anyhow::Context as _;
-use axum::{
-    Router,
-    extract::Request,
-    middleware::{self, Next},
-    response::Response,
-};
-use http::HeaderValue;
 use prost_reflect::DescriptorPool;
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::{
-    app::{self, Gateway},
-    auth::{self, EdgeAuth},
-    client_address::{self, TrustedProxies},
+    app::Gateway,
+    auth::EdgeAuth,
+    client_address::TrustedProxies,
     cors::{self, CorsSettings},
     discover,
+    edge::{EdgeService, Steps},
     grpc_proxy::GrpcProxy,
     health::{self, Health},
-    limits::{self, LimitSettings},
+    limits::LimitSettings,
     listen::ConnectionSettings,
     openapi,
-    ratelimit::{self, RateLimitSettings, RateLimiter},
+    ratelimit::{RateLimitSettings, RateLimiter},
     routes::Routes,
     rules,
     upstream::Upstream,
@@ -113,10 +104,13 @@ fn default_discover_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// The edge as a service: every request's steps ([`crate::edge`]) inside CORS.
+pub type EdgeApp = tower_http::cors::Cors<EdgeService>;
+
 /// The edge, built and ready to serve.
 pub struct Edge {
-    /// Every route: REST, gRPC passthrough, probes and documents, with the layers.
-    pub router: Router,
+    /// Every route: REST, gRPC passthrough, probes and documents, with every check.
+    pub service: EdgeApp,
     /// The probes' state (set to draining on shutdown).
     pub health: Health,
     /// The settings it was built from.
@@ -204,38 +198,21 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         body_limit: settings.limits.max_body_bytes,
     });
 
-    let limits = settings.limits;
-    let api = app::router_with(gateway, |router| {
-        router
-            // Native gRPC and gRPC-Web calls go to their service as they are, untranscoded.
-            .layer(middleware::from_fn_with_state(proxy, pass_grpc_through))
-            // Count each client's calls; sign-in has a much smaller budget.
-            .layer(middleware::from_fn_with_state(limiter, ratelimit::enforce))
-            // Refuse what the method's access rule does not admit before anything goes upstream.
-            .layer(middleware::from_fn_with_state(edge_auth, auth::enforce))
-            // Refuse oversized bodies with 413 before they are buffered or decoded.
-            .layer(middleware::from_fn_with_state(limits, limits::enforce))
-    });
-    let router = api
-        // Probes and documents sit beside the API, outside auth and rate limits.
-        .merge(health.router())
-        .merge(openapi::router(document))
-        // Decide who the client is, the same way for every protocol, before anyone counts it.
-        .layer(middleware::from_fn_with_state(
-            TrustedProxies::new(&settings.trusted_proxies),
-            client_address::enforce,
-        ))
-        // Refuse an oversized URL or headers (414, 431) before anything reads or forwards them.
-        .layer(middleware::from_fn_with_state(
-            limits,
-            limits::enforce_headers,
-        ))
-        // One request id and one trace span per request, both returned to the client.
-        .layer(middleware::from_fn(edge_context))
-        // Answer preflights and label every response (refusals included) for browsers.
-        .layer(cors);
+    let beside = health.router().merge(openapi::router(document));
+    let service = tower::Layer::layer(
+        &cors,
+        EdgeService::new(Steps {
+            limits: settings.limits,
+            trusted: TrustedProxies::new(&settings.trusted_proxies),
+            beside,
+            auth: edge_auth,
+            limiter,
+            proxy,
+            gateway,
+        }),
+    );
     Ok(Edge {
-        router,
+        service,
         health,
         settings,
         services,
@@ -266,63 +243,6 @@ async fn discover_patiently(
     }
 }
 
-async fn pass_grpc_through(
-    axum::extract::State(proxy): axum::extract::State<GrpcProxy>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if auth::is_grpc(&request) {
-        proxy.handle(request).await
-    } else {
-        next.run(request).await
-    }
-}
-
-/// Gives the request its id (the client's, or a new one) for every layer below, runs it in a
-/// span parented by the caller's `traceparent`, and returns both on the response.
-async fn edge_context(mut request: Request, next: Next) -> Response {
-    let id = app::request_id(request.headers());
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        request.headers_mut().insert(REQUEST_ID, value);
-    }
-    let path = request.uri().path();
-    // Kubernetes polls the probes every few seconds: they would drown real traces.
-    if path == "/healthz" || path == "/readyz" {
-        let mut response = next.run(request).await;
-        set_header(&mut response, REQUEST_ID, &id);
-        return response;
-    }
-    let span = tracing::info_span!(
-        "edge",
-        otel.name = format!("{} {}", request.method(), path),
-        otel.kind = "server",
-        http.request.method = %request.method(),
-        url.path = %path,
-        request_id = %id,
-        http.response.status_code = tracing::field::Empty,
-    );
-    let _ = span.set_parent(extract_trace_context(request.headers()));
-    let mut response = next.run(request).instrument(span.clone()).await;
-    span.record("http.response.status_code", response.status().as_u16());
-    set_header(&mut response, REQUEST_ID, &id);
-    let mut trace = http::HeaderMap::new();
-    span.in_scope(|| inject_trace_context(&mut trace));
-    if let Some(traceparent) = trace.get("traceparent") {
-        response
-            .headers_mut()
-            .insert("traceparent", traceparent.clone());
-    }
-    response
-}
-
-fn set_header(response: &mut Response, name: &'static str, value: &str) {
-    if !response.headers().contains_key(name)
-        && let Ok(value) = HeaderValue::from_str(value)
-    {
-        response.headers_mut().insert(name, value);
-    }
-}
-
 /// Serves the edge on `listener` until `shutdown` resolves, then drains: `/readyz` fails at once
 /// so load balancers stop sending, requests keep being served for `server.drain_delay`, then the
 /// listener closes and requests in flight (a watch stream, say) get `server.drain_timeout`.
@@ -343,7 +263,7 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(crate::listen::serve(
         listener,
-        edge.router,
+        edge.service,
         edge.settings.limits,
         edge.settings.connections,
         async {
