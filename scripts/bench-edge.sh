@@ -9,9 +9,14 @@
 #   rest-h2c        the same over h2c
 #   grpc-edge       gRPC passthrough through the gateway (h2c)
 #   grpc-web-edge   gRPC-Web (binary) through the gateway over HTTP/1.1
+#   floor-http      a bare axum server answering the same product JSON over HTTP/1.1, nothing
+#                   else (testkit's `floor`): the least any HTTP/1.1 answer costs here
+#   floor-proxy     the same, but each request first calls GetProduct on the product service
+#                   over one HTTP/2 connection with hyper's client: the least any REST-to-gRPC
+#                   proxy costs here, with nothing of the edge (no transcoding, checks, tracing)
 #
 # For each it prints requests/s, p50 and p99 latency, and the CPU microseconds per request of
-# the gateway process and of the product process (utime + stime from /proc/<pid>/stat over the
+# the gateway process (for the floors, the floor's process) and of the product process (utime + stime from /proc/<pid>/stat over the
 # timed run, divided by the requests answered). Every feature of the edge stays on: auth, rate
 # limits (with a budget the bench cannot reach, so their cost is counted), CORS, request ids,
 # tracing.
@@ -26,7 +31,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-seconds=10 connections=32 streams=1 paths="grpc-direct,rest-h1,rest-h2c,grpc-edge,grpc-web-edge"
+seconds=10 connections=32 streams=1
+paths="grpc-direct,rest-h1,rest-h2c,grpc-edge,grpc-web-edge,floor-http,floor-proxy"
 json_out="" compare="" bin=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -52,6 +58,8 @@ if [[ -z "$bin" ]]; then
   cargo build --quiet --release -p agora --bin agora
   bin="$PWD/target/release/agora"
 fi
+cargo build --quiet --release -p agora-testkit --bin floor
+floor_bin="$PWD/target/release/floor"
 export EDGE_AGORA_BIN="$bin" EDGE_PIN=0
 export AGORA_GATEWAY__RATE_LIMIT__REQUESTS=1000000000
 source scripts/edge-mesh.sh
@@ -84,17 +92,32 @@ check_grpc "http://$grpc_product$method" --http2-prior-knowledge "${grpc_headers
 check_grpc "$gw$method" --http2-prior-knowledge "${grpc_headers[@]}"
 check_grpc "$gw$method" --http1.1 "${web_headers[@]}"
 
+declare -A floor_pid=()
+# The floors, on core 0 beside the mesh, answering the product JSON the edge returns.
+curl -fsS "$gw/v1/products/$id" >"$work/product.json"
+floor_http="127.0.0.1:$(free_port)" floor_proxy="127.0.0.1:$(free_port)"
+taskset -c 0 "$floor_bin" --listen "$floor_http" --body "$work/product.json" &
+mesh_pids+=($!); floor_pid[floor-http]=$!
+taskset -c 0 "$floor_bin" --listen "$floor_proxy" --body "$work/product.json" \
+  --upstream "$grpc_product" --call "$method" --message "$work/get.grpc" &
+mesh_pids+=($!); floor_pid[floor-proxy]=$!
+for url in "http://$floor_http" "http://$floor_proxy"; do
+  for _ in $(seq 1 50); do curl -fsS "$url/" -o /dev/null 2>/dev/null && break; sleep 0.1; done
+  curl -fsS "$url/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: $url does not answer the product" >&2; exit 1; }
+done
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() { # run <name> <h2load args...>
   local name="$1"; shift
+  local front="${floor_pid[$name]:-$gateway_pid}"
   # Warm up (connections, caches, JIT-free but allocator and pools), then the timed run.
   taskset -c 1 h2load --duration=2 -c "$connections" -m "$streams" -t 1 "$@" >/dev/null
   local gw0 pr0 gw1 pr1
-  gw0="$(cpu_ticks "$gateway_pid")" pr0="$(cpu_ticks "$product_pid")"
+  gw0="$(cpu_ticks "$front")" pr0="$(cpu_ticks "$product_pid")"
   taskset -c 1 h2load --duration="$seconds" -c "$connections" -m "$streams" -t 1 \
     --log-file="$work/$name.log" "$@" >"$work/$name.out"
-  gw1="$(cpu_ticks "$gateway_pid")" pr1="$(cpu_ticks "$product_pid")"
+  gw1="$(cpu_ticks "$front")" pr1="$(cpu_ticks "$product_pid")"
   echo "$name $((gw1 - gw0)) $((pr1 - pr0))" >>"$work/cpu"
   grep -E '^(requests:|status codes:)' "$work/$name.out" | sed "s/^/  $name: /" >&2
 }
@@ -108,6 +131,8 @@ for path in ${paths//,/ }; do
     rest-h2c) run "$path" "$gw/v1/products/$id" ;;
     grpc-edge) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
     grpc-web-edge) run "$path" --h1 "${web_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
+    floor-http) run "$path" --h1 "http://$floor_http/v1/products/$id" ;;
+    floor-proxy) run "$path" --h1 "http://$floor_proxy/v1/products/$id" ;;
     *) echo "bench-edge: unknown path $path" >&2; exit 2 ;;
   esac
 done
@@ -147,6 +172,9 @@ for name, row in figures.items():
             a, b = before.get(key), row[key]
             return "-" if a in (None, 0) or b is None else f"{(b - a) / a:+.0%}"
         print(f"{'  change':15}" + "".join(f"{change(key):>16}" for key, _, _ in columns))
+if "rest-h1" in figures and "floor-proxy" in figures:
+    print(f"the floor of a bare REST-to-gRPC proxy here: {figures['floor-proxy']['gateway_cpu_us']} us per request "
+          f"(a bare HTTP/1.1 answer: {figures.get('floor-http', {}).get('gateway_cpu_us', '-')} us)")
 if "rest-h1" in figures and "grpc-direct" in figures:
     rest, direct = figures["rest-h1"], figures["grpc-direct"]
     print(f"REST over HTTP/1.1 keeps {rest['requests_per_s'] / direct['requests_per_s']:.0%} of direct gRPC throughput; "
