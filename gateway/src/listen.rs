@@ -17,7 +17,6 @@ use axum::{
     extract::{ConnectInfo, Request},
     response::Response,
 };
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -132,6 +131,34 @@ impl Activity {
     }
 }
 
+/// An answer's body, keeping its request in flight until it is sent or dropped. Its size is the
+/// body's, so a complete answer goes out with a `Content-Length`, not chunked.
+struct WhileSent {
+    body: Body,
+    in_flight: InFlight,
+}
+
+impl http_body::Body for WhileSent {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let _ = &self.in_flight;
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One request in flight; dropped once its answer is sent (or abandoned).
 struct InFlight(Arc<Activity>);
 
@@ -146,20 +173,13 @@ impl Drop for InFlight {
 
 /// Serves `router` on `listener` until `stopped` resolves, then closes the listener, asks every
 /// connection to finish its requests in flight and returns once they have.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<S: Handler>(
     listener: TcpListener,
     router: S,
     limits: LimitSettings,
     connections: ConnectionSettings,
     stopped: impl Future<Output = ()>,
-) where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-{
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -224,6 +244,25 @@ pub(crate) async fn serve<S>(
     let _ = all_closed.recv().await;
 }
 
+/// What serves each request: infallible, and shared by every connection.
+pub(crate) trait Handler:
+    tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Handler for S where
+    S: tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// One client connection and what it needs.
 struct Connection<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -232,15 +271,7 @@ struct Connection<S> {
     peer: SocketAddr,
 }
 
-impl<S> Connection<S>
-where
-    S: tower::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-{
+impl<S: Handler> Connection<S> {
     async fn serve(self, tcp: tokio::net::TcpStream, mut shutting_down: watch::Receiver<bool>) {
         let Self {
             builder,
@@ -259,12 +290,7 @@ where
             async move {
                 let Ok(response) = router.oneshot(request.map(Body::new)).await;
                 // The request is in flight until its answer's body is sent or dropped.
-                Ok::<_, Infallible>(response.map(|body| {
-                    Body::new(body.map_frame(move |frame| {
-                        let _ = &in_flight;
-                        frame
-                    }))
-                }))
+                Ok::<_, Infallible>(response.map(|body| Body::new(WhileSent { body, in_flight })))
             }
         });
         let connection =

@@ -10,7 +10,10 @@ mod whole_edge;
 use agora_testkit::{TestBackend, on_both_backends};
 use whole_edge::{Answer, LIST_PRODUCTS, empty_list_request, http1, setup};
 
-on_both_backends!(every_bad_input_gets_its_4xx_and_grpc_code_and_never_a_5xx_429_or_unavailable);
+on_both_backends!(
+    every_bad_input_gets_its_4xx_and_grpc_code_and_never_a_5xx_429_or_unavailable,
+    answers_and_refusals_go_out_with_their_length_not_chunked,
+);
 
 /// One bad request: what it is, its head and body, the HTTP status and gRPC code expected.
 struct Row {
@@ -183,4 +186,33 @@ async fn every_bad_input_gets_its_4xx_and_grpc_code_and_never_a_5xx_429_or_unava
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A complete answer's length is known: HTTP/1.1 clients get it as `Content-Length` (a naive
+/// client reading to the end of the connection sees the JSON alone), never chunked.
+async fn answers_and_refusals_go_out_with_their_length_not_chunked(backend: TestBackend) {
+    let Some(setup) = setup(backend).await else {
+        return;
+    };
+    for (head, status) in [
+        ("GET /v1/products?pageSize=1 HTTP/1.1", 200),
+        ("GET /v1/no-such-route HTTP/1.1", 404),
+    ] {
+        let answer = http1(setup.edge, head, b"").await;
+        assert_eq!(answer.status, status, "{head}: {}", answer.head);
+        assert_eq!(
+            answer.header("transfer-encoding"),
+            None,
+            "{head}: {}",
+            answer.head
+        );
+        assert_eq!(
+            answer.header("content-length"),
+            Some(answer.body.len().to_string().as_str()),
+            "{head}: {}",
+            answer.head
+        );
+        serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .unwrap_or_else(|e| panic!("{head}: not JSON ({e})"));
+    }
 }
