@@ -20,6 +20,7 @@ use std::{
 use agora_platform::{
     access::{Access, GrpcKeySource, Principal, TokenError, Verifier, authorize},
     config::{ServiceKind, Settings},
+    events::Background,
 };
 use axum::{
     body::Body,
@@ -96,6 +97,8 @@ pub struct EdgeAuth {
     pool: DescriptorPool,
     /// Rules by method full name: reading options decodes them, so each is read once.
     rules: Arc<RwLock<HashMap<String, Rule>>>,
+    /// The task keeping the verifier's revocations current, stopped with the last clone.
+    _following: Option<Arc<Background>>,
 }
 
 impl std::fmt::Debug for EdgeAuth {
@@ -120,19 +123,26 @@ impl EdgeAuth {
             verifier,
             pool,
             rules: Arc::default(),
+            _following: None,
         }
     }
 
     /// Verifies tokens with the keys of the auth service configured in `settings`, fetched over
-    /// gRPC when first needed (so the gateway may start before auth).
+    /// gRPC when first needed (so the gateway may start before auth), and refuses those of
+    /// revoked sessions and of accounts whose roles changed since, as auth's events on the bus
+    /// tell (like every service). Call it within a Tokio runtime.
     ///
     /// # Errors
     /// The auth service's URL is malformed.
     pub fn from_settings(settings: &Settings, pool: DescriptorPool) -> anyhow::Result<Self> {
         let channel =
             agora_platform::client::lazy_channel(&settings.service_url(ServiceKind::Auth))?;
-        let verifier = Verifier::new(Arc::new(GrpcKeySource::new(channel)), &settings.tokens);
-        Ok(Self::new(pool, Arc::new(verifier)))
+        let (revocations, following) = agora_platform::revocation::follow(settings);
+        let verifier = Verifier::new(Arc::new(GrpcKeySource::new(channel)), &settings.tokens)
+            .with_revocations(revocations);
+        let mut auth = Self::new(pool, Arc::new(verifier));
+        auth._following = Some(following);
+        Ok(auth)
     }
 
     /// The rule of a method, read from its options the first time.

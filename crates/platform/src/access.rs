@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 use tonic::{Status, body::Body};
 
-use crate::config::TokenSettings;
+use crate::{config::TokenSettings, events::Background, revocation::Revocations};
 
 /// The access levels of `agora.options.v1.Access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,10 @@ pub struct Claims {
     /// Roles: `admin` for administrators, `service` for service tokens.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The session the token was issued to (absent on service tokens): a revoked session's
+    /// tokens are refused by every verifier that follows the revocations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// The verified caller of a method, in the request's extensions.
@@ -245,6 +249,9 @@ pub enum TokenError {
     /// The keys could not be fetched.
     #[error("signing keys unavailable: {0:#}")]
     KeysUnavailable(anyhow::Error),
+    /// Its session was revoked, or its account's access changed after it was issued.
+    #[error("token of a revoked session, or issued before its account's access changed")]
+    Revoked,
 }
 
 /// Verifies access tokens with the auth service's public keys, cached by `kid` and fetched again
@@ -257,6 +264,8 @@ pub struct Verifier {
     /// flood of JWKS fetches, so fetches are at least `min_refresh` apart.
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
+    /// Tokens refused before they expire; none when the verifier follows no revocations.
+    revocations: Option<Arc<Revocations>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -283,7 +292,15 @@ impl Verifier {
             keys: RwLock::default(),
             last_fetch: Mutex::default(),
             min_refresh: Duration::from_secs(1),
+            revocations: None,
         }
+    }
+
+    /// Also refuses the tokens `revocations` names (revoked sessions, changed roles).
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Sets the shortest time between two key fetches (default one second).
@@ -314,6 +331,13 @@ impl Verifier {
             }
         };
         let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)?;
+        if self
+            .revocations
+            .as_ref()
+            .is_some_and(|revocations| revocations.refuses(&data.claims))
+        {
+            return Err(TokenError::Revoked);
+        }
         Ok(Principal {
             subject: data.claims.sub,
             roles: data.claims.roles,
@@ -357,17 +381,33 @@ impl Verifier {
 pub struct AccessLayer {
     policy: Arc<AccessPolicy>,
     verifier: Arc<Verifier>,
+    /// The task keeping the verifier's revocations current, stopped with the last clone.
+    _following: Option<Arc<Background>>,
 }
 
 impl AccessLayer {
     /// Enforces `policy`, verifying tokens with `verifier`.
     pub fn new(policy: Arc<AccessPolicy>, verifier: Arc<Verifier>) -> Self {
-        Self { policy, verifier }
+        Self {
+            policy,
+            verifier,
+            _following: None,
+        }
+    }
+
+    /// Keeps `following` (the task that fills the verifier's revocations) running as long as
+    /// the layer.
+    #[must_use]
+    pub fn keeping(mut self, following: Arc<Background>) -> Self {
+        self._following = Some(following);
+        self
     }
 
     /// The access layer of every service but auth: the rules of Agora's contracts, and tokens
     /// verified with the keys auth publishes, fetched over gRPC when first needed (zero trust: a
-    /// caller may reach the service's port without going through the gateway).
+    /// caller may reach the service's port without going through the gateway), and refused once
+    /// auth's events say their session was revoked or their roles changed. Call it within a
+    /// Tokio runtime: it starts following those events.
     ///
     /// # Errors
     /// The contracts' rules do not load, or auth's URL is malformed.
@@ -375,8 +415,10 @@ impl AccessLayer {
         let policy = AccessPolicy::from_descriptors(agora_contracts::FILE_DESCRIPTOR_SET)?;
         let auth =
             crate::client::lazy_channel(&settings.service_url(crate::config::ServiceKind::Auth))?;
-        let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &settings.tokens);
-        Ok(Self::new(Arc::new(policy), Arc::new(verifier)))
+        let (revocations, following) = crate::revocation::follow(settings);
+        let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &settings.tokens)
+            .with_revocations(revocations);
+        Ok(Self::new(Arc::new(policy), Arc::new(verifier)).keeping(following))
     }
 }
 

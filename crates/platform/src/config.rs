@@ -212,6 +212,11 @@ pub struct TokenSettings {
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
+    /// The longest lifetime of an access token (auth refuses to start with `auth.access_ttl` or
+    /// `auth.service_token_ttl` above it): how far back a starting process rebuilds the list of
+    /// revoked sessions and changed roles.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
 }
 
 impl Default for TokenSettings {
@@ -220,6 +225,7 @@ impl Default for TokenSettings {
             issuer: "agora-auth".into(),
             audience: "agora".into(),
             leeway: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(15 * 60),
         }
     }
 }

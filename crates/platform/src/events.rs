@@ -65,6 +65,8 @@
 //! # Layout
 //! - `outbox`: [`enqueue`] and the [`Relay`], which also publishes again what Redis lost.
 //! - `consumer`: [`Handler`], [`remember`] and the consumer loop.
+//! - `follower`: [`spawn_follower`], which sees every event of a stream in every process (no
+//!   group), for per-process views such as [`crate::revocation`].
 //! - `memory`, `redis_streams`: the two transports.
 
 use std::{
@@ -81,11 +83,13 @@ use secrecy::ExposeSecret as _;
 use crate::config::Settings;
 
 mod consumer;
+mod follower;
 mod memory;
 mod outbox;
 mod redis_streams;
 
 pub use consumer::{Handler, HandlerError, remember, spawn_consumer};
+pub use follower::spawn_follower;
 pub use outbox::{Relay, enqueue};
 
 /// The bus a service publishes to and consumes from.

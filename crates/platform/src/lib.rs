@@ -15,6 +15,8 @@
 //! - [`cache`]: Redis or in-memory cache and counters, behind one small type.
 //! - [`events`]: the transactional outbox, its relay, and consumer groups on Redis Streams or in
 //!   memory.
+//! - [`revocation`]: the access tokens refused before they expire (revoked sessions, changed
+//!   roles), followed from auth's events.
 //! - [`client`]: channels for calls between services, with propagation and a service token.
 //! - [`discovery`]: client-side balancing over every address of a DNS name (headless Services).
 //! - [`testing`]: helpers that give each test its own database or key prefix.
@@ -27,6 +29,7 @@ pub mod context;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod revocation;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

@@ -173,9 +173,12 @@ impl AuthApi {
         (token, record)
     }
 
+    /// The tokens of a sign-in or refresh of `session_id`: its access token names the session,
+    /// so revoking the session revokes the token.
     async fn tokens(
         &self,
         user_id: &str,
+        session_id: &str,
         roles: &[Role],
         refresh: String,
         record: &NewRefresh,
@@ -183,7 +186,7 @@ impl AuthApi {
         let names = roles.iter().map(|r| r.name().to_owned()).collect();
         let (access, exp) = self
             .keys
-            .sign(user_id, names, self.settings.access_ttl)
+            .sign(user_id, names, Some(session_id), self.settings.access_ttl)
             .await
             .map_err(ApiError::internal)?;
         Ok(pb::Tokens {
@@ -227,7 +230,9 @@ impl AuthService for AuthApi {
             .await
             .map_err(ApiError::from)?;
         tracing::info!(user_id, "registered");
-        let tokens = self.tokens(&user_id, &[], refresh, &record).await?;
+        let tokens = self
+            .tokens(&user_id, &session_id, &[], refresh, &record)
+            .await?;
         Ok(Response::new(pb::RegisterResponse {
             user_id,
             tokens: Some(tokens),
@@ -277,7 +282,7 @@ impl AuthService for AuthApi {
             .await
             .map_err(ApiError::from)?;
         let tokens = self
-            .tokens(&account.id, &account.roles, refresh, &record)
+            .tokens(&account.id, &session_id, &account.roles, refresh, &record)
             .await?;
         Ok(Response::new(pb::LoginResponse {
             user_id: account.id,
@@ -300,8 +305,14 @@ impl AuthService for AuthApi {
             .await
             .map_err(ApiError::from)?;
         match outcome {
-            RefreshOutcome::Rotated { user_id, roles } => {
-                let tokens = self.tokens(&user_id, &roles, refresh, &record).await?;
+            RefreshOutcome::Rotated {
+                session_id,
+                user_id,
+                roles,
+            } => {
+                let tokens = self
+                    .tokens(&user_id, &session_id, &roles, refresh, &record)
+                    .await?;
                 Ok(Response::new(pb::RefreshResponse {
                     tokens: Some(tokens),
                 }))
@@ -371,6 +382,7 @@ impl AuthService for AuthApi {
             .sign(
                 &request.client_id,
                 vec![ROLE_SERVICE.to_owned()],
+                None,
                 self.settings.service_token_ttl,
             )
             .await

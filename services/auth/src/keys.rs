@@ -221,6 +221,7 @@ impl Keyring {
         &self,
         subject: &str,
         roles: Vec<String>,
+        session_id: Option<&str>,
         ttl: Duration,
     ) -> anyhow::Result<(String, i64)> {
         let now = now_micros() / 1_000_000;
@@ -232,8 +233,11 @@ impl Keyring {
             iat: now,
             nbf: now,
             exp,
+            // A UUIDv7: it also says when the token was issued to the millisecond, which the
+            // revocations compare with the time of a role change.
             jti: uuid::Uuid::now_v7().to_string(),
             roles,
+            sid: session_id.map(str::to_owned),
         };
         let current = self.current.read().await;
         let mut header = Header::new(Algorithm::EdDSA);

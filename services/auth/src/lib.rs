@@ -36,7 +36,9 @@ pub mod throttle;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Lifetime of access tokens: short, since they cannot be revoked.
+    /// Lifetime of access tokens. A revoked session's tokens are refused everywhere within
+    /// seconds, but a verifier that cannot reach the bus meanwhile accepts them until they
+    /// expire: keep it short.
     #[serde(with = "humantime_serde")]
     pub access_ttl: Duration,
     /// Lifetime of a refresh token (and of a session not refreshed within it).
@@ -118,10 +120,20 @@ pub async fn serve(
     let policy = Arc::new(AccessPolicy::from_descriptors(
         agora_contracts::FILE_DESCRIPTOR_SET,
     )?);
+    let token_lifetime = settings.access_ttl.max(settings.service_token_ttl);
+    anyhow::ensure!(
+        token_lifetime <= platform.tokens.max_lifetime,
+        "auth.access_ttl and auth.service_token_ttl ({token_lifetime:?}) must not exceed \
+         tokens.max_lifetime ({:?}): every verifier keeps revocations that long",
+        platform.tokens.max_lifetime,
+    );
     // Keys are read in process, so a fresh rotation is visible at once: no refresh interval.
+    // Auth follows its own revocations like every other verifier.
+    let (revocations, following) = agora_platform::revocation::follow(platform);
     let verifier = Verifier::new(Arc::new(local_keys.clone()), &platform.tokens)
-        .with_min_refresh(Duration::ZERO);
-    let access = AccessLayer::new(policy, Arc::new(verifier));
+        .with_min_refresh(Duration::ZERO)
+        .with_revocations(revocations);
+    let access = AccessLayer::new(policy, Arc::new(verifier)).keeping(following);
 
     let database_url = platform.database_url(ServiceKind::Auth);
     let redis_url = platform
@@ -129,15 +141,16 @@ pub async fn serve(
         .as_ref()
         .map(|url| url.expose_secret().to_owned());
     let tokens = platform.tokens.clone();
+    let tokens_leeway = platform.tokens.leeway;
     let events = platform.events.clone();
     let bus = Bus::connect(platform).await?;
     let starting = async move {
         let db = Database::connect(&database_url).await?;
         db.migrate(store::MIGRATIONS).await?;
-        // Publishes UserRegistered events for as long as the server runs.
+        // Publishes UserRegistered, SessionRevoked and UserAccessChanged events for as long as
+        // the server runs.
         let relay = Relay::new(db.clone(), bus, store::PRODUCER, &events).spawn();
         let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
-        let token_lifetime = settings.access_ttl.max(settings.service_token_ttl);
         let keyring = Arc::new(match &settings.signing_key_pem {
             Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, token_lifetime)?,
             None => keys::Keyring::from_database(db.clone(), tokens, token_lifetime).await?,
@@ -148,7 +161,13 @@ pub async fn serve(
             Arc::downgrade(&keyring),
             settings.key_rotation,
         ));
-        let api = api::AuthApi::new(settings, store::Store::new(db), cache, keyring, relay)?;
+        let api = api::AuthApi::new(
+            settings,
+            store::Store::new(db, token_lifetime + tokens_leeway),
+            cache,
+            keyring,
+            relay,
+        )?;
         api.ensure_admin()
             .await
             .context("creating the configured administrator")?;

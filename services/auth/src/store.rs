@@ -53,6 +53,8 @@ pub struct NewRefresh {
 pub enum RefreshOutcome {
     /// The token was live: it is now spent and `next` belongs to the same session.
     Rotated {
+        /// The session, which the new access token names.
+        session_id: String,
         /// The session's account.
         user_id: String,
         /// The account's roles now.
@@ -81,12 +83,18 @@ pub struct SessionRow {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: Database,
+    /// How long a revocation must be enforced, in micros: the longest lifetime of the access
+    /// tokens it concerns, plus the clock leeway verifiers allow.
+    deny_for: i64,
 }
 
 impl Store {
-    /// Wraps a migrated database.
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    /// Wraps a migrated database whose access tokens live at most `token_lifetime`.
+    pub fn new(db: Database, token_lifetime: std::time::Duration) -> Self {
+        Self {
+            db,
+            deny_for: i64::try_from(token_lifetime.as_micros()).unwrap_or(i64::MAX / 4),
+        }
     }
 
     /// Creates an account and its first session in one transaction.
@@ -193,13 +201,13 @@ impl Store {
                 return Ok(RefreshOutcome::Invalid);
             };
             let session_id: String = previous.try_get("session_id")?;
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'refresh token reused'
-                 WHERE id = $2 AND revoked_at IS NULL",
+            revoke(
+                &mut tx,
+                &session_id,
+                None,
+                "refresh token reused",
+                self.deny_for,
             )
-            .bind(now)
-            .bind(&session_id)
-            .execute(&mut *tx)
             .await?;
             tx.commit().await?;
             tracing::warn!(
@@ -241,6 +249,7 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(RefreshOutcome::Rotated {
+            session_id,
             user_id: session.try_get("user_id")?,
             roles: roles_from_column(&session.try_get::<String, _>("roles")?),
         })
@@ -251,15 +260,16 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn logout(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1, revoke_reason = 'logout'
-             WHERE revoked_at IS NULL
-               AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $2)",
-        )
-        .bind(now_micros())
-        .bind(token_hash)
-        .execute(self.db.pool())
-        .await?;
+        let mut tx = self.db.begin_write().await?;
+        let session = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(session) = session {
+            let session_id: String = session.try_get("session_id")?;
+            revoke(&mut tx, &session_id, None, "logout", self.deny_for).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -306,13 +316,13 @@ impl Store {
             .await?
             .is_some();
         if exists {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'revoked by its owner'
-                 WHERE id = $2 AND revoked_at IS NULL",
+            revoke(
+                &mut tx,
+                session_id,
+                Some(user_id),
+                "revoked by its owner",
+                self.deny_for,
             )
-            .bind(now_micros())
-            .bind(session_id)
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
@@ -323,13 +333,28 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
+    /// The change is announced (`UserAccessChanged`) in the same transaction, so every verifier
+    /// refuses the account's earlier access tokens, which carry the old roles.
     pub async fn set_roles(&self, user_id: &str, roles: &[Role]) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write().await?;
         let updated = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
             .bind(roles_to_column(roles))
             .bind(user_id)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(updated.rows_affected() > 0)
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let now = now_micros();
+        let changed = agora_contracts::agora::events::v1::UserAccessChanged {
+            user_id: user_id.to_owned(),
+            change_time: Some(timestamp(now)),
+            deny_until: Some(timestamp(now + self.deny_for)),
+        };
+        agora_platform::events::enqueue(&mut tx, PRODUCER, user_id, &changed).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Makes sure the configured administrator exists and holds the admin role.
@@ -407,6 +432,48 @@ async fn insert_session(
     .bind(refresh.expires_at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+fn timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or_default(),
+    }
+}
+
+/// Revokes a live session (of `user_id` when given) and announces it (`SessionRevoked`) in the
+/// same transaction, so every verifier refuses its access tokens; a session already revoked is
+/// left as it is and announced no more.
+async fn revoke(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    user_id: Option<&str>,
+    reason: &str,
+    deny_for: i64,
+) -> Result<(), sqlx::Error> {
+    let now = now_micros();
+    let revoked = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoke_reason = $2
+         WHERE id = $3 AND revoked_at IS NULL AND ($4 IS NULL OR user_id = $4)
+         RETURNING user_id",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(session_id)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = revoked {
+        let event = agora_contracts::agora::events::v1::SessionRevoked {
+            session_id: session_id.to_owned(),
+            user_id: row.try_get("user_id")?,
+            revoke_time: Some(timestamp(now)),
+            reason: reason.to_owned(),
+            deny_until: Some(timestamp(now + deny_for)),
+        };
+        agora_platform::events::enqueue(tx, PRODUCER, session_id, &event).await?;
+    }
     Ok(())
 }
 

@@ -12,6 +12,15 @@ use tokio::sync::Notify;
 
 use super::Entry;
 
+/// An id this module made, as `(millis, sequence)`.
+fn parse_id(id: &str) -> (u64, u64) {
+    let (millis, sequence) = id.split_once('-').unwrap_or((id, "0"));
+    (
+        millis.parse().unwrap_or_default(),
+        sequence.parse().unwrap_or_default(),
+    )
+}
+
 /// Every stream of one bus.
 #[derive(Default)]
 pub(crate) struct Streams {
@@ -179,6 +188,46 @@ impl Streams {
             group.next = end;
             taken
         })
+    }
+
+    /// Entries after `after` (a stream id), oldest first, waiting up to `block` for one: a read
+    /// outside any group, like `XREAD`, for followers that see every entry.
+    pub(crate) async fn read_after(
+        &self,
+        stream: &str,
+        after: (u64, u64),
+        count: usize,
+        block: Duration,
+    ) -> Vec<Entry> {
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // Registered before looking, so an entry added in between still wakes this reader.
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            let entries = self.with(|state| {
+                let Some(stream) = state.get(stream) else {
+                    return Vec::new();
+                };
+                stream
+                    .entries
+                    .iter()
+                    .filter(|(id, _)| parse_id(id) > after)
+                    .take(count)
+                    .map(|(id, fields)| Entry {
+                        id: id.clone(),
+                        fields: fields.clone(),
+                        deliveries: 1,
+                    })
+                    .collect()
+            });
+            if !entries.is_empty() {
+                return entries;
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return Vec::new();
+            }
+        }
     }
 
     pub(crate) fn claim_idle(

@@ -189,6 +189,34 @@ impl RedisReader {
             .collect())
     }
 
+    /// Entries after `after`, outside any group (`XREAD`), waiting up to `block` for one.
+    pub(crate) async fn read_after(
+        &mut self,
+        stream: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> anyhow::Result<Vec<Entry>> {
+        let block = block.min(MAX_BLOCK);
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(after)
+            .query_async(&mut self.connection)
+            .await
+            .context("XREAD")?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            .map(|id| entry(id, 1))
+            .collect())
+    }
+
     pub(crate) async fn claim_idle(
         &mut self,
         stream: &str,
