@@ -5,6 +5,7 @@ use std::{path::Path, time::Duration};
 
 use agora_platform::{
     config::{Config, ServiceKind},
+    private_files,
     server::shutdown_signal,
 };
 use anyhow::Context as _;
@@ -57,14 +58,13 @@ pub(crate) fn admin(config: &Config) -> anyhow::Result<Admin> {
 fn write_new_password(path: &Path) -> anyhow::Result<String> {
     use std::io::Write as _;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        private_files::create_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let password = random_hex(12);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
+    let mut file = private_files::open_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     writeln!(file, "{password}")?;
@@ -122,6 +122,11 @@ pub(crate) fn gateway_addr(config: &Config) -> anyhow::Result<std::net::SocketAd
 /// Runs every service and the REST edge until ctrl-c or SIGTERM.
 pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
     let settings = &config.settings;
+    // The databases are checked as they are opened; the directory and the password are here.
+    private_files::warn_if_exposed([
+        settings.data_dir.clone(),
+        settings.data_dir.join("admin-password"),
+    ]);
     let embedded = Service::ALL
         .iter()
         .all(|s| settings.services.get(s.kind()).database_url.is_none());

@@ -146,6 +146,8 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
         product::v1::{ListProductsRequest, product_service_client::ProductServiceClient},
     };
     let dir = tempfile::tempdir().expect("temp dir");
+    // A data directory `up` creates itself, so its mode is `up`'s doing.
+    let data_dir = dir.path().join("data");
     let ports: Vec<(&str, u16)> = ["AUTH", "USER", "PRODUCT", "INVENTORY", "ORDER"]
         .into_iter()
         .map(|name| (name, free_port()))
@@ -161,6 +163,7 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
     let mut command = agora(dir.path());
     command
         .arg("up")
+        .env("AGORA_DATA_DIR", &data_dir)
         .env("AGORA_GATEWAY__PORT", gateway_port.to_string());
     for (name, port) in &ports {
         command.env(format!("AGORA_SERVICES__{name}__PORT"), port.to_string());
@@ -244,7 +247,7 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
 
     // `agora seed` against the running mesh changes nothing the second time.
     let mut seed = agora(dir.path());
-    seed.arg("seed");
+    seed.arg("seed").env("AGORA_DATA_DIR", &data_dir);
     for (name, port) in &ports {
         seed.env(format!("AGORA_SERVICES__{name}__PORT"), port.to_string());
     }
@@ -254,6 +257,31 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
         String::from_utf8_lossy(&seeded.stdout).contains("has products already"),
         "{seeded:?}"
     );
+
+    // What holds secrets is the owner's alone, write-ahead logs included, while they are open.
+    #[cfg(unix)]
+    {
+        let mut secrets = vec![data_dir.join("admin-password")];
+        for service in ["auth", "user", "product", "inventory", "order"] {
+            secrets.extend(agora_platform::private_files::sqlite_files(
+                &data_dir.join(format!("{service}.db")),
+            ));
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(mode_of(&data_dir), 0o700, "the data directory");
+        // A rollback journal lives only as long as its transaction, so read each mode once.
+        let modes: Vec<(&std::path::PathBuf, u32)> = secrets
+            .iter()
+            .filter_map(|path| Some((path, std::fs::metadata(path).ok()?.permissions().mode())))
+            .collect();
+        assert!(
+            modes.len() >= 6,
+            "every database and the password: {modes:?}"
+        );
+        for (path, mode) in modes {
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+    }
 
     terminate(&child);
     let stdout = child.stdout.take();
@@ -279,17 +307,67 @@ async fn up_seeds_a_fresh_data_directory_prints_where_to_point_clients_and_serve
     assert!(printed.contains("OrderService/CreateOrder"), "{printed}");
     let first_curl = format!("curl -s 'http://127.0.0.1:{gateway_port}/v1/products?pageSize=3");
     assert!(printed.contains(&first_curl), "{printed}");
-    let password = std::fs::read_to_string(dir.path().join("admin-password")).expect("kept");
+    assert!(
+        !printed.contains("chmod"),
+        "nothing to warn about: {printed}"
+    );
+    let password = std::fs::read_to_string(data_dir.join("admin-password")).expect("kept");
     assert!(
         password.trim().len() >= 24,
         "a made-up password is kept for the next run"
     );
     for service in ["auth", "user", "product", "inventory", "order"] {
         assert!(
-            dir.path().join(format!("{service}.db")).exists(),
+            data_dir.join(format!("{service}.db")).exists(),
             "embedded data lives in the data directory"
         );
     }
+}
+
+#[cfg(unix)]
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .expect("exists")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_loosened_by_hand_is_reported_at_start_up_and_left_as_it_is() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = dir.path().join("auth.db");
+    std::fs::write(&database, "").expect("an empty database");
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let port = free_port();
+    let mut child = agora(dir.path())
+        .args(["serve", "auth"])
+        .env("AGORA_SERVICES__AUTH__PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agora starts");
+    wait_for_status(port, tonic_health::ServingStatus::Serving).await;
+
+    terminate(&child);
+    let stdout = child.stdout.take();
+    let output =
+        tokio::task::spawn_blocking(move || wait_with_timeout(child, Duration::from_secs(20)))
+            .await
+            .expect("joined");
+    let mut printed = String::new();
+    if let Some(mut out) = stdout {
+        out.read_to_string(&mut printed).expect("stdout");
+    }
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        printed.contains(&format!("chmod 600 {}", database.display())),
+        "{printed}"
+    );
+    assert_eq!(mode_of(&database), 0o644, "the operator's mode is kept");
 }
 
 #[test]

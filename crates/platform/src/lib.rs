@@ -12,6 +12,8 @@
 //! - [`access`]: who may call which method, read from the contracts, and JWT verification.
 //! - [`error`]: one way to answer with rich `google.rpc` error details.
 //! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, and migrations.
+//! - [`private_files`]: the data directory and secret files, created owner-only and checked at
+//!   start-up.
 //! - [`cache`]: Redis or in-memory cache and counters, behind one small type.
 //! - [`events`]: the transactional outbox, its relay, and consumer groups on Redis Streams or in
 //!   memory.
@@ -29,6 +31,7 @@ pub mod context;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod private_files;
 pub mod revocation;
 pub mod server;
 pub mod storage;

@@ -2,12 +2,19 @@
 //! URL alone. Queries are written once in the SQL both accept (`$1` parameters, `RETURNING`,
 //! `ON CONFLICT`), and each service ships a migration set per backend, because their DDL differs.
 
-use std::{str::FromStr, sync::Once, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Once,
+    time::Duration,
+};
 
 use anyhow::Context;
 use sqlx::{
     Any, AnyPool, Transaction, any::AnyPoolOptions, migrate::Migrator, sqlite::SqliteConnectOptions,
 };
+
+use crate::private_files;
 
 /// Which server a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +45,8 @@ static DRIVERS: Once = Once::new();
 
 impl Database {
     /// Opens a pool for `url` (`postgres://...` or `sqlite://...`); for SQLite, creates the file
-    /// and its directory when missing.
+    /// (with `mode=rwc`) and its directory when missing, readable by the owner only, and warns
+    /// when an existing one is open to other users.
     ///
     /// # Errors
     /// An unsupported scheme, or a server that cannot be reached.
@@ -51,16 +59,10 @@ impl Database {
         } else {
             anyhow::bail!("unsupported database URL scheme (expected postgres:// or sqlite://)");
         };
-        if backend == Backend::Sqlite {
-            // Validate the URL and create the directory; sqlx creates the file with mode=rwc.
-            let options = SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
-            if let Some(dir) = options.get_filename().parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
-            }
-        }
+        let sqlite_file = match backend {
+            Backend::Sqlite => prepare_sqlite_file(url)?,
+            Backend::Postgres => None,
+        };
         let pool = AnyPoolOptions::new()
             // SQLite serialises writers anyway; a few connections serve concurrent reads.
             .max_connections(match backend {
@@ -71,6 +73,15 @@ impl Database {
             .connect(url)
             .await
             .with_context(|| format!("connecting to the {backend:?} database"))?;
+        if let Some(file) = sqlite_file {
+            // After connecting, so journal files SQLite has opened (-wal and -shm) are checked too.
+            let dir = file.parent().filter(|dir| !dir.as_os_str().is_empty());
+            private_files::warn_if_exposed(
+                dir.into_iter()
+                    .map(Path::to_owned)
+                    .chain(private_files::sqlite_files(&file)),
+            );
+        }
         Ok(Self { pool, backend })
     }
 
@@ -119,6 +130,31 @@ impl Database {
     }
 }
 
+/// Validates a SQLite URL and creates its file's directory (0700); with `mode=rwc`, creates
+/// the file itself (0600) before SQLite would create it with 0644. Returns the file, unless the
+/// database lives in memory.
+fn prepare_sqlite_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
+    let options = SqliteConnectOptions::from_str(url).context("parsing the SQLite URL")?;
+    // sqlx keeps the mode to itself, so it is read from the URL, as sqlx reads it.
+    let (database, query) = url.split_once('?').unwrap_or((url, ""));
+    let mode = query.split('&').find_map(|pair| pair.strip_prefix("mode="));
+    if mode == Some("memory") || database.ends_with(":memory:") {
+        return Ok(None);
+    }
+    let file = options.get_filename().to_owned();
+    if let Some(dir) = file.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        private_files::create_dir(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    }
+    if mode == Some("rwc") {
+        private_files::create_file(&file)
+            .with_context(|| format!("creating the database file {}", file.display()))?;
+    }
+    Ok(Some(file))
+}
+
 /// Microseconds since the Unix epoch: the one time type both backends store alike.
 pub fn now_micros() -> i64 {
     let now = std::time::SystemTime::now()
@@ -132,4 +168,107 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|db| db.is_unique_violation())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    async fn write_something(db: &Database) {
+        sqlx::query("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+            .execute(db.pool())
+            .await
+            .expect("created");
+        sqlx::query("INSERT INTO t (v) VALUES ('a signing key')")
+            .execute(db.pool())
+            .await
+            .expect("inserted");
+    }
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_its_journals_and_its_directory_are_owner_only() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("data");
+        let file = dir.join("auth.db");
+        let db = Database::connect(&format!("sqlite://{}?mode=rwc", file.display()))
+            .await
+            .expect("opens");
+        write_something(&db).await;
+        assert_eq!(mode_of(&dir), 0o700);
+        assert_eq!(mode_of(&file), 0o600);
+
+        // A rollback journal exists while a write transaction is open.
+        let mut tx = db.begin_write().await.expect("begun");
+        sqlx::query("INSERT INTO t (v) VALUES ('in a transaction')")
+            .execute(&mut *tx)
+            .await
+            .expect("inserted");
+        assert_eq!(mode_of(&dir.join("auth.db-journal")), 0o600);
+        tx.commit().await.expect("committed");
+
+        // The write-ahead log and its index exist while the database is open in WAL mode.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(db.pool())
+            .await
+            .expect("WAL");
+        write_something(&db).await;
+        assert_eq!(mode_of(&dir.join("auth.db-wal")), 0o600);
+        assert_eq!(mode_of(&dir.join("auth.db-shm")), 0o600);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_database_loosened_by_hand_keeps_its_mode_and_is_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("auth.db");
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let db = Database::connect(&url).await.expect("opens");
+        write_something(&db).await;
+        db.close().await;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+        let db = Database::connect(&url).await.expect("opens again");
+        write_something(&db).await;
+
+        assert_eq!(
+            mode_of(&file),
+            0o644,
+            "not changed behind the operator's back"
+        );
+        let found = private_files::exposed(private_files::sqlite_files(&file));
+        assert!(found.iter().any(|e| e.path == file), "{found:?}");
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn without_mode_rwc_a_missing_database_is_not_created() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("absent.db");
+
+        let opened = Database::connect(&format!("sqlite://{}", file.display())).await;
+
+        assert!(opened.is_err());
+        assert!(!file.exists());
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_still_opens() {
+        let db = Database::connect("sqlite::memory:").await.expect("opens");
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(db.pool())
+            .await
+            .expect("answers");
+        assert_eq!(one, 1);
+        db.close().await;
+    }
 }

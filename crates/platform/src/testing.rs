@@ -71,7 +71,9 @@ impl TestStore {
         match backend {
             TestBackend::Embedded => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
-                let path: PathBuf = dir.path().join("test.db");
+                // In a directory `Database::connect` creates, so it is 0700 like a real data
+                // directory and start-up raises no warning about it.
+                let path: PathBuf = dir.path().join("data").join("test.db");
                 Some(Self {
                     database_url: format!("sqlite://{}?mode=rwc", path.display()),
                     redis_url: None,
