@@ -16,7 +16,8 @@
 //! - [`serve`]: the `[gateway]` settings, the edge built from them, and serving it until shutdown.
 //! - [`client_address`]: who the client is (forwarding headers believed from trusted proxies only).
 //! - [`auth`]: bearer tokens and each method's access option, enforced at the edge.
-//! - [`ratelimit`]: budgets per client, a stricter one for sign-in; Redis or memory.
+//! - [`ratelimit`]: budgets per client, a stricter one for sign-in counted per address; Redis or
+//!   memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
 //! - [`limits`]: the size limits: URL (414), headers (431) and body (413).
 //! - [`listen`]: the HTTP server (hyper): head sizes consistent with [`limits`], timeouts and

@@ -3,8 +3,12 @@
 //! Each client has a budget of requests per fixed window: a signed-in client is counted by its
 //! user id (so a user behind a shared address is not punished for its neighbours), anyone else by
 //! its address. Login and register get a much smaller budget of their own, because they are
-//! where passwords are guessed. Counters live in [`Cache`]: Redis when `REDIS_URL` is set, so every
-//! replica of the gateway draws on the same budget, in memory otherwise.
+//! where passwords are guessed and accounts are made; it is counted by the client's address
+//! alone, whatever bearer token comes with the call. Counted by user, every account a client
+//! registers would bring a fresh budget of sign-ins and registrations, so one address could
+//! multiply its budget by making accounts. (Auth counts failed logins per account itself.)
+//! Counters live in [`Cache`]: Redis when `REDIS_URL` is set, so every replica of the gateway
+//! draws on the same budget, in memory otherwise.
 //!
 //! Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`;
 //! a refused one is 429 RESOURCE_EXHAUSTED with `Retry-After`.
@@ -51,7 +55,8 @@ pub struct RateLimitSettings {
     /// The length of a window.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// Calls of the `sign_in_methods` one client may make per `sign_in_window`.
+    /// Calls of the `sign_in_methods` one client address may make per `sign_in_window`, signed
+    /// in or not.
     pub sign_in_requests: u64,
     /// The window of the sign-in budget.
     #[serde(with = "humantime_serde")]
@@ -220,9 +225,9 @@ impl Leases {
 /// Which budget a request draws on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
-    /// Every method but sign-in.
+    /// Every method but sign-in, per user when signed in, else per address.
     General,
-    /// Login and register.
+    /// Login and register, per address whatever the token.
     SignIn,
 }
 
@@ -309,9 +314,13 @@ impl RateLimiter {
         Ok(Verdict::new(quota, first, hit.reset_after))
     }
 
-    /// Who the client of a request is: its user id when signed in, else its address.
-    pub fn client_of<B>(&self, request: &http::Request<B>) -> String {
-        if let Some(principal) = request.extensions().get::<Principal>() {
+    /// Who the client of a request is under `budget`: for the general budget its user id when
+    /// signed in, else (and always for the sign-in budget) its address. A token costs nothing to
+    /// get (register, and one comes back), so it must not open a sign-in budget of its own.
+    pub fn client_of<B>(&self, request: &http::Request<B>, budget: Budget) -> String {
+        if budget == Budget::General
+            && let Some(principal) = request.extensions().get::<Principal>()
+        {
             return format!("user:{}", principal.subject);
         }
         // The whole edge decides the client once, for every protocol.
@@ -401,8 +410,9 @@ impl RateLimiter {
         let Some(method) = method_of(request) else {
             return Ok(None);
         };
-        let client = self.client_of(request);
-        let verdict = match self.check(&client, self.budget_of(&method)).await {
+        let budget = self.budget_of(&method);
+        let client = self.client_of(request, budget);
+        let verdict = match self.check(&client, budget).await {
             Ok(verdict) => verdict,
             Err(error) => {
                 tracing::warn!(
@@ -417,7 +427,7 @@ impl RateLimiter {
             let status = tonic::Status::resource_exhausted(format!(
                 "too many requests: {} per {}s; retry in {}s",
                 verdict.limit,
-                self.quota(self.budget_of(&method)).window.as_secs(),
+                self.quota(budget).window.as_secs(),
                 verdict.reset_secs()
             ));
             let mut response = crate::auth::refuse(request, &status);
@@ -489,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn a_signed_in_client_is_counted_by_user_and_others_by_address() {
+    fn signed_in_clients_are_counted_by_user_except_for_sign_in_which_counts_by_address() {
         let limiter = RateLimiter::new(Cache::memory("t:"), RateLimitSettings::default());
         let mut request = Request::new(axum::body::Body::empty());
         request
@@ -499,7 +509,7 @@ mod tests {
             .headers_mut()
             .insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         assert_eq!(
-            limiter.client_of(&request),
+            limiter.client_of(&request, Budget::General),
             "addr:10.1.2.3",
             "the header is not trusted by default"
         );
@@ -507,7 +517,21 @@ mod tests {
             subject: "u-1".into(),
             roles: vec![],
         });
-        assert_eq!(limiter.client_of(&request), "user:u-1");
+        assert_eq!(limiter.client_of(&request, Budget::General), "user:u-1");
+        assert_eq!(
+            limiter.client_of(&request, Budget::SignIn),
+            "addr:10.1.2.3",
+            "a token opens no sign-in budget of its own"
+        );
+        request
+            .extensions_mut()
+            .insert(ClientAddress([198, 51, 100, 7].into()));
+        assert_eq!(
+            limiter.client_of(&request, Budget::SignIn),
+            "addr:198.51.100.7",
+            "the address the edge decided"
+        );
+        request.extensions_mut().remove::<ClientAddress>();
 
         let trusting = RateLimiter::new(
             Cache::memory("t:"),
@@ -516,8 +540,15 @@ mod tests {
                 ..RateLimitSettings::default()
             },
         );
+        assert_eq!(
+            trusting.client_of(&request, Budget::SignIn),
+            "addr:203.0.113.9"
+        );
         request.extensions_mut().remove::<Principal>();
-        assert_eq!(trusting.client_of(&request), "addr:203.0.113.9");
+        assert_eq!(
+            trusting.client_of(&request, Budget::General),
+            "addr:203.0.113.9"
+        );
     }
 
     /// Spends a budget of three, checks the count and the refusal, then checks that the window

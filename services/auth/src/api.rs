@@ -17,11 +17,11 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     AuthSettings,
-    domain::{Email, Password, Role},
+    domain::{Email, Password, PresentedPassword, Role},
     hashing::Hasher,
     keys::Keyring,
     store::{NewRefresh, RefreshOutcome, Store, StoreError, now_micros},
-    throttle::LoginThrottle,
+    throttle::{LoginThrottle, RegistrationBudget},
 };
 
 /// The auth service's handlers and what they share.
@@ -32,6 +32,7 @@ pub struct AuthApi {
     hasher: Hasher,
     keys: Arc<Keyring>,
     throttle: LoginThrottle,
+    registrations: RegistrationBudget,
     /// The outbox relay: it runs as long as the service does.
     _relay: Arc<Background>,
 }
@@ -126,6 +127,11 @@ impl AuthApi {
         keys: Arc<Keyring>,
         relay: Background,
     ) -> anyhow::Result<Self> {
+        let registrations = RegistrationBudget::new(
+            cache.clone(),
+            settings.max_registrations_per_address,
+            settings.registration_window,
+        );
         let throttle = LoginThrottle::new(
             cache,
             settings.max_failed_logins_per_account,
@@ -138,6 +144,7 @@ impl AuthApi {
             store,
             keys,
             throttle,
+            registrations,
             _relay: Arc::new(relay),
         })
     }
@@ -206,6 +213,7 @@ impl AuthService for AuthApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let address = client_address(&request, &self.settings.trusted_proxies);
         let request = request.into_inner();
         let mut violations = FieldViolations::default();
         let email = violations.take("email", Email::parse(&request.email));
@@ -217,6 +225,7 @@ impl AuthService for AuthApi {
         let (Some(email), Some(password)) = (email, password) else {
             return Err(ApiError::internal(anyhow::anyhow!("parsed fields missing")).into());
         };
+        self.registrations.spend(address.as_deref()).await?;
         let hash = self
             .hasher
             .hash(password.expose().to_owned())
@@ -246,13 +255,12 @@ impl AuthService for AuthApi {
         let address = client_address(&request, &self.settings.trusted_proxies);
         let request = request.into_inner();
         let mut violations = FieldViolations::default();
-        if request.password.is_empty() {
-            violations.add("password", "is required");
-        }
+        // Bounded before anything else: no lookup, no throttle count, no hash of megabytes.
+        let password = violations.take("password", PresentedPassword::parse(request.password));
         let email = violations.take("email", Email::parse(&request.email));
         violations.finish()?;
-        let Some(email) = email else {
-            return Err(ApiError::internal(anyhow::anyhow!("parsed email missing")).into());
+        let (Some(email), Some(password)) = (email, password) else {
+            return Err(ApiError::internal(anyhow::anyhow!("parsed fields missing")).into());
         };
         self.throttle.check(&email, address.as_deref()).await?;
 
@@ -264,7 +272,7 @@ impl AuthService for AuthApi {
         let matches = self
             .hasher
             .verify(
-                request.password,
+                password.into_inner(),
                 account.as_ref().map(|a| a.password_hash.clone()),
             )
             .await

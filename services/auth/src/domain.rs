@@ -71,6 +71,17 @@ impl fmt::Display for Email {
     }
 }
 
+/// The most characters a password may have, on every method that takes one: argon2 would hash
+/// megabytes (a hash's cost grows with its input), but nobody types more than this.
+pub const MAX_PASSWORD_CHARS: usize = 128;
+
+/// Whether `raw` has more than [`MAX_PASSWORD_CHARS`] characters, without counting past what
+/// decides it: a string of more bytes than that many characters can take is too long at once.
+fn too_long(raw: &str) -> bool {
+    raw.len() > MAX_PASSWORD_CHARS * char::MAX.len_utf8()
+        || raw.chars().count() > MAX_PASSWORD_CHARS
+}
+
 /// A password that meets the policy. It is never logged or printed.
 pub struct Password(String);
 
@@ -86,7 +97,10 @@ pub enum PasswordError {
     /// Fewer than 8 characters.
     #[error("must be at least 8 characters")]
     TooShort,
-    /// More than 128 characters (argon2 would hash it, but nobody types that).
+    /// Empty, where a password is presented to sign in.
+    #[error("is required")]
+    Missing,
+    /// More than [`MAX_PASSWORD_CHARS`] characters.
     #[error("must be at most 128 characters")]
     TooLong,
     /// Letters only, or digits only.
@@ -103,12 +117,11 @@ impl Password {
     /// # Errors
     /// The password breaks a rule of the policy.
     pub fn parse(raw: &str, email: Option<&Email>) -> Result<Self, PasswordError> {
-        let length = raw.chars().count();
-        if length < 8 {
-            return Err(PasswordError::TooShort);
-        }
-        if length > 128 {
+        if too_long(raw) {
             return Err(PasswordError::TooLong);
+        }
+        if raw.chars().count() < 8 {
+            return Err(PasswordError::TooShort);
         }
         if raw.chars().all(char::is_alphabetic) || raw.chars().all(|c| c.is_ascii_digit()) {
             return Err(PasswordError::TooSimple);
@@ -122,6 +135,38 @@ impl Password {
     /// The password, for hashing.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// A password presented to sign in. It is not held to the policy (an account keeps signing in
+/// with the password it was made with if the rules change), only bounded like every password,
+/// so that no request makes the service hash more than [`MAX_PASSWORD_CHARS`] characters.
+pub struct PresentedPassword(String);
+
+impl fmt::Debug for PresentedPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PresentedPassword(..)")
+    }
+}
+
+impl PresentedPassword {
+    /// Takes a password presented to sign in.
+    ///
+    /// # Errors
+    /// The password is empty or longer than [`MAX_PASSWORD_CHARS`].
+    pub fn parse(raw: String) -> Result<Self, PasswordError> {
+        if raw.is_empty() {
+            return Err(PasswordError::Missing);
+        }
+        if too_long(&raw) {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(raw))
+    }
+
+    /// The password, for verifying.
+    pub fn into_inner(self) -> String {
+        self.0
     }
 }
 
@@ -199,6 +244,34 @@ mod tests {
         assert_eq!(check("ADA@example.com"), Some(PasswordError::IsEmail));
         assert_eq!(check("correct horse 7"), None);
         assert_eq!(check("pässwörd-ß1"), None, "non-ASCII counts by character");
+    }
+
+    #[test]
+    fn a_presented_password_is_bounded_like_a_new_one_but_not_held_to_the_policy() {
+        let check = |raw: &str| PresentedPassword::parse(raw.to_owned()).err();
+        assert_eq!(check(""), Some(PasswordError::Missing));
+        assert_eq!(
+            check("short"),
+            None,
+            "an old password signs in as it was made"
+        );
+        assert_eq!(check(&"x".repeat(MAX_PASSWORD_CHARS)), None);
+        assert_eq!(
+            check(&"x".repeat(MAX_PASSWORD_CHARS + 1)),
+            Some(PasswordError::TooLong)
+        );
+        assert_eq!(
+            check(&"ß".repeat(MAX_PASSWORD_CHARS)),
+            None,
+            "the bound counts characters, not bytes"
+        );
+        let megabytes = "x1".repeat(2 * 1024 * 1024);
+        assert_eq!(check(&megabytes), Some(PasswordError::TooLong));
+        assert_eq!(
+            Password::parse(&megabytes, None).err(),
+            Some(PasswordError::TooLong),
+            "a new password has the same bound"
+        );
     }
 
     #[test]

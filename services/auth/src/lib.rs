@@ -8,7 +8,8 @@
 //! - [`hashing`]: argon2id with a cap on hashes in flight.
 //! - [`keys`]: signing keys, rotation, the JWKS and token signing.
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
-//! - [`throttle`]: login throttling per account and per client address.
+//! - [`throttle`]: login throttling per account and per client address, and the registration
+//!   budget per client address.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -63,6 +64,13 @@ pub struct AuthSettings {
     /// The throttling window.
     #[serde(with = "humantime_serde")]
     pub login_window: Duration,
+    /// Registrations allowed per client address within `registration_window`, whatever token
+    /// the caller sends: enough for a household or an office behind one address, while one
+    /// address cannot mint accounts by the hundred.
+    pub max_registrations_per_address: u64,
+    /// The window of the registration budget.
+    #[serde(with = "humantime_serde")]
+    pub registration_window: Duration,
     /// An administrator account ensured at start-up.
     pub admin_email: Option<String>,
     /// Its password.
@@ -90,6 +98,8 @@ impl Default for AuthSettings {
             max_failed_logins_per_account: 5,
             max_failed_logins_per_address: 50,
             login_window: Duration::from_secs(15 * 60),
+            max_registrations_per_address: 20,
+            registration_window: Duration::from_secs(3600),
             admin_email: None,
             admin_password: None,
             cache_prefix: "agora:auth:".into(),

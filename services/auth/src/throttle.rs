@@ -1,6 +1,10 @@
-//! Login throttling: failed attempts are counted per account and per client address in the cache
-//! (shared through Redis across replicas); past the limit, logins are refused with a retry delay
-//! before any password is checked. A success clears the account's count.
+//! Budgets of the sign-in methods, counted in the cache (shared through Redis across replicas):
+//!
+//! - [`LoginThrottle`]: failed logins per account and per client address; past the limit, logins
+//!   are refused with a retry delay before any password is checked. A success clears the
+//!   account's count.
+//! - [`RegistrationBudget`]: registrations per client address, so one address cannot mint
+//!   accounts (each with budgets of its own elsewhere) faster than people sign up.
 
 use std::time::Duration;
 
@@ -78,5 +82,77 @@ impl LoginThrottle {
         if let Err(error) = self.cache.delete(&account).await {
             tracing::warn!(error = format!("{error:#}"), "login throttle unavailable");
         }
+    }
+}
+
+/// Counts registrations per client address.
+#[derive(Debug, Clone)]
+pub struct RegistrationBudget {
+    cache: Cache,
+    per_address: u64,
+    window: Duration,
+}
+
+impl RegistrationBudget {
+    /// Allows `per_address` registrations per `window` from one address.
+    pub fn new(cache: Cache, per_address: u64, window: Duration) -> Self {
+        Self {
+            cache,
+            per_address,
+            window,
+        }
+    }
+
+    /// Counts a registration from `address` and refuses it past the budget. Every attempt counts,
+    /// whether or not the account is then made: a taken email answers ALREADY_EXISTS, so
+    /// attempts are also guesses at who has an account. A call without a known address (not over
+    /// TCP) is not counted.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED with the time until the window ends.
+    pub async fn spend(&self, address: Option<&str>) -> Result<(), ApiError> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        let key = format!("registrations:address:{address}");
+        // The cache is not the source of truth: if it is down, registrations go on uncounted.
+        match self.cache.hit(&key, self.window).await {
+            Ok(hit) if hit.count > self.per_address => Err(ApiError::ResourceExhausted {
+                reason: "REGISTRATIONS_THROTTLED",
+                message: "too many registrations from this address; try again later".into(),
+                retry_after: hit.reset_after.max(Duration::from_secs(1)),
+            }),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "registration budget unavailable"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn registrations_past_the_budget_of_an_address_are_refused_with_a_delay() {
+        let budget = RegistrationBudget::new(Cache::memory("t:"), 2, Duration::from_secs(60));
+        let one = Some("192.0.2.1");
+        budget.spend(one).await.expect("the first");
+        budget.spend(one).await.expect("the second");
+        let refused = budget.spend(one).await.expect_err("past the budget");
+        let ApiError::ResourceExhausted { retry_after, .. } = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(60));
+        budget
+            .spend(Some("192.0.2.2"))
+            .await
+            .expect("another address has its own budget");
+        budget.spend(None).await.expect("no address, not counted");
     }
 }
