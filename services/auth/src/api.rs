@@ -17,11 +17,12 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     AuthSettings,
+    device::DeviceTokens,
     domain::{Email, Password, Role},
     hashing::Hasher,
     keys::Keyring,
     store::{NewRefresh, RefreshOutcome, Store, StoreError, now_micros},
-    throttle::LoginThrottle,
+    throttle::{Attempt, Limits, LoginThrottle},
 };
 
 /// The auth service's handlers and what they share.
@@ -32,6 +33,8 @@ pub struct AuthApi {
     hasher: Hasher,
     keys: Arc<Keyring>,
     throttle: LoginThrottle,
+    /// Signs the device tokens Login hands out and checks the ones presented.
+    devices: DeviceTokens,
     /// The outbox relay: it runs as long as the service does.
     _relay: Arc<Background>,
 }
@@ -124,13 +127,18 @@ impl AuthApi {
         store: Store,
         cache: Cache,
         keys: Arc<Keyring>,
+        devices: DeviceTokens,
         relay: Background,
     ) -> anyhow::Result<Self> {
         let throttle = LoginThrottle::new(
             cache,
-            settings.max_failed_logins_per_account,
-            settings.max_failed_logins_per_address,
-            settings.login_window,
+            Limits {
+                per_device: settings.max_failed_logins_per_device,
+                per_account: settings.max_failed_logins_per_account,
+                per_address: settings.max_failed_logins_per_address,
+                total: settings.max_failed_logins_total,
+                window: settings.login_window,
+            },
         );
         Ok(Self {
             hasher: Hasher::new(settings.max_concurrent_hashes)?,
@@ -138,6 +146,7 @@ impl AuthApi {
             store,
             keys,
             throttle,
+            devices,
             _relay: Arc::new(relay),
         })
     }
@@ -239,6 +248,7 @@ impl AuthService for AuthApi {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let address = client_address(&request, &self.settings.trusted_proxies);
+        let presented = self.devices.presented(&request);
         let request = request.into_inner();
         let mut violations = FieldViolations::default();
         if request.password.is_empty() {
@@ -249,13 +259,22 @@ impl AuthService for AuthApi {
         let Some(email) = email else {
             return Err(ApiError::internal(anyhow::anyhow!("parsed email missing")).into());
         };
-        self.throttle.check(&email, address.as_deref()).await?;
-
         let account = self
             .store
             .account_by_email(&email)
             .await
             .map_err(ApiError::from)?;
+        // A device token counts only for the account it was issued to.
+        let known = presented.filter(|d| account.as_ref().is_some_and(|a| a.id == d.user_id));
+        let attempt = match &known {
+            Some(device) => Attempt::KnownDevice(&device.nonce),
+            None => Attempt::Unknown {
+                email: &email,
+                address: address.as_deref(),
+            },
+        };
+        // Counted as a failure until the password matches.
+        let reservation = self.throttle.admit(attempt).await?;
         let matches = self
             .hasher
             .verify(
@@ -265,11 +284,10 @@ impl AuthService for AuthApi {
             .await
             .map_err(ApiError::from)?;
         let Some(account) = account.filter(|_| matches) else {
-            self.throttle.failed(&email, address.as_deref()).await;
             // The same answer whether the email exists or not.
             return Err(ApiError::Unauthenticated("wrong email or password".into()).into());
         };
-        self.throttle.succeeded(&email).await;
+        self.throttle.succeeded(reservation).await;
         let session_id = uuid::Uuid::now_v7().to_string();
         let (refresh, record) = self.new_refresh();
         self.store
@@ -279,10 +297,12 @@ impl AuthService for AuthApi {
         let tokens = self
             .tokens(&account.id, &account.roles, refresh, &record)
             .await?;
-        Ok(Response::new(pb::LoginResponse {
-            user_id: account.id,
+        let mut response = Response::new(pb::LoginResponse {
+            user_id: account.id.clone(),
             tokens: Some(tokens),
-        }))
+        });
+        self.devices.attach(response.metadata_mut(), &account.id);
+        Ok(response)
     }
 
     async fn refresh(
