@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use prost_reflect::DynamicMessage;
 use tonic::metadata::MetadataMap;
 
+use crate::device_cookie;
 use crate::routes::{Lookup, Route, Routes};
 use crate::rules::Binding;
 use crate::status::error_response;
@@ -155,10 +156,14 @@ async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
         return error_response(&status, id);
     };
     let trace = request.extensions_mut().remove::<EdgeTrace>();
-    let metadata = match upstream_metadata(request.headers(), id, trace.as_ref()) {
+    let mut metadata = match upstream_metadata(request.headers(), id, trace.as_ref()) {
         Ok(metadata) => metadata,
         Err(status) => return error_response(&status, id),
     };
+    // A browser keeps auth's device token in a cookie; Login reads it from metadata.
+    if binding.method.full_name() == device_cookie::LOGIN {
+        device_cookie::forward(request.headers(), &mut metadata);
+    }
     let query = request.uri().query().map(str::to_owned);
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, gateway.body_limit).await {
@@ -350,8 +355,12 @@ fn is_framing_header(name: &str) -> bool {
 }
 
 /// Copies an upstream's response metadata onto the HTTP response as `Grpc-Metadata-<K>` headers,
-/// leaving out what belongs to the HTTP/2 transport or gRPC itself.
+/// leaving out what belongs to the HTTP/2 transport or gRPC itself; auth's device token becomes
+/// a cookie instead (see [`device_cookie`]).
 fn copy_response_metadata(metadata: &MetadataMap, headers: &mut HeaderMap) {
+    if let Some(cookie) = device_cookie::set_cookie(metadata) {
+        headers.append(header::SET_COOKIE, cookie);
+    }
     for entry in metadata.iter() {
         let (name, value) = match entry {
             tonic::metadata::KeyAndValueRef::Ascii(key, value) => (key.as_str(), value.as_bytes()),
@@ -359,7 +368,7 @@ fn copy_response_metadata(metadata: &MetadataMap, headers: &mut HeaderMap) {
                 (key.as_str(), value.as_encoded_bytes())
             }
         };
-        if is_transport_header(name) {
+        if is_transport_header(name) || device_cookie::is_device_metadata(name) {
             continue;
         }
         if let (Ok(name), Ok(value)) = (
@@ -463,6 +472,20 @@ mod tests {
         assert_eq!(out["grpc-metadata-x-cache"], "hit");
         assert_eq!(out["grpc-metadata-trace-bin"], "AQI");
         assert_eq!(out.len(), 2, "{out:?}");
+    }
+
+    #[test]
+    fn a_device_token_comes_back_as_a_cookie_only() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("agora-device", MetadataValue::from_static("u.n.1.m"));
+        metadata.insert("agora-device-max-age", MetadataValue::from_static("60"));
+        let mut out = HeaderMap::new();
+        copy_response_metadata(&metadata, &mut out);
+        assert_eq!(
+            out[header::SET_COOKIE],
+            "agora_device=u.n.1.m; Path=/v1/auth; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(out.len(), 1, "not readable by page script: {out:?}");
     }
 
     #[test]

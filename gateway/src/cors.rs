@@ -21,7 +21,11 @@ pub struct CorsSettings {
     /// (then without credentials). Empty: same-origin only.
     pub allowed_origins: Vec<String>,
     /// Whether browsers may send cookies and HTTP auth with cross-origin calls (bearer tokens in
-    /// `Authorization` do not need this). Not allowed together with `*`.
+    /// `Authorization` do not need this). Not allowed together with `*`. A storefront on another
+    /// origin of the same site (`shop.example.com` calling `api.example.com`) needs it, and
+    /// `credentials: "include"` on its sign-in calls, to keep auth's `SameSite=Strict`
+    /// `agora_device` cookie (see [`crate::device_cookie`]); a storefront on another site never
+    /// sends it, so its sign-ins count as unknown devices.
     pub allow_credentials: bool,
     /// How long a browser may cache a preflight answer.
     #[serde(with = "humantime_serde")]

@@ -19,6 +19,7 @@
 //! - [`ratelimit`]: budgets per client, a stricter one for sign-in counted per address; Redis or
 //!   memory.
 //! - [`cors`]: which web origins may call the edge; preflights answered here.
+//! - [`device_cookie`]: auth's device token as an `HttpOnly` cookie, forwarded to Login only.
 //! - [`limits`]: the size limits: URL (414), headers (431) and body (413).
 //! - [`listen`]: the HTTP server (hyper): head sizes consistent with [`limits`], timeouts and
 //!   the connection cap.
@@ -29,6 +30,7 @@ pub mod app;
 pub mod auth;
 pub mod client_address;
 pub mod cors;
+pub mod device_cookie;
 pub mod discover;
 pub mod edge;
 pub mod grpc_proxy;

@@ -62,6 +62,17 @@ return {count, ttl}
     )
 });
 
+/// Takes one hit back from a live counter, atomically; an absent (expired) one stays absent.
+static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+",
+    )
+});
+
 impl Cache {
     /// An in-memory cache, private to this process.
     pub fn memory(prefix: impl Into<String>) -> Self {
@@ -190,6 +201,28 @@ impl Cache {
         }
     }
 
+    /// Takes one hit back from `key`'s current window (never below zero; nothing when the window
+    /// has ended): for callers that count an attempt before they know whether it should count.
+    ///
+    /// # Errors
+    /// Redis failed or timed out.
+    pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(store) => {
+                lock(store).unhit(&key);
+                Ok(())
+            }
+            Backend::Redis(conn) => {
+                let _: i64 = UNHIT_SCRIPT
+                    .key(key)
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
     /// The current count of `key` without adding a hit (0 when absent).
     ///
     /// # Errors
@@ -286,6 +319,14 @@ impl MemoryStore {
         Hit {
             count: entry.0,
             reset_after: entry.1 - now,
+        }
+    }
+
+    fn unhit(&mut self, key: &str) {
+        if let Some((count, expires)) = self.counters.get_mut(key)
+            && *expires > Instant::now()
+        {
+            *count = count.saturating_sub(1);
         }
     }
 

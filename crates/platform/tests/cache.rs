@@ -105,6 +105,23 @@ async fn concurrent_hits_are_all_counted(backend: TestBackend) {
     );
 }
 
+async fn a_hit_taken_back_leaves_the_count_and_never_goes_below_zero(backend: TestBackend) {
+    let Some((_store, cache)) = cache_for(backend).await else {
+        return;
+    };
+    let window = Duration::from_secs(30);
+    cache.hits("u", 2, window).await.expect("hits");
+    cache.unhit("u").await.expect("unhit");
+    assert_eq!(cache.count("u").await.expect("count").count, 1);
+    cache.unhit("u").await.expect("unhit");
+    cache.unhit("u").await.expect("unhit at zero");
+    assert_eq!(cache.count("u").await.expect("count").count, 0);
+    assert_eq!(cache.hit("u", window).await.expect("hit").count, 1);
+
+    cache.unhit("never-hit").await.expect("unhit of nothing");
+    assert_eq!(cache.count("never-hit").await.expect("count").count, 0);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -121,4 +138,5 @@ on_both_backends!(
     counters_count_within_their_window_then_start_again,
     prefixes_keep_tenants_apart,
     concurrent_hits_are_all_counted,
+    a_hit_taken_back_leaves_the_count_and_never_goes_below_zero,
 );

@@ -17,11 +17,12 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     AuthSettings,
+    device::DeviceTokens,
     domain::{Email, Password, PresentedPassword, Role},
     hashing::Hasher,
     keys::Keyring,
     store::{NewRefresh, RefreshOutcome, Store, StoreError, now_micros},
-    throttle::{LoginThrottle, RegistrationBudget},
+    throttle::{Attempt, Limits, LoginThrottle, RegistrationBudget},
 };
 
 /// The auth service's handlers and what they share.
@@ -33,6 +34,8 @@ pub struct AuthApi {
     keys: Arc<Keyring>,
     throttle: LoginThrottle,
     registrations: RegistrationBudget,
+    /// Signs the device tokens Login hands out and checks the ones presented.
+    devices: DeviceTokens,
     /// The outbox relay: it runs as long as the service does.
     _relay: Arc<Background>,
 }
@@ -125,6 +128,7 @@ impl AuthApi {
         store: Store,
         cache: Cache,
         keys: Arc<Keyring>,
+        devices: DeviceTokens,
         relay: Background,
     ) -> anyhow::Result<Self> {
         let registrations = RegistrationBudget::new(
@@ -134,9 +138,13 @@ impl AuthApi {
         );
         let throttle = LoginThrottle::new(
             cache,
-            settings.max_failed_logins_per_account,
-            settings.max_failed_logins_per_address,
-            settings.login_window,
+            Limits {
+                per_device: settings.max_failed_logins_per_device,
+                per_account: settings.max_failed_logins_per_account,
+                per_address: settings.max_failed_logins_per_address,
+                total: settings.max_failed_logins_total,
+                window: settings.login_window,
+            },
         );
         Ok(Self {
             hasher: Hasher::new(settings.max_concurrent_hashes)?,
@@ -145,6 +153,7 @@ impl AuthApi {
             keys,
             throttle,
             registrations,
+            devices,
             _relay: Arc::new(relay),
         })
     }
@@ -242,10 +251,13 @@ impl AuthService for AuthApi {
         let tokens = self
             .tokens(&user_id, &session_id, &[], refresh, &record)
             .await?;
-        Ok(Response::new(pb::RegisterResponse {
-            user_id,
+        // The device that registered is the account's first known device.
+        let mut response = Response::new(pb::RegisterResponse {
+            user_id: user_id.clone(),
             tokens: Some(tokens),
-        }))
+        });
+        self.devices.attach(response.metadata_mut(), &user_id);
+        Ok(response)
     }
 
     async fn login(
@@ -253,6 +265,7 @@ impl AuthService for AuthApi {
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let address = client_address(&request, &self.settings.trusted_proxies);
+        let presented = self.devices.presented(&request);
         let request = request.into_inner();
         let mut violations = FieldViolations::default();
         // Bounded before anything else: no lookup, no throttle count, no hash of megabytes.
@@ -262,13 +275,22 @@ impl AuthService for AuthApi {
         let (Some(email), Some(password)) = (email, password) else {
             return Err(ApiError::internal(anyhow::anyhow!("parsed fields missing")).into());
         };
-        self.throttle.check(&email, address.as_deref()).await?;
-
         let account = self
             .store
             .account_by_email(&email)
             .await
             .map_err(ApiError::from)?;
+        // A device token counts only for the account it was issued to.
+        let known = presented.filter(|d| account.as_ref().is_some_and(|a| a.id == d.user_id));
+        let attempt = match &known {
+            Some(device) => Attempt::KnownDevice(&device.nonce),
+            None => Attempt::Unknown {
+                email: &email,
+                address: address.as_deref(),
+            },
+        };
+        // Counted as a failure until the password matches.
+        let reservation = self.throttle.admit(attempt).await?;
         let matches = self
             .hasher
             .verify(
@@ -278,11 +300,10 @@ impl AuthService for AuthApi {
             .await
             .map_err(ApiError::from)?;
         let Some(account) = account.filter(|_| matches) else {
-            self.throttle.failed(&email, address.as_deref()).await;
             // The same answer whether the email exists or not.
             return Err(ApiError::Unauthenticated("wrong email or password".into()).into());
         };
-        self.throttle.succeeded(&email).await;
+        self.throttle.succeeded(reservation).await;
         let session_id = uuid::Uuid::now_v7().to_string();
         let (refresh, record) = self.new_refresh();
         self.store
@@ -292,10 +313,12 @@ impl AuthService for AuthApi {
         let tokens = self
             .tokens(&account.id, &session_id, &account.roles, refresh, &record)
             .await?;
-        Ok(Response::new(pb::LoginResponse {
-            user_id: account.id,
+        let mut response = Response::new(pb::LoginResponse {
+            user_id: account.id.clone(),
             tokens: Some(tokens),
-        }))
+        });
+        self.devices.attach(response.metadata_mut(), &account.id);
+        Ok(response)
     }
 
     async fn refresh(

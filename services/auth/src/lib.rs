@@ -8,8 +8,10 @@
 //! - [`hashing`]: argon2id with a cap on hashes in flight.
 //! - [`keys`]: signing keys, rotation, the JWKS and token signing.
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
-//! - [`throttle`]: login throttling per account and per client address, and the registration
-//!   budget per client address.
+//! - [`device`]: device tokens, which let a device that signed in before keep its own budget of
+//!   failed logins.
+//! - [`throttle`]: login throttling per known device, and for unknown devices per account, per
+//!   client address and in total; the registration budget per client address.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -27,6 +29,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 pub mod api;
+pub mod device;
 pub mod domain;
 pub mod hashing;
 pub mod keys;
@@ -57,10 +60,19 @@ pub struct AuthSettings {
     pub service_clients: BTreeMap<String, SecretString>,
     /// Password hashes computed at once (19 MiB each).
     pub max_concurrent_hashes: usize,
-    /// Failed logins allowed per account within `login_window`.
+    /// Failed logins allowed per known device (one holding a device token for the account)
+    /// within `login_window`. Only that device's own failures count against it.
+    pub max_failed_logins_per_device: u64,
+    /// Failed logins from unknown devices allowed per account (by email, whether or not it
+    /// exists) within `login_window`. Once spent, the account signs in only from known devices
+    /// until the window ends.
     pub max_failed_logins_per_account: u64,
-    /// Failed logins allowed per client address within `login_window`.
+    /// Failed logins from unknown devices allowed per client address within `login_window`:
+    /// slows one address guessing across many accounts.
     pub max_failed_logins_per_address: u64,
+    /// Failed logins from all unknown devices together within `login_window`: bounds guessing
+    /// from many addresses at once. Once spent, only known devices sign in until the window ends.
+    pub max_failed_logins_total: u64,
     /// The throttling window.
     #[serde(with = "humantime_serde")]
     pub login_window: Duration,
@@ -71,6 +83,13 @@ pub struct AuthSettings {
     /// The window of the registration budget.
     #[serde(with = "humantime_serde")]
     pub registration_window: Duration,
+    /// The HMAC-SHA256 key of device tokens (at least 32 characters); generated and stored in
+    /// the database when absent, so replicas share it. Changing it turns every device unknown.
+    pub device_secret: Option<SecretString>,
+    /// How long a device token is accepted after the sign-in that issued it (each sign-in issues
+    /// a fresh one); the edge gives its cookie the same lifetime.
+    #[serde(with = "humantime_serde")]
+    pub device_lifetime: Duration,
     /// An administrator account ensured at start-up.
     pub admin_email: Option<String>,
     /// Its password.
@@ -95,11 +114,15 @@ impl Default for AuthSettings {
             signing_key_pem: None,
             service_clients: BTreeMap::new(),
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
+            max_failed_logins_per_device: 5,
             max_failed_logins_per_account: 5,
             max_failed_logins_per_address: 50,
+            max_failed_logins_total: 1000,
             login_window: Duration::from_secs(15 * 60),
             max_registrations_per_address: 20,
             registration_window: Duration::from_secs(3600),
+            device_secret: None,
+            device_lifetime: Duration::from_secs(90 * 24 * 3600),
             admin_email: None,
             admin_password: None,
             cache_prefix: "agora:auth:".into(),
@@ -171,13 +194,9 @@ pub async fn serve(
             Arc::downgrade(&keyring),
             settings.key_rotation,
         ));
-        let api = api::AuthApi::new(
-            settings,
-            store::Store::new(db, token_lifetime + tokens_leeway),
-            cache,
-            keyring,
-            relay,
-        )?;
+        let store = store::Store::new(db, token_lifetime + tokens_leeway);
+        let devices = device::DeviceTokens::from_settings(&settings, &store).await?;
+        let api = api::AuthApi::new(settings, store, cache, keyring, devices, relay)?;
         api.ensure_admin()
             .await
             .context("creating the configured administrator")?;

@@ -403,6 +403,34 @@ impl Store {
         tx.commit().await?;
         Ok(id)
     }
+
+    /// The secret stored under `name`, storing `candidate` first when there is none. Replicas
+    /// starting together each offer their own candidate; the first written wins for all.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn secret_or_insert(
+        &self,
+        name: &str,
+        candidate: &str,
+    ) -> Result<String, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.try_get("value")?)
+    }
 }
 
 async fn insert_session(

@@ -1,10 +1,24 @@
-//! Budgets of the sign-in methods, counted in the cache (shared through Redis across replicas):
+//! Login throttling after OWASP's device cookies: slow guessing down without letting anyone lock
+//! an owner out of the devices they already use.
 //!
-//! - [`LoginThrottle`]: failed logins per account and per client address; past the limit, logins
-//!   are refused with a retry delay before any password is checked. A success clears the
-//!   account's count.
-//! - [`RegistrationBudget`]: registrations per client address, so one address cannot mint
-//!   accounts (each with budgets of its own elsewhere) faster than people sign up.
+//! - A **known device** (a valid [`crate::device`] token for the account being signed in to) has
+//!   its own budget of failures, counted under its nonce. Nobody else's failures touch it, so an
+//!   attack on the account never locks out the owner's known devices.
+//! - Every other attempt is an **unknown device**. Its failures count against the account (keyed
+//!   by the normalised email, whether or not an account exists, so refusals reveal nothing), the
+//!   client's address, and all unknown devices together; the attempt is refused when any of the
+//!   three is spent. The price: while an account is under attack its owner can sign in only from
+//!   a known device.
+//!
+//! Counters live in the cache (shared through Redis across replicas) in fixed windows. An attempt
+//! takes its hits *before* the password is checked, so a burst of concurrent guesses cannot all
+//! pass a check made before any of them is counted: at most the limit of them get through. A
+//! refused attempt and a successful one take their hits back; a failed one leaves them. So a
+//! success never resets what others' failures counted (an owner's success must not refresh an
+//! attacker's budget), except that a known device's success clears its own count.
+//!
+//! [`RegistrationBudget`] counts registrations per client address, so one address cannot mint
+//! accounts (each with budgets of its own elsewhere) faster than people sign up.
 
 use std::time::Duration;
 
@@ -12,75 +26,136 @@ use agora_platform::{cache::Cache, error::ApiError};
 
 use crate::domain::Email;
 
+/// How many failures each counter allows per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Failures per known device.
+    pub per_device: u64,
+    /// Unknown devices' failures per account.
+    pub per_account: u64,
+    /// Unknown devices' failures per client address.
+    pub per_address: u64,
+    /// All unknown devices' failures together.
+    pub total: u64,
+    /// The fixed window every counter counts in.
+    pub window: Duration,
+}
+
+/// Who is signing in, as far as throttling goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt<'a> {
+    /// A device with a valid token for this very account; its nonce.
+    KnownDevice(&'a str),
+    /// Anyone else: the email asked for and the client's address.
+    Unknown {
+        /// The normalised email, whether or not an account has it.
+        email: &'a Email,
+        /// The client's address, when known.
+        address: Option<&'a str>,
+    },
+}
+
+/// The hits an admitted attempt holds until its outcome is known. Dropping it (a wrong password,
+/// or a failure on the way) leaves them counted.
+#[derive(Debug)]
+#[must_use = "a successful sign-in hands its reservation back to `LoginThrottle::succeeded`"]
+pub struct Reservation {
+    keys: Vec<String>,
+    known_device: bool,
+}
+
 /// Counts failed logins.
 #[derive(Debug, Clone)]
 pub struct LoginThrottle {
     cache: Cache,
-    per_account: u64,
-    per_address: u64,
-    window: Duration,
+    limits: Limits,
 }
 
+const TOTAL_KEY: &str = "login-failures:unknown-devices";
+
 impl LoginThrottle {
-    /// Allows `per_account` and `per_address` failures per `window`.
-    pub fn new(cache: Cache, per_account: u64, per_address: u64, window: Duration) -> Self {
-        Self {
-            cache,
-            per_account,
-            per_address,
-            window,
+    /// A throttle with `limits`, counting in `cache`.
+    pub fn new(cache: Cache, limits: Limits) -> Self {
+        Self { cache, limits }
+    }
+
+    /// The counters of `attempt`, narrowest first, with their limits.
+    fn counters(&self, attempt: Attempt<'_>) -> Vec<(String, u64)> {
+        match attempt {
+            Attempt::KnownDevice(nonce) => vec![(
+                format!("login-failures:device:{nonce}"),
+                self.limits.per_device,
+            )],
+            Attempt::Unknown { email, address } => {
+                let mut counters = vec![(
+                    format!("login-failures:account:{email}"),
+                    self.limits.per_account,
+                )];
+                counters.extend(address.map(|a| {
+                    (
+                        format!("login-failures:address:{a}"),
+                        self.limits.per_address,
+                    )
+                }));
+                counters.push((TOTAL_KEY.to_owned(), self.limits.total));
+                counters
+            }
         }
     }
 
-    fn keys(email: &Email, address: Option<&str>) -> (String, Option<String>) {
-        (
-            format!("login-failures:account:{email}"),
-            address.map(|a| format!("login-failures:address:{a}")),
-        )
-    }
-
-    /// Refuses the attempt when either count is at its limit.
+    /// Counts `attempt` as a failure in advance, or refuses it when one of its counters is
+    /// spent (and then counts nothing).
     ///
     /// # Errors
-    /// RESOURCE_EXHAUSTED with the time until the window ends.
-    pub async fn check(&self, email: &Email, address: Option<&str>) -> Result<(), ApiError> {
-        let (account, address) = Self::keys(email, address);
-        let mut checks = vec![(account, self.per_account)];
-        checks.extend(address.map(|key| (key, self.per_address)));
-        for (key, limit) in checks {
+    /// RESOURCE_EXHAUSTED with the time until the spent counter's window ends.
+    pub async fn admit(&self, attempt: Attempt<'_>) -> Result<Reservation, ApiError> {
+        let mut reservation = Reservation {
+            keys: Vec::new(),
+            known_device: matches!(attempt, Attempt::KnownDevice(_)),
+        };
+        for (key, limit) in self.counters(attempt) {
             // The cache is not the source of truth: if it is down, logins go on unthrottled.
-            match self.cache.count(&key).await {
-                Ok(hit) if hit.count >= limit => {
-                    return Err(ApiError::ResourceExhausted {
-                        reason: "LOGIN_THROTTLED",
-                        message: "too many failed sign-in attempts; try again later".into(),
-                        retry_after: hit.reset_after.max(Duration::from_secs(1)),
-                    });
-                }
-                Ok(_) => {}
+            let hit = match self.cache.hit(&key, self.limits.window).await {
+                Ok(hit) => hit,
                 Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), "login throttle unavailable")
+                    tracing::warn!(error = format!("{error:#}"), "login throttle unavailable");
+                    continue;
                 }
+            };
+            reservation.keys.push(key);
+            if hit.count > limit {
+                // A refused attempt costs nothing: it must not spend the wider budgets (one
+                // address hammering a locked account would otherwise use up everyone's total).
+                self.take_back(&reservation.keys).await;
+                return Err(ApiError::ResourceExhausted {
+                    reason: "LOGIN_THROTTLED",
+                    message: "too many failed sign-in attempts; try again later".into(),
+                    retry_after: hit.reset_after.max(Duration::from_secs(1)),
+                });
             }
         }
-        Ok(())
+        Ok(reservation)
     }
 
-    /// Counts a failed attempt.
-    pub async fn failed(&self, email: &Email, address: Option<&str>) {
-        let (account, address) = Self::keys(email, address);
-        for key in std::iter::once(account).chain(address) {
-            if let Err(error) = self.cache.hit(&key, self.window).await {
+    /// A successful sign-in: its hits are taken back (it was no failure), and a known device's
+    /// count is cleared. Others' failures stay counted.
+    pub async fn succeeded(&self, reservation: Reservation) {
+        if reservation.known_device {
+            for key in &reservation.keys {
+                if let Err(error) = self.cache.delete(key).await {
+                    tracing::warn!(error = format!("{error:#}"), "login throttle unavailable");
+                }
+            }
+        } else {
+            self.take_back(&reservation.keys).await;
+        }
+    }
+
+    async fn take_back(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(error) = self.cache.unhit(key).await {
                 tracing::warn!(error = format!("{error:#}"), "login throttle unavailable");
             }
-        }
-    }
-
-    /// Clears the account's count after a successful login.
-    pub async fn succeeded(&self, email: &Email) {
-        let (account, _) = Self::keys(email, None);
-        if let Err(error) = self.cache.delete(&account).await {
-            tracing::warn!(error = format!("{error:#}"), "login throttle unavailable");
         }
     }
 }
@@ -136,6 +211,193 @@ impl RegistrationBudget {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        per_device: 3,
+        per_account: 5,
+        per_address: 8,
+        total: 12,
+        window: Duration::from_secs(900),
+    };
+
+    fn throttle() -> LoginThrottle {
+        LoginThrottle::new(Cache::memory("test:"), LIMITS)
+    }
+
+    fn email(name: &str) -> Email {
+        Email::parse(&format!("{name}@example.com")).expect("a valid email")
+    }
+
+    fn unknown<'a>(email: &'a Email, address: &'a str) -> Attempt<'a> {
+        Attempt::Unknown {
+            email,
+            address: Some(address),
+        }
+    }
+
+    /// Fails `attempt` until it is refused; how many got through to the password check.
+    async fn fail_until_refused(throttle: &LoginThrottle, attempt: Attempt<'_>) -> u64 {
+        let mut admitted = 0;
+        while throttle.admit(attempt).await.is_ok() {
+            admitted += 1;
+            assert!(admitted <= 100, "never refused");
+        }
+        admitted
+    }
+
+    #[tokio::test]
+    async fn an_account_allows_its_unknown_device_failures_from_all_addresses_together() {
+        let throttle = throttle();
+        let victim = email("victim");
+        for i in 0..LIMITS.per_account {
+            let address = format!("198.51.100.{i}");
+            let _failed = throttle
+                .admit(unknown(&victim, &address))
+                .await
+                .expect("within the budget");
+        }
+        let refused = throttle
+            .admit(unknown(&victim, "203.0.113.1"))
+            .await
+            .expect_err("the account's budget is spent");
+        let ApiError::ResourceExhausted { retry_after, .. } = refused else {
+            panic!("refused with a retry delay: {refused:?}");
+        };
+        assert!(retry_after > Duration::ZERO && retry_after <= LIMITS.window);
+        // Another account is not affected.
+        let _other = throttle
+            .admit(unknown(&email("bystander"), "203.0.113.1"))
+            .await
+            .expect("another account");
+    }
+
+    #[tokio::test]
+    async fn a_known_device_is_not_locked_by_the_accounts_failures_only_by_its_own() {
+        let throttle = throttle();
+        let victim = email("victim");
+        fail_until_refused(&throttle, unknown(&victim, "198.51.100.1")).await;
+        let reservation = throttle
+            .admit(Attempt::KnownDevice("owner-nonce"))
+            .await
+            .expect("the owner's device is its own budget");
+        throttle.succeeded(reservation).await;
+
+        let admitted = fail_until_refused(&throttle, Attempt::KnownDevice("stolen-nonce")).await;
+        assert_eq!(admitted, LIMITS.per_device);
+        let _owner = throttle
+            .admit(Attempt::KnownDevice("owner-nonce"))
+            .await
+            .expect("one device's failures do not lock another");
+    }
+
+    #[tokio::test]
+    async fn a_success_takes_back_only_its_own_hit_and_clears_a_known_devices_count() {
+        let throttle = throttle();
+        let victim = email("victim");
+        for _ in 0..LIMITS.per_account - 1 {
+            let _failed = throttle.admit(unknown(&victim, "198.51.100.1")).await;
+        }
+        // The owner signs in from a new device: no failure, but the attacker's stay.
+        let owner = throttle
+            .admit(unknown(&victim, "192.0.2.1"))
+            .await
+            .expect("one left");
+        throttle.succeeded(owner).await;
+        assert_eq!(
+            fail_until_refused(&throttle, unknown(&victim, "198.51.100.2")).await,
+            1,
+            "the success did not refresh the budget, nor spend it"
+        );
+
+        for _ in 0..LIMITS.per_device - 1 {
+            let _typo = throttle.admit(Attempt::KnownDevice("owner")).await;
+        }
+        let signed_in = throttle
+            .admit(Attempt::KnownDevice("owner"))
+            .await
+            .expect("one left");
+        throttle.succeeded(signed_in).await;
+        assert_eq!(
+            fail_until_refused(&throttle, Attempt::KnownDevice("owner")).await,
+            LIMITS.per_device,
+            "the device's own count starts again"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_and_all_unknown_devices_together_have_budgets_across_accounts() {
+        let throttle = throttle();
+        for i in 0..LIMITS.per_address {
+            let _failed = throttle
+                .admit(unknown(&email(&format!("spray{i}")), "198.51.100.1"))
+                .await
+                .expect("within the address's budget");
+        }
+        throttle
+            .admit(unknown(&email("next"), "198.51.100.1"))
+            .await
+            .expect_err("the address's budget is spent");
+
+        let left = LIMITS.total - LIMITS.per_address;
+        for i in 0..left {
+            let _failed = throttle
+                .admit(unknown(
+                    &email(&format!("far{i}")),
+                    &format!("203.0.113.{i}"),
+                ))
+                .await
+                .expect("within the total");
+        }
+        throttle
+            .admit(unknown(&email("fresh"), "192.0.2.200"))
+            .await
+            .expect_err("the total is spent");
+        let _known = throttle
+            .admit(Attempt::KnownDevice("owner"))
+            .await
+            .expect("known devices are outside the total");
+    }
+
+    #[tokio::test]
+    async fn refused_attempts_spend_no_wider_budget() {
+        let throttle = throttle();
+        let victim = email("victim");
+        fail_until_refused(&throttle, unknown(&victim, "198.51.100.1")).await;
+        for _ in 0..50 {
+            let _refused = throttle.admit(unknown(&victim, "198.51.100.1")).await;
+        }
+        // The address spent only the account's 5 on this account, so 3 more are left for it.
+        let spent = LIMITS.per_account;
+        for i in 0..LIMITS.per_address - spent {
+            let _failed = throttle
+                .admit(unknown(&email(&format!("other{i}")), "198.51.100.1"))
+                .await
+                .expect("the address still has budget");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_guesses_get_no_more_than_the_limit_through() {
+        let throttle = throttle();
+        let victim = email("victim");
+        let guesses = (0..40).map(|i| {
+            let (throttle, victim) = (throttle.clone(), victim.clone());
+            tokio::spawn(async move {
+                let address = format!("198.51.100.{i}");
+                throttle.admit(unknown(&victim, &address)).await.is_ok()
+            })
+        });
+        let mut admitted = 0;
+        for guess in guesses.collect::<Vec<_>>() {
+            admitted += u64::from(guess.await.expect("joined"));
+        }
+        assert_eq!(admitted, LIMITS.per_account);
+    }
+}
+
+#[cfg(test)]
+mod registration_tests {
     use super::*;
 
     #[tokio::test]

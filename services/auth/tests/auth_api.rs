@@ -160,7 +160,7 @@ async fn repeated_failed_logins_are_throttled_with_a_retry_delay(backend: TestBa
     let throttled = auth
         .login(&address, "correct horse 7")
         .await
-        .expect_err("throttled even with the right password");
+        .expect_err("an unknown device is throttled even with the right password");
     assert_eq!(throttled.code(), Code::ResourceExhausted);
     let details = throttled.get_error_details();
     let delay = details

@@ -86,23 +86,30 @@ impl TestAuth {
         auth
     }
 
-    pub async fn wait_until_serving(&self) {
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let mut health = HealthClient::new(self.channel.clone());
-        for _ in 0..200 {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: "agora.auth.v1.AuthService".into(),
-                })
-                .await
-                .map(|r| r.into_inner().status)
-                .ok();
-            if status == Some(tonic_health::ServingStatus::Serving as i32) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Another server on this one's database and cache (a second replica), with `tweak`.
+    pub async fn replica(&self, tweak: &[(&str, serde_json::Value)]) -> Replica {
+        let config = config(&self.store, tweak);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            agora_auth::serve(&config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid URL")
+            .connect_lazy();
+        Replica {
+            channel,
+            _stop: stop,
+            task,
         }
-        panic!("auth did not become SERVING within 10 s");
+    }
+
+    pub async fn wait_until_serving(&self) {
+        wait_until_serving(&self.channel).await;
     }
 
     pub fn client(&self) -> AuthServiceClient<Channel> {
@@ -146,6 +153,18 @@ impl TestAuth {
             })
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// A Login as a client at `address` (auth believes the loopback peer's `x-forwarded-for`)
+    /// presenting the device token `device`; the answer and the device token it hands out.
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        address: &str,
+        device: Option<&str>,
+    ) -> Result<(pb::LoginResponse, String), tonic::Status> {
+        login_on(&self.channel, email, password, address, device).await
     }
 
     /// The live sessions of the account behind `access_token`.
@@ -203,6 +222,63 @@ impl Drop for TestAuth {
             task.abort();
         }
     }
+}
+
+/// A second auth server sharing a [`TestAuth`]'s stores; it stops when dropped.
+pub struct Replica {
+    pub channel: Channel,
+    _stop: oneshot::Sender<()>,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// [`TestAuth::login_from`] on any auth server.
+pub async fn login_on(
+    channel: &Channel,
+    email: &str,
+    password: &str,
+    address: &str,
+    device: Option<&str>,
+) -> Result<(pb::LoginResponse, String), tonic::Status> {
+    let mut request = tonic::Request::new(pb::LoginRequest {
+        email: email.into(),
+        password: password.into(),
+    });
+    let metadata = request.metadata_mut();
+    metadata.insert("x-forwarded-for", address.parse().expect("an address"));
+    if let Some(device) = device {
+        metadata.insert("agora-device", device.parse().expect("a token is ASCII"));
+    }
+    let response = AuthServiceClient::new(channel.clone())
+        .login(request)
+        .await?;
+    let device = response
+        .metadata()
+        .get("agora-device")
+        .expect("a successful login hands out a device token")
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    Ok((response.into_inner(), device))
+}
+
+/// Waits until the auth server behind `channel` says SERVING.
+pub async fn wait_until_serving(channel: &Channel) {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut health = HealthClient::new(channel.clone());
+    for _ in 0..200 {
+        let status = health
+            .check(HealthCheckRequest {
+                service: "agora.auth.v1.AuthService".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+            .ok();
+        if status == Some(tonic_health::ServingStatus::Serving as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("auth did not become SERVING within 10 s");
 }
 
 pub use agora_platform::testing::authed;
