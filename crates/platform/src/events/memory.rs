@@ -209,10 +209,13 @@ impl Streams {
                 let Some(stream) = state.get(stream) else {
                     return Vec::new();
                 };
-                stream
+                // Ids only grow along a stream: the first entry after `after` is found by
+                // bisection, not by a scan of everything the process has published.
+                let first = stream
                     .entries
+                    .partition_point(|(id, _)| parse_id(id) <= after);
+                stream.entries[first..]
                     .iter()
-                    .filter(|(id, _)| parse_id(id) > after)
                     .take(count)
                     .map(|(id, fields)| Entry {
                         id: id.clone(),
