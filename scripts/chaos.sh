@@ -125,13 +125,14 @@ port_of() {
   esac
 }
 
-# Waits (at most 60 s) until `name` answers SERVING (the gateway: /readyz).
+# Waits (at most 60 s) until `name` answers SERVING (the gateway: /readyz/upstreams, every
+# upstream SERVING as the edge sees it).
 wait_serving() {
   local name="$1" port
   port="$(port_of "$name")"
   for _ in $(seq 1 300); do
     if [[ $name == gateway ]]; then
-      curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+      curl -fsS "http://127.0.0.1:$port/readyz/upstreams" >/dev/null 2>&1 && return 0
     else
       "$agora" health "127.0.0.1:$port" --timeout 1s >/dev/null 2>&1 && return 0
     fi

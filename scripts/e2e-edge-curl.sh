@@ -3,8 +3,8 @@
 # in, read the new profile, place an order, watch it (newline-delimited JSON and Server-Sent
 # Events) and cancel it; then what the edge owns: errors as google.rpc.Status with the request id,
 # 401 with WWW-Authenticate, 403, 404, 405 with Allow, 400 before the upstream, 413, CORS
-# preflight, the sign-in rate limit (429 with Retry-After and RateLimit-*), /healthz, /readyz,
-# /openapi.json and /docs.
+# preflight, the sign-in rate limit (429 with Retry-After and RateLimit-*), /healthz, /readyz
+# (plain, verbose and /readyz/upstreams), /openapi.json and /docs.
 #
 #   scripts/e2e-edge-curl.sh [embedded|distributed|both]   (default both)
 #
@@ -156,8 +156,12 @@ EOF
     [[ -z "$(header access-control-allow-origin)" ]] || fail "another origin is not allowed" "$(cat "$work/headers")"
     ok "CORS preflight from another origin gets no permission"
     expect "/healthz" 'r["status"] == "SERVING"' "$(call GET /healthz)"
-    body="$(call GET /readyz)"
-    expect "/readyz lists every upstream SERVING" 'all(v == "SERVING" for v in r["upstreams"].values()) and len(r["upstreams"]) >= 5' "$body"
+    expect "/readyz: the edge itself is ready" 'r["status"] == "SERVING"' "$(call GET /readyz)"
+    body="$(call GET '/readyz?verbose')"
+    expect "/readyz?verbose lists every upstream SERVING with its last check" 'all(u["status"] == "SERVING" and u["lastCheck"] for u in r["upstreams"].values()) and len(r["upstreams"]) >= 5' "$body"
+    body="$(call GET /readyz/upstreams)"
+    [[ "$(status)" == 200 ]] || fail "/readyz/upstreams is 200 with the whole mesh up" "$(status)" "$body"
+    ok "/readyz/upstreams is 200 with the whole mesh up"
     body="$(call GET /openapi.json)"
     expect "/openapi.json is OpenAPI 3.1 with the order routes" 'r["openapi"].startswith("3.1") and "/v1/orders/{order_id}:cancel" in r["paths"]' "$body"
     call GET /docs >/dev/null

@@ -51,11 +51,12 @@ export AGORA_LOG__FILTER="${AGORA_LOG__FILTER:-warn}"
 gw="http://127.0.0.1:$AGORA_GATEWAY__PORT"
 grpc_product="127.0.0.1:$AGORA_SERVICES__PRODUCT__PORT"
 
-# Waits until the gateway's /readyz says every upstream is SERVING.
+# Waits until the gateway's /readyz/upstreams says every upstream is SERVING (its /readyz says
+# only that the edge itself is up).
 wait_ready() {
   local _
   for _ in $(seq 1 600); do
-    curl -fsS "$gw/readyz" >/dev/null 2>&1 && return 0
+    curl -fsS "$gw/readyz/upstreams" >/dev/null 2>&1 && return 0
     local pid
     for pid in "${mesh_pids[@]}"; do
       kill -0 "$pid" 2>/dev/null || { echo "edge: a mesh process exited early" >&2; tail -n 40 "$work"/*.log >&2; return 1; }

@@ -87,6 +87,12 @@ pub(crate) fn bind(routes: &Routes, request: &mut Request) {
     }
 }
 
+/// The edge's refusal to call a request's upstream, which it knows it cannot reach
+/// ([`crate::health::Health::refusal`]): answered instead of the call, once the request message
+/// is built, so bad input is still a 400.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamDown(pub(crate) tonic::Status);
+
 /// The trace context of the edge's span for a request (`traceparent`, `tracestate`), worked out
 /// once and sent both upstream and back to the client.
 #[derive(Debug, Clone)]
@@ -177,6 +183,9 @@ async fn answer(gateway: &Gateway, mut request: Request, id: &str) -> Response {
         Ok(message) => message,
         Err(status) => return error_response(&status, id),
     };
+    if let Some(UpstreamDown(status)) = parts.extensions.get() {
+        return error_response(status, id);
+    }
     let client_timeout = parts
         .headers
         .get(agora_platform::context::GRPC_TIMEOUT)

@@ -9,7 +9,11 @@
 //!    and rate limits;
 //! 5. for REST, its route found once, and its body read within the limit (413);
 //! 6. the method's access rule, then the client's rate limit;
-//! 7. the call: gRPC and gRPC-Web passed through, REST transcoded.
+//! 7. the upstream's health: a call to an upstream that did not answer its last check is
+//!    refused at once (UNAVAILABLE, 503 with `Retry-After` on REST, once the request message
+//!    is built so bad input is still a 400) instead of waiting on a connection that will fail
+//!    ([`crate::health::Health::refusal`]);
+//! 8. the call: gRPC and gRPC-Web passed through, REST transcoded.
 //!
 //! CORS wraps all of it (a tower layer), so refusals are labelled for browsers too.
 //!
@@ -35,7 +39,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use crate::app::{self, EdgeTrace, Gateway};
 use crate::auth::{self, EdgeAuth};
 use crate::client_address::{self, TrustedProxies};
-use crate::grpc_proxy::GrpcProxy;
+use crate::grpc_proxy::{self, GrpcProxy};
+use crate::health::Health;
 use crate::limits::{self, LimitSettings};
 use crate::ratelimit::RateLimiter;
 
@@ -49,6 +54,8 @@ pub(crate) struct Steps {
     pub(crate) limiter: RateLimiter,
     pub(crate) proxy: GrpcProxy,
     pub(crate) gateway: Arc<Gateway>,
+    /// Each upstream's last health check, to refuse calls to one that cannot be reached.
+    pub(crate) health: Health,
 }
 
 /// The edge as one service (CORS goes around it). Cheap to clone.
@@ -137,7 +144,7 @@ impl Steps {
         }
     }
 
-    /// Steps 6 and 7: access, rate limit, and the call itself.
+    /// Steps 6 to 8: access, rate limit, the upstream's health, and the call itself.
     async fn call(&self, mut request: Request) -> Response {
         if let Err(refusal) = self.auth.check(&mut request).await {
             return refusal;
@@ -148,16 +155,50 @@ impl Steps {
             Ok(verdict) => verdict,
             Err(refusal) => return refusal,
         };
-        let request = Request::from_parts(head.into_parts().0, body);
-        let mut response = if auth::is_grpc(&request) {
-            self.proxy.handle(request).await
-        } else {
-            app::transcode_request(&self.gateway, request).await
+        let mut request = Request::from_parts(head.into_parts().0, body);
+        let grpc = auth::is_grpc(&request);
+        let refusal = self.upstream_refusal(&request);
+        let mut response = match refusal {
+            Some(refusal) if grpc => auth::refuse(&request, &refusal),
+            None if grpc => self.proxy.handle(request).await,
+            _ => {
+                // Bad input is a 400 whatever the upstream's state: the refusal waits until the
+                // request message is built.
+                if let Some(refusal) = refusal {
+                    request.extensions_mut().insert(app::UpstreamDown(refusal));
+                }
+                app::transcode_request(&self.gateway, request).await
+            }
         };
+        // Every REST 503 says when to come back, not only the edge's own refusals: an upstream
+        // that has just gone away fails calls (fast, connection refused) until its next check.
+        if !grpc
+            && response.status() == http::StatusCode::SERVICE_UNAVAILABLE
+            && !response.headers().contains_key(http::header::RETRY_AFTER)
+        {
+            let seconds = crate::status::retry_after_seconds(self.health.retry_after());
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if let Some(verdict) = verdict {
             verdict.write_headers(response.headers_mut());
         }
         response
+    }
+
+    /// Step 7: why `request` is not sent upstream, when its upstream is known to be unreachable.
+    /// A REST request names its service by its route (none: it is answered 404 or 405 later), a
+    /// gRPC call by its path.
+    fn upstream_refusal(&self, request: &Request) -> Option<tonic::Status> {
+        if auth::is_grpc(request) {
+            grpc_proxy::service_of(request.uri().path())
+                .and_then(|service| self.health.refusal(service))
+        } else {
+            let binding = request.extensions().get::<crate::rules::Binding>()?;
+            self.health
+                .refusal(binding.method.parent_service().full_name())
+        }
     }
 }
 

@@ -129,7 +129,7 @@ impl GrpcProxy {
 }
 
 /// The service of a gRPC path `/<package.Service>/<Method>`.
-fn service_of(path: &str) -> Option<&str> {
+pub(crate) fn service_of(path: &str) -> Option<&str> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     (!service.is_empty() && !method.is_empty() && !method.contains('/')).then_some(service)
 }

@@ -1,153 +1,202 @@
-//! The edge's probes: `/healthz` says the process is alive and answering; `/readyz` says it can do
-//! its job, which for a gateway means every upstream's `grpc.health.v1.Health` says SERVING.
+//! The edge's probes, and what it knows of its upstreams.
 //!
-//! Kubernetes restarts a pod whose liveness fails, and stops sending traffic to one whose
-//! readiness fails; a gateway whose upstream is down must not be restarted (that cures nothing),
-//! so only `/readyz` looks upstream. The upstreams are asked at once, each with a short timeout,
-//! so one hung service cannot make the probe itself time out.
+//! - `/healthz`: the process is alive and answering. Kubernetes restarts a pod whose liveness
+//!   fails, so it never looks upstream: a restart cures no upstream.
+//! - `/readyz`: the edge itself can take traffic: it is answering, its route table and its
+//!   upstreams' descriptors are built (it does not serve before), and it is not draining. It
+//!   does not look upstream either: one service down makes only its own routes fail, fast (see
+//!   [`Health::refusal`]), while taking every gateway pod out of the load balancer for it would
+//!   turn one outage into a total one. Redis is no reason (rate limits fail open), nor is auth
+//!   (public routes need no token; signed-in ones fail as auth's routes do).
+//! - `/readyz?verbose`: the same answer, with each upstream's state for people.
+//! - `/readyz/upstreams`: the same report, 200 only when every upstream says SERVING: for
+//!   scripts and tests that wait for a whole mesh.
+//!
+//! The probes answer from memory: each upstream is checked in the background (`watch`), so no
+//! probe waits on an upstream, and a hung upstream cannot make one time out.
+//!
+//! # Layout
+//! - this file: [`Health`], the probes, and the refusal of calls to an unreachable upstream.
+//! - `watch`: each upstream checked in the background; the last answer and when it came.
+
+mod watch;
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::SystemTime,
 };
 
-use agora_platform::config::{ServiceKind, Settings};
+use agora_platform::config::ServiceKind;
 use axum::{
     Json, Router,
     extract::{Request, State},
     response::{IntoResponse, Response},
     routing::get,
 };
+use http::StatusCode;
 use serde_json::json;
 use tonic::transport::Channel;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
-/// The probes' paths: liveness, then readiness.
-pub const PATHS: [&str; 2] = ["/healthz", "/readyz"];
+use watch::Watched;
+pub use watch::{Observed, Seen, Timing};
+
+/// The probes' paths: liveness, readiness, and the upstreams' report.
+pub const PATHS: [&str; 3] = ["/healthz", "/readyz", "/readyz/upstreams"];
 
 /// One service behind the edge.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     /// A short name for people, e.g. `product`.
     pub name: String,
-    /// The gRPC service to ask about (`agora.product.v1.ProductService`); empty asks about the
-    /// whole server.
+    /// The gRPC service to ask about (`agora.product.v1.ProductService`); calls to this service
+    /// are refused while the upstream is unreachable. Empty asks about the whole server.
     pub service: String,
-    /// How to reach it.
+    /// How to reach it: the channel its calls use, so the checks see what calls would.
     pub channel: Channel,
 }
 
-/// The probes' state: the upstreams, and whether this gateway is draining.
+/// The probes' state: each upstream's last check, and whether this gateway is draining. Cheap
+/// to clone.
 ///
 /// Mount its router beside the API routes (outside auth and rate limits, so probes are never
-/// refused):
+/// refused), and ask [`Health::refusal`] before calling an upstream:
 ///
 /// ```ignore
-/// let health = health::Health::new(health::agora_upstreams(&config.settings)?, Duration::from_secs(2));
+/// let health = Health::new(upstreams, Timing { interval: Duration::from_secs(1), timeout: Duration::from_secs(1) });
 /// let app = api_routes.merge(health.router());
 /// // On SIGTERM, before draining: tell the load balancer to stop sending traffic.
 /// health.set_draining();
 /// ```
 #[derive(Debug, Clone)]
-pub struct Health {
-    upstreams: Arc<Vec<Upstream>>,
-    timeout: Duration,
+pub struct Health(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    /// Every upstream, in the order the report lists them; their check tasks hold weak
+    /// references, so they stop when the last clone of [`Health`] goes.
+    watched: Vec<Arc<Watched>>,
+    /// The same, by gRPC service full name: what a call names.
+    by_service: HashMap<String, Arc<Watched>>,
+    timing: Timing,
     /// Set on shutdown, so `/readyz` fails while in-flight requests finish.
-    draining: Arc<AtomicBool>,
-}
-
-/// What one upstream said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The upstream's name.
-    pub name: String,
-    /// `SERVING`, `NOT_SERVING`, `SERVICE_UNKNOWN`, `UNKNOWN`, or `UNREACHABLE: <why>`.
-    pub status: String,
-}
-
-impl Answer {
-    /// Whether the upstream is ready.
-    pub fn serving(&self) -> bool {
-        self.status == "SERVING"
-    }
+    draining: AtomicBool,
 }
 
 impl Health {
-    /// Probes for `upstreams`, each asked with `timeout`.
-    pub fn new(upstreams: Vec<Upstream>, timeout: Duration) -> Self {
-        Self {
-            upstreams: Arc::new(upstreams),
-            timeout,
-            draining: Arc::default(),
+    /// Probes for `upstreams`, each checked in the background every `timing.interval` from now
+    /// on.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the checks are tasks).
+    pub fn new(upstreams: Vec<Upstream>, timing: Timing) -> Self {
+        let watched: Vec<Arc<Watched>> = upstreams
+            .into_iter()
+            .map(|upstream| Arc::new(Watched::new(upstream)))
+            .collect();
+        let by_service = watched
+            .iter()
+            .filter(|w| !w.upstream.service.is_empty())
+            .map(|w| (w.upstream.service.clone(), w.clone()))
+            .collect();
+        for each in &watched {
+            watch::spawn(Arc::downgrade(each), timing);
         }
+        Self(Arc::new(Inner {
+            watched,
+            by_service,
+            timing,
+            draining: AtomicBool::new(false),
+        }))
     }
 
     /// Makes `/readyz` fail from now on: the gateway is shutting down.
     pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.0.draining.store(true, Ordering::SeqCst);
     }
 
-    /// `GET /healthz` and `GET /readyz` ([`PATHS`]).
+    fn draining(&self) -> bool {
+        self.0.draining.load(Ordering::SeqCst)
+    }
+
+    /// `GET /healthz`, `/readyz` and `/readyz/upstreams` ([`PATHS`]).
     pub fn router<S>(&self) -> Router<S> {
         Router::new()
             .route(PATHS[0], get(healthz))
             .route(PATHS[1], get(readyz))
+            .route(PATHS[2], get(upstreams))
             .with_state(self.clone())
     }
 
-    /// Asks every upstream at once.
-    pub async fn check(&self) -> Vec<Answer> {
-        futures::future::join_all(self.upstreams.iter().map(|upstream| async move {
-            Answer {
-                name: upstream.name.clone(),
-                status: self.ask(upstream).await,
-            }
-        }))
-        .await
+    /// Each upstream's name and state, in order.
+    pub fn states(&self) -> Vec<(String, Seen)> {
+        watch::states(&self.0.watched)
+            .into_iter()
+            .map(|(upstream, seen)| (upstream.name.clone(), seen))
+            .collect()
     }
 
-    async fn ask(&self, upstream: &Upstream) -> String {
-        let mut request = tonic::Request::new(HealthCheckRequest {
-            service: upstream.service.clone(),
-        });
-        request.set_timeout(self.timeout);
-        let mut client = HealthClient::new(upstream.channel.clone());
-        let call = client.check(request);
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(response)) => match response.into_inner().status() {
-                ServingStatus::Serving => "SERVING".into(),
-                ServingStatus::NotServing => "NOT_SERVING".into(),
-                ServingStatus::ServiceUnknown => "SERVICE_UNKNOWN".into(),
-                ServingStatus::Unknown => "UNKNOWN".into(),
-            },
-            Ok(Err(status)) if status.code() == tonic::Code::NotFound => "SERVICE_UNKNOWN".into(),
-            Ok(Err(status)) => format!("UNREACHABLE: {}", status.message()),
-            Err(_) => format!("UNREACHABLE: no answer within {:?}", self.timeout),
+    /// UNAVAILABLE with a `RetryInfo` of one check interval when a call to the gRPC `service`
+    /// should not be sent: its upstream did not answer its last check, twice in a row, and that
+    /// check is recent. A call is never refused on a stale mark (the checks themselves stuck),
+    /// nor for an upstream that answers NOT_SERVING (it is reachable and answers its calls
+    /// itself), nor for a service the edge does not check.
+    pub fn refusal(&self, service: &str) -> Option<tonic::Status> {
+        let watched = self.0.by_service.get(service)?;
+        let seen = watched.seen();
+        let Observed::Unreachable(_) = seen.observed else {
+            return None;
+        };
+        let (_, at) = seen.checked?;
+        if at.elapsed() > self.0.timing.stale_after() {
+            return None;
         }
+        Some(tonic::Status::with_error_details(
+            tonic::Code::Unavailable,
+            format!(
+                "the {} service cannot be reached; retry shortly",
+                watched.upstream.name
+            ),
+            ErrorDetails::with_retry_info(Some(self.0.timing.interval)),
+        ))
     }
-}
 
-/// The five services of the mesh as upstreams, reached where `settings` says (channels connect
-/// lazily, so the gateway starts before its upstreams and `/readyz` tells when they are up).
-///
-/// # Errors
-/// A service URL in the settings is malformed.
-pub fn agora_upstreams(settings: &Settings) -> anyhow::Result<Vec<Upstream>> {
-    ServiceKind::ALL
-        .into_iter()
-        .map(|kind| {
-            Ok(Upstream {
-                name: kind.name().to_owned(),
-                service: grpc_service(kind).to_owned(),
-                channel: agora_platform::client::lazy_channel(&settings.service_url(kind))?,
+    /// How long a client should wait before calling an unavailable upstream again: one check
+    /// interval, after which the edge knows whether it is back.
+    pub fn retry_after(&self) -> std::time::Duration {
+        self.0.timing.interval
+    }
+
+    /// The report of `/readyz?verbose` and `/readyz/upstreams`: `status`, then each upstream
+    /// by name with its gRPC service, its status, since when, and when it was last checked.
+    fn report(&self, status: &str, message: Option<&str>) -> serde_json::Value {
+        let upstreams: serde_json::Map<String, serde_json::Value> = self
+            .states()
+            .into_iter()
+            .zip(&self.0.watched)
+            .map(|((name, seen), watched)| {
+                let mut entry = json!({
+                    "service": watched.upstream.service,
+                    "status": seen.observed.name(),
+                    "since": rfc3339(seen.since),
+                    "lastCheck": seen.checked.map(|(at, _)| rfc3339(at)),
+                });
+                if let Observed::Unreachable(why) = &seen.observed {
+                    entry["error"] = why.as_str().into();
+                }
+                (name, entry)
             })
-        })
-        .collect()
+            .collect();
+        let mut report = json!({ "status": status, "upstreams": upstreams });
+        if let Some(message) = message {
+            report["message"] = message.into();
+        }
+        report
+    }
 }
 
 /// The gRPC service each Agora service reports its health under.
@@ -161,45 +210,92 @@ pub fn grpc_service(kind: ServiceKind) -> &'static str {
     }
 }
 
+/// A time as RFC 3339 in UTC, as proto3 JSON writes a `Timestamp`.
+fn rfc3339(at: SystemTime) -> String {
+    prost_types::Timestamp::from(at).to_string()
+}
+
+const SHUTTING_DOWN: &str = "not ready: the gateway is shutting down";
+
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "SERVING" }))
 }
 
+/// Whether the query asks for the long answer (`?verbose`, `?verbose=1`, ...).
+fn verbose(request: &Request) -> bool {
+    request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("verbose"))
+    })
+}
+
 async fn readyz(State(health): State<Health>, request: Request) -> Response {
-    if health.draining.load(Ordering::SeqCst) {
-        return crate::auth::refuse(
-            &request,
-            &tonic::Status::unavailable("not ready: the gateway is shutting down"),
-        );
+    match (health.draining(), verbose(&request)) {
+        (true, false) => crate::auth::refuse(&request, &tonic::Status::unavailable(SHUTTING_DOWN)),
+        (true, true) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(health.report("NOT_SERVING", Some(SHUTTING_DOWN))),
+        )
+            .into_response(),
+        (false, false) => Json(json!({ "status": "SERVING" })).into_response(),
+        (false, true) => Json(health.report("SERVING", None)).into_response(),
     }
-    let answers = health.check().await;
-    let waiting: Vec<String> = answers
-        .iter()
-        .filter(|a| !a.serving())
-        .map(|a| format!("{} ({})", a.name, a.status))
-        .collect();
-    if !waiting.is_empty() {
-        return crate::auth::refuse(
-            &request,
-            &tonic::Status::unavailable(format!("not ready: {}", waiting.join(", "))),
-        );
+}
+
+async fn upstreams(State(health): State<Health>) -> Response {
+    if health.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(health.report("NOT_SERVING", Some(SHUTTING_DOWN))),
+        )
+            .into_response();
     }
-    let upstreams: serde_json::Map<String, serde_json::Value> = answers
+    let waiting: Vec<String> = health
+        .states()
         .into_iter()
-        .map(|a| (a.name, a.status.into()))
+        .filter(|(_, seen)| !seen.observed.serving())
+        .map(|(name, seen)| format!("{name} ({})", seen.observed.name()))
         .collect();
-    Json(json!({ "status": "SERVING", "upstreams": upstreams })).into_response()
+    if waiting.is_empty() {
+        return Json(health.report("SERVING", None)).into_response();
+    }
+    let message = format!("not serving: {}", waiting.join(", "));
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(health.report("NOT_SERVING", Some(&message))),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::StatusCode;
+    use agora_testkit::eventually;
     use http_body_util::BodyExt as _;
+    use std::time::Duration;
     use tower::ServiceExt as _;
+
+    /// Checks fast enough for tests.
+    const QUICK: Timing = Timing {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(500),
+    };
+    const PATIENCE: Duration = Duration::from_secs(10);
 
     /// A real gRPC server with the standard health service, reporting `serving` for `service`.
     async fn health_server(service: &str, serving: bool) -> (Channel, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        health_server_on(listener, service, serving).await
+    }
+
+    async fn health_server_on(
+        listener: tokio::net::TcpListener,
+        service: &str,
+        serving: bool,
+    ) -> (Channel, tokio::task::JoinHandle<()>) {
         let (reporter, server) = tonic_health::server::health_reporter();
         let status = if serving {
             tonic_health::ServingStatus::Serving
@@ -207,9 +303,6 @@ mod tests {
             tonic_health::ServingStatus::NotServing
         };
         reporter.set_service_status(service, status).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
         let addr = listener.local_addr().expect("bound");
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -217,10 +310,21 @@ mod tests {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await;
         });
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        (channel_to(addr), task)
+    }
+
+    fn channel_to(addr: std::net::SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{addr}"))
             .expect("a URL")
-            .connect_lazy();
-        (channel, task)
+            .connect_lazy()
+    }
+
+    /// An address nobody listens on: a port bound, then let go.
+    async fn closed_port() -> std::net::SocketAddr {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        closed.local_addr().expect("bound")
     }
 
     fn upstream(name: &str, service: &str, channel: Channel) -> Upstream {
@@ -251,94 +355,173 @@ mod tests {
         (status, serde_json::from_slice(&bytes).expect("JSON"))
     }
 
-    #[tokio::test]
-    async fn the_mesh_upstreams_are_the_five_services_by_their_grpc_names() {
-        let upstreams = agora_upstreams(&Settings::default()).expect("default URLs are valid");
-        let names: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
-        assert_eq!(names, ["auth", "user", "product", "inventory", "order"]);
-        assert_eq!(upstreams[2].service, "agora.product.v1.ProductService");
+    /// Waits until every upstream has been checked once.
+    async fn checked(health: &Health) {
+        eventually("every upstream checked", PATIENCE, || async {
+            health
+                .states()
+                .iter()
+                .all(|(_, seen)| seen.checked.is_some())
+                .then_some(())
+        })
+        .await;
     }
 
     #[tokio::test]
-    async fn ready_when_every_upstream_is_serving() {
+    async fn every_upstream_serving_is_reported_with_the_time_of_its_last_check() {
         let (a, _a) = health_server("x.v1.A", true).await;
         let (b, _b) = health_server("x.v1.B", true).await;
         let health = Health::new(
             vec![upstream("a", "x.v1.A", a), upstream("b", "x.v1.B", b)],
-            Duration::from_secs(2),
+            QUICK,
         );
+        checked(&health).await;
         let (status, body) = get(&health, "/readyz").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["upstreams"]["a"], "SERVING");
-        assert_eq!(body["upstreams"]["b"], "SERVING");
+        assert_eq!(body, json!({ "status": "SERVING" }), "the short answer");
+        let (status, body) = get(&health, "/readyz/upstreams").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "SERVING");
+        assert_eq!(body["upstreams"]["a"]["status"], "SERVING");
+        assert_eq!(body["upstreams"]["a"]["service"], "x.v1.A");
+        assert_eq!(body["upstreams"]["b"]["status"], "SERVING");
+        let last = body["upstreams"]["b"]["lastCheck"]
+            .as_str()
+            .expect("a time");
+        assert!(
+            last.ends_with('Z') && last.contains('T'),
+            "RFC 3339: {last}"
+        );
+        assert!(body["upstreams"]["b"].get("error").is_none(), "{body}");
     }
 
     #[tokio::test]
-    async fn not_ready_names_each_upstream_that_is_not_serving_or_unreachable() {
+    async fn upstreams_down_leave_the_edge_ready_and_the_report_names_each_of_them() {
         let (a, _a) = health_server("x.v1.A", true).await;
         let (b, _b) = health_server("x.v1.B", false).await;
-        // A port nobody listens on: bind one, then let it go.
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let closed_addr = closed.local_addr().expect("bound");
-        drop(closed);
-        let c = Channel::from_shared(format!("http://{closed_addr}"))
-            .expect("a URL")
-            .connect_lazy();
+        let c = channel_to(closed_port().await);
         let health = Health::new(
             vec![
                 upstream("a", "x.v1.A", a),
                 upstream("b", "x.v1.B", b),
                 upstream("c", "x.v1.C", c),
             ],
-            Duration::from_secs(2),
+            QUICK,
         );
+        checked(&health).await;
+
         let (status, body) = get(&health, "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "the edge itself is ready: {body}");
+        let (status, body) = get(&health, "/readyz?verbose").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "SERVING", "the edge's own verdict: {body}");
+        assert_eq!(body["upstreams"]["a"]["status"], "SERVING");
+        assert_eq!(body["upstreams"]["b"]["status"], "NOT_SERVING");
+        assert_eq!(body["upstreams"]["c"]["status"], "UNREACHABLE");
+        assert!(body["upstreams"]["c"]["error"].is_string(), "{body}");
+        assert!(body["upstreams"]["c"]["lastCheck"].is_string(), "{body}");
+
+        let (status, body) = get(&health, "/readyz/upstreams").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert_eq!(
-            body["code"], 14,
-            "UNAVAILABLE as a google.rpc.Status: {body}"
-        );
+        assert_eq!(body["status"], "NOT_SERVING");
         let message = body["message"].as_str().expect("a message");
         assert!(message.contains("b (NOT_SERVING)"), "{message}");
-        assert!(message.contains("c (UNREACHABLE"), "{message}");
+        assert!(message.contains("c (UNREACHABLE)"), "{message}");
         assert!(!message.contains("a ("), "a is fine: {message}");
     }
 
     #[tokio::test]
-    async fn a_service_the_upstream_does_not_know_is_not_ready() {
+    async fn only_calls_to_an_unreachable_upstream_are_refused_with_a_time_to_retry() {
         let (a, _a) = health_server("x.v1.A", true).await;
-        let health = Health::new(vec![upstream("a", "x.v1.Other", a)], Duration::from_secs(2));
-        let (status, body) = get(&health, "/readyz").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (b, _b) = health_server("x.v1.B", false).await;
+        let c = channel_to(closed_port().await);
+        let health = Health::new(
+            vec![
+                upstream("a", "x.v1.A", a),
+                upstream("b", "x.v1.B", b),
+                upstream("c", "x.v1.C", c),
+            ],
+            QUICK,
+        );
+        checked(&health).await;
+
+        let refused = health.refusal("x.v1.C").expect("c cannot be reached");
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(refused.message().contains("the c service"), "{refused:?}");
+        let retry = refused
+            .get_details_retry_info()
+            .and_then(|info| info.retry_delay);
+        assert_eq!(retry, Some(QUICK.interval), "one check interval");
+        assert!(health.refusal("x.v1.A").is_none(), "serving");
         assert!(
-            body["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("SERVICE_UNKNOWN")),
+            health.refusal("x.v1.B").is_none(),
+            "reachable, it answers its own calls"
+        );
+        assert!(health.refusal("x.v1.Unchecked").is_none());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_comes_back_is_called_again_after_its_next_check() {
+        let addr = closed_port().await;
+        let health = Health::new(vec![upstream("a", "x.v1.A", channel_to(addr))], QUICK);
+        eventually("a is refused", PATIENCE, || async {
+            health.refusal("x.v1.A").map(|_| ())
+        })
+        .await;
+
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("the port is free again");
+        let (_channel, _server) = health_server_on(listener, "x.v1.A", true).await;
+        eventually("a is called again", PATIENCE, || async {
+            health.refusal("x.v1.A").is_none().then_some(())
+        })
+        .await;
+        assert!(health.states()[0].1.observed.serving());
+    }
+
+    #[tokio::test]
+    async fn a_service_the_upstream_does_not_know_is_reported_as_such() {
+        let (a, _a) = health_server("x.v1.A", true).await;
+        let health = Health::new(vec![upstream("a", "x.v1.Other", a)], QUICK);
+        checked(&health).await;
+        let (status, body) = get(&health, "/readyz/upstreams").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body["upstreams"]["a"]["status"], "SERVICE_UNKNOWN",
             "{body}"
         );
+        assert!(health.refusal("x.v1.Other").is_none(), "it is reachable");
     }
 
     #[tokio::test]
     async fn alive_even_when_upstreams_are_down_and_not_ready_while_draining() {
         let closed = Channel::from_static("http://127.0.0.1:1").connect_lazy();
-        let health = Health::new(vec![upstream("a", "", closed)], Duration::from_millis(500));
+        let health = Health::new(vec![upstream("a", "", closed)], QUICK);
         let (status, body) = get(&health, "/healthz").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "SERVING");
 
         let (a, _a) = health_server("x.v1.A", true).await;
-        let health = Health::new(vec![upstream("a", "x.v1.A", a)], Duration::from_secs(2));
+        let health = Health::new(vec![upstream("a", "x.v1.A", a)], QUICK);
         assert_eq!(get(&health, "/readyz").await.0, StatusCode::OK);
         health.set_draining();
         let (status, body) = get(&health, "/readyz").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body["code"], 14,
+            "UNAVAILABLE as a google.rpc.Status: {body}"
+        );
         assert!(
             body["message"]
                 .as_str()
                 .is_some_and(|m| m.contains("shutting down")),
             "{body}"
         );
+        for path in ["/readyz?verbose", "/readyz/upstreams"] {
+            let (status, body) = get(&health, path).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert_eq!(body["status"], "NOT_SERVING", "{path}: {body}");
+        }
     }
 }

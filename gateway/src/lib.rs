@@ -23,7 +23,8 @@
 //! - [`limits`]: the size limits: URL (414), headers (431) and body (413).
 //! - [`listen`]: the HTTP server (hyper): head sizes consistent with [`limits`], timeouts and
 //!   the connection cap.
-//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`health`]: `/healthz`, `/readyz` and `/readyz/upstreams`; each upstream checked in the
+//!   background, and calls to one that cannot be reached refused at once.
 //! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
 
 pub mod app;

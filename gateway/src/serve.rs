@@ -48,7 +48,12 @@ pub struct GatewaySettings {
     /// goes away fails only the calls in flight on it, so more connections mean fewer callers
     /// hurt by one bad connection, at a little more memory and fewer calls batched per write.
     pub upstream_connections: usize,
-    /// How long `/readyz` waits for each upstream's health answer.
+    /// How often each upstream's health is checked in the background (the probes report the
+    /// last check; calls to an upstream that did not answer it are refused at once).
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// How long one health check waits for an upstream's answer before counting it unreachable.
+    /// A service that is ready answers well within the 1 s Kubernetes gives its own probes.
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
     /// Prefix of the edge's keys in Redis (rate-limit counters), so deployments and tests
@@ -76,7 +81,8 @@ impl Default for GatewaySettings {
             port: DEFAULT_PORT,
             request_timeout: Duration::from_secs(15),
             upstream_connections: 4,
-            probe_timeout: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(1),
             cache_prefix: "agora:gateway:".into(),
             cors: CorsSettings::default(),
             rate_limit: RateLimitSettings::default(),
@@ -136,6 +142,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     );
     let pooled =
         |url: &str| agora_platform::client::pooled_channel(url, settings.upstream_connections);
+    for (name, value) in [
+        ("probe_interval", settings.probe_interval),
+        ("probe_timeout", settings.probe_timeout),
+    ] {
+        anyhow::ensure!(!value.is_zero(), "gateway.{name} must be longer than zero");
+    }
     anyhow::ensure!(
         !settings.rate_limit.trust_forwarded_for || !settings.trusted_proxies.is_empty(),
         "gateway.rate_limit.trust_forwarded_for believes any client's X-Forwarded-For; name the \
@@ -144,14 +156,18 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let mut pool = DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET)
         .context("decoding the contracts' descriptors")?;
     let mut upstreams = HashMap::new();
+    let mut probed = Vec::new();
     for kind in ServiceKind::ALL {
         let url = config.settings.service_url(kind);
-        let upstream = Upstream::from_channel(
-            pooled(&url).with_context(|| format!("services.{}.url", kind.name()))?,
-        );
-        upstreams.insert(health::grpc_service(kind).to_owned(), upstream);
+        let channel = pooled(&url).with_context(|| format!("services.{}.url", kind.name()))?;
+        let service = health::grpc_service(kind);
+        upstreams.insert(service.to_owned(), Upstream::from_channel(channel.clone()));
+        probed.push(health::Upstream {
+            name: kind.name().to_owned(),
+            service: service.to_owned(),
+            channel,
+        });
     }
-    let mut probed = health::agora_upstreams(&config.settings)?;
     for (index, extra) in settings.upstreams.iter().enumerate() {
         let channel =
             pooled(&extra.url).with_context(|| format!("gateway.upstreams[{index}].url"))?;
@@ -189,7 +205,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let limiter = RateLimiter::new(counters, settings.rate_limit.clone());
     let edge_auth = EdgeAuth::from_settings(&config.settings, pool.clone())?;
     let proxy = GrpcProxy::new(upstreams.clone(), &pool)?;
-    let health = Health::new(probed, settings.probe_timeout);
+    let health = Health::new(
+        probed,
+        health::Timing {
+            interval: settings.probe_interval,
+            timeout: settings.probe_timeout,
+        },
+    );
     let cors = cors::layer(&settings.cors)?;
     let gateway = Arc::new(Gateway {
         routes,
@@ -209,6 +231,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
             limiter,
             proxy,
             gateway,
+            health: health.clone(),
         }),
     );
     Ok(Edge {
@@ -329,6 +352,19 @@ mod tests {
             .expect("a valid setting");
         let error = build(&config).await.err().expect("refused");
         assert!(error.to_string().contains("trusted_proxies"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_zero_probe_interval_stops_start_up_naming_it() {
+        let config = Config::from_figment(Config::layers(std::path::Path::new("absent.toml")))
+            .expect("defaults")
+            .with("gateway.probe_interval", "0s")
+            .expect("a valid setting");
+        let error = build(&config).await.err().expect("refused");
+        assert!(
+            error.to_string().contains("gateway.probe_interval"),
+            "{error}"
+        );
     }
 
     #[test]

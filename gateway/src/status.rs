@@ -98,9 +98,15 @@ pub fn error_response(status: &tonic::Status, request_id: &str) -> Response {
 /// "retry in 0 s" would invite a tight loop), so HTTP clients learn when to come back too.
 fn retry_after_secs(status: &tonic::Status) -> Option<u64> {
     use tonic_types::StatusExt as _;
-    let delay = status.get_details_retry_info()?.retry_delay?;
+    Some(retry_after_seconds(
+        status.get_details_retry_info()?.retry_delay?,
+    ))
+}
+
+/// A delay as `Retry-After` seconds: rounded up, and at least one.
+pub(crate) fn retry_after_seconds(delay: std::time::Duration) -> u64 {
     let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-    Some(millis.div_ceil(1000).max(1))
+    millis.div_ceil(1000).max(1)
 }
 
 /// The details of an encoded `google.rpc.Status`; none when there are no bytes or they do not

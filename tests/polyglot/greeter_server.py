@@ -123,7 +123,8 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     pb2_grpc.add_GreeterServiceServicer_to_server(greeter_servicer(pb2, pb2_grpc), server)
     add_reflection_v1(server)
-    # grpc.health.v1, as every service behind the edge has: the edge's /readyz asks it.
+    # grpc.health.v1, as every service behind the edge has: the edge checks it in the background
+    # (its /readyz/upstreams report) and refuses calls at once while it cannot be reached.
     health_servicer = health.HealthServicer()
     for name in (SERVICE, ""):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -164,11 +164,12 @@ impl Mesh {
         Some(mesh)
     }
 
-    /// Waits for the edge's `/readyz`: every upstream SERVING.
+    /// Waits for the edge's `/readyz/upstreams`: every upstream SERVING as the edge sees it
+    /// (`/readyz` says only that the edge itself is up).
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Some((200, _)) = http(self.gateway, "GET", "/readyz", None, "").await {
+            if let Some((200, _)) = http(self.gateway, "GET", "/readyz/upstreams", None, "").await {
                 return;
             }
             for child in &mut self.children {

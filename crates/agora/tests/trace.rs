@@ -199,7 +199,13 @@ async fn a_rest_create_order_is_one_trace_across_gateway_order_product_and_inven
         );
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while http(gateway_port, "GET", "/readyz", &[], "").await.0 != 200 {
+    // `/readyz/upstreams`: every upstream SERVING as the edge sees it (`/readyz` says only that
+    // the edge itself is up).
+    while http(gateway_port, "GET", "/readyz/upstreams", &[], "")
+        .await
+        .0
+        != 200
+    {
         assert!(Instant::now() < deadline, "the mesh never became ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
