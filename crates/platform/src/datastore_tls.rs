@@ -160,9 +160,11 @@ pub(crate) fn redis_hint(client: &redis::Client, error: &redis::RedisError) -> &
                 "a rediss:// URL needs a server that speaks TLS on that port"
             }
         }
+        // A TLS-only server resets a plaintext connection; a stopped one refuses it. Both look
+        // alike from here, so the hint is conditional.
         _ => {
-            "no answer without TLS: a server that accepts only TLS needs a rediss:// URL \
-             (and its CA in datastore_tls.ca_file)"
+            "if the server accepts only TLS, use a rediss:// URL (and its CA in \
+             datastore_tls.ca_file)"
         }
     }
 }

@@ -185,7 +185,7 @@ async fn a_plaintext_connection_to_a_tls_only_redis_fails_naming_rediss() {
         .expect_err("the server speaks TLS only");
 
     let message = format!("{error:#}");
-    assert!(message.contains("needs a rediss:// URL"), "{message}");
+    assert!(message.contains("use a rediss:// URL"), "{message}");
 }
 
 #[tokio::test]
