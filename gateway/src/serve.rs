@@ -10,7 +10,6 @@ use agora_platform::{
 };
 use anyhow::Context as _;
 use prost_reflect::DescriptorPool;
-use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -196,12 +195,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let mut services: Vec<String> = upstreams.keys().cloned().collect();
     services.sort();
 
-    let redis_url = config
-        .settings
-        .redis_url
-        .as_ref()
-        .map(|url| url.expose_secret().to_owned());
-    let counters = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
+    let counters = Cache::from_settings(&config.settings, settings.cache_prefix.clone()).await?;
     let limiter = RateLimiter::new(counters, settings.rate_limit.clone());
     let edge_auth = EdgeAuth::from_settings(&config.settings, pool.clone())?;
     let proxy = GrpcProxy::new(upstreams.clone(), &pool)?;

@@ -82,14 +82,42 @@ impl Cache {
         }
     }
 
-    /// A Redis-backed cache. Commands time out quickly, so an outage degrades callers instead of
-    /// stalling them; the connection comes back by itself.
+    /// The cache the settings describe: Redis when `redis_url` is set (over TLS for
+    /// `rediss://`, verified with `datastore_tls.ca_file` when set), memory otherwise. The way
+    /// services open their cache.
     ///
     /// # Errors
-    /// A malformed URL or a server that cannot be reached at start-up.
+    /// See [`Cache::with_redis`]; also a CA bundle that cannot be read.
+    pub async fn from_settings(
+        settings: &crate::config::Settings,
+        prefix: impl Into<String>,
+    ) -> anyhow::Result<Self> {
+        match settings.redis_client()? {
+            Some(client) => Self::with_redis(&client, prefix).await,
+            None => Ok(Self::memory(prefix)),
+        }
+    }
+
+    /// A Redis-backed cache at `url`; a `rediss://` URL trusts the bundled Mozilla roots (use
+    /// [`Cache::from_settings`] or [`Cache::with_redis`] for a CA of one's own).
+    ///
+    /// # Errors
+    /// See [`Cache::with_redis`].
     pub async fn redis(url: &str, prefix: impl Into<String>) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("parsing REDIS_URL")?;
-        let manager = redis_connection(&client, Duration::from_millis(500))
+        let client = crate::datastore_tls::DatastoreTls::default().redis_client(url)?;
+        Self::with_redis(&client, prefix).await
+    }
+
+    /// A cache on the Redis `client` reaches. Commands time out quickly, so an outage degrades
+    /// callers instead of stalling them; the connection comes back by itself.
+    ///
+    /// # Errors
+    /// A server that cannot be reached at start-up.
+    pub async fn with_redis(
+        client: &redis::Client,
+        prefix: impl Into<String>,
+    ) -> anyhow::Result<Self> {
+        let manager = redis_connection(client, Duration::from_millis(500))
             .await
             .context("connecting to Redis")?;
         Ok(Self {
@@ -98,7 +126,7 @@ impl Cache {
         })
     }
 
-    /// Redis when a URL is given, memory otherwise.
+    /// Redis at `url` when one is given (see [`Cache::redis`]), memory otherwise.
     ///
     /// # Errors
     /// See [`Cache::redis`].
@@ -249,19 +277,25 @@ impl Cache {
 
 /// A Redis connection as every part of the platform keeps one: it connects within 2 s, a reply
 /// may take `response_timeout`, a failed command is retried once, and a lost connection comes
-/// back by itself.
+/// back by itself. TLS is the client's: `rediss://` and its CA.
 ///
 /// # Errors
-/// Redis cannot be reached.
+/// Redis cannot be reached; the error says what a failure about TLS most likely means.
 pub async fn redis_connection(
     client: &redis::Client,
     response_timeout: Duration,
-) -> redis::RedisResult<ConnectionManager> {
+) -> anyhow::Result<ConnectionManager> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(2))
         .set_response_timeout(response_timeout)
         .set_number_of_retries(1);
-    client.get_connection_manager_with_config(config).await
+    client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(|error| {
+            let hint = crate::datastore_tls::redis_hint(client, &error);
+            anyhow::Error::new(error).context(hint)
+        })
 }
 
 /// The lock is never held across an await or a panic-prone call, so poisoning cannot happen; the

@@ -23,6 +23,8 @@ use figment::{
 use secrecy::SecretString;
 use serde::{Deserialize, de::DeserializeOwned};
 
+use crate::datastore_tls::DatastoreTls;
+
 /// A setting that could not be read; the message names the setting and where it came from.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -92,6 +94,8 @@ pub struct Settings {
     pub host: IpAddr,
     /// Redis for cache, rate limits and the bus; in-memory when absent.
     pub redis_url: Option<SecretString>,
+    /// How the datastores' TLS certificates are verified (`[datastore_tls]`).
+    pub datastore_tls: DatastoreTls,
     /// Where traces go over OTLP/gRPC; no export when absent.
     pub otlp_endpoint: Option<String>,
     /// Log output.
@@ -126,6 +130,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(".agora"),
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             redis_url: None,
+            datastore_tls: DatastoreTls::default(),
             otlp_endpoint: None,
             log: LogSettings::default(),
             server: ServerSettings::default(),
@@ -329,16 +334,32 @@ impl Settings {
             .unwrap_or_else(|| format!("http://127.0.0.1:{}", self.port(kind)))
     }
 
-    /// The database URL of a service: its own setting, or an embedded SQLite file.
+    /// The database URL of a service: its own setting (with `datastore_tls.ca_file` as the
+    /// `sslrootcert` of a PostgreSQL URL that names none, see [`DatastoreTls::postgres_url`]),
+    /// or an embedded SQLite file.
     pub fn database_url(&self, kind: ServiceKind) -> String {
         use secrecy::ExposeSecret;
         match &self.services.get(kind).database_url {
-            Some(url) => url.expose_secret().to_owned(),
+            Some(url) => self.datastore_tls.postgres_url(url.expose_secret()),
             None => format!(
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join(format!("{}.db", kind.name())).display()
             ),
         }
+    }
+}
+
+impl Settings {
+    /// A client of the Redis in `redis_url`, verified with `datastore_tls`; `None` without Redis.
+    ///
+    /// # Errors
+    /// A malformed URL, or a CA bundle that cannot be read.
+    pub fn redis_client(&self) -> anyhow::Result<Option<redis::Client>> {
+        use secrecy::ExposeSecret;
+        self.redis_url
+            .as_ref()
+            .map(|url| self.datastore_tls.redis_client(url.expose_secret()))
+            .transpose()
     }
 }
 
@@ -461,6 +482,32 @@ mod tests {
             assert_eq!(s.port(ServiceKind::Auth), 7000);
             assert_eq!(s.database_url(ServiceKind::Auth), "postgres://db/auth");
             assert!(s.redis_url.is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_datastore_ca_bundle_is_the_default_sslrootcert_of_postgres_urls() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "AGORA_DATASTORE_TLS__CA_FILE",
+                "/etc/agora/datastore-ca.pem",
+            );
+            jail.set_env("AUTH_DATABASE_URL", "postgres://db/auth");
+            let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
+            let s = &config.settings;
+            assert_eq!(
+                s.datastore_tls.ca_file.as_deref(),
+                Some(Path::new("/etc/agora/datastore-ca.pem"))
+            );
+            assert_eq!(
+                s.database_url(ServiceKind::Auth),
+                "postgres://db/auth?sslrootcert=/etc/agora/datastore-ca.pem&sslmode=verify-full"
+            );
+            assert_eq!(
+                s.database_url(ServiceKind::User),
+                "sqlite://.agora/user.db?mode=rwc"
+            );
             Ok(())
         });
     }

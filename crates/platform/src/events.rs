@@ -78,7 +78,6 @@ use std::{
 use agora_contracts::agora::events::v1::EventEnvelope;
 use anyhow::Context as _;
 use prost::Message as _;
-use secrecy::ExposeSecret as _;
 
 use crate::config::Settings;
 
@@ -205,8 +204,8 @@ impl Bus {
     /// A malformed Redis URL or a server that cannot be reached.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
         let prefix = settings.events.prefix.clone();
-        match &settings.redis_url {
-            Some(url) => Self::redis(url.expose_secret(), prefix).await,
+        match settings.redis_client()? {
+            Some(client) => Self::with_redis(client, prefix).await,
             None => Ok(Self::memory(prefix)),
         }
     }
@@ -226,13 +225,26 @@ impl Bus {
         }
     }
 
-    /// Redis Streams under `prefix`.
+    /// Redis Streams at `url` under `prefix`; a `rediss://` URL trusts the bundled Mozilla roots
+    /// ([`Bus::connect`] honours `datastore_tls.ca_file`).
     ///
     /// # Errors
     /// A malformed URL or a server that cannot be reached.
     pub async fn redis(url: &str, prefix: impl Into<String>) -> anyhow::Result<Self> {
+        let client = crate::datastore_tls::DatastoreTls::default().redis_client(url)?;
+        Self::with_redis(client, prefix).await
+    }
+
+    /// Redis Streams on the server `client` reaches, under `prefix`.
+    ///
+    /// # Errors
+    /// A server that cannot be reached.
+    pub async fn with_redis(
+        client: redis::Client,
+        prefix: impl Into<String>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            transport: Transport::Redis(redis_streams::RedisStreams::connect(url).await?),
+            transport: Transport::Redis(redis_streams::RedisStreams::connect(client).await?),
             prefix: prefix.into(),
         })
     }

@@ -12,6 +12,7 @@
 //! - [`access`]: who may call which method, read from the contracts, and JWT verification.
 //! - [`error`]: one way to answer with rich `google.rpc` error details.
 //! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, and migrations.
+//! - [`datastore_tls`]: TLS to PostgreSQL and Redis, and the CA bundle that verifies them.
 //! - [`private_files`]: the data directory and secret files, created owner-only and checked at
 //!   start-up.
 //! - [`cache`]: Redis or in-memory cache and counters, behind one small type.
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod datastore_tls;
 pub mod discovery;
 pub mod error;
 pub mod events;

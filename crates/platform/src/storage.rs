@@ -48,8 +48,12 @@ impl Database {
     /// (with `mode=rwc`) and its directory when missing, readable by the owner only, and warns
     /// when an existing one is open to other users.
     ///
+    /// PostgreSQL is reached over TLS as the URL's `sslmode` says (`prefer` when it names none;
+    /// `verify-full` checks the certificate and the host name against `sslrootcert`).
+    ///
     /// # Errors
-    /// An unsupported scheme, or a server that cannot be reached.
+    /// An unsupported scheme, or a server that cannot be reached; a refusal that is about TLS
+    /// (a plaintext attempt at a TLS-only server, an untrusted certificate) says so.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -72,7 +76,12 @@ impl Database {
             .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await
-            .with_context(|| format!("connecting to the {backend:?} database"))?;
+            .map_err(|error| {
+                let hint = crate::datastore_tls::postgres_hint(&error)
+                    .map_or_else(String::new, |hint| format!(": {hint}"));
+                anyhow::Error::new(error)
+                    .context(format!("connecting to the {backend:?} database{hint}"))
+            })?;
         if let Some(file) = sqlite_file {
             // After connecting, so journal files SQLite has opened (-wal and -shm) are checked too.
             let dir = file.parent().filter(|dir| !dir.as_os_str().is_empty());

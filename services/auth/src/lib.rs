@@ -169,10 +169,6 @@ pub async fn serve(
     let access = AccessLayer::new(policy, Arc::new(verifier)).keeping(following);
 
     let database_url = platform.database_url(ServiceKind::Auth);
-    let redis_url = platform
-        .redis_url
-        .as_ref()
-        .map(|url| url.expose_secret().to_owned());
     let tokens = platform.tokens.clone();
     let tokens_leeway = platform.tokens.leeway;
     let events = platform.events.clone();
@@ -183,7 +179,7 @@ pub async fn serve(
         // Publishes UserRegistered, SessionRevoked and UserAccessChanged events for as long as
         // the server runs.
         let relay = Relay::new(db.clone(), bus, store::PRODUCER, &events).spawn();
-        let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
+        let cache = Cache::from_settings(platform, settings.cache_prefix.clone()).await?;
         let keyring = Arc::new(match &settings.signing_key_pem {
             Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, token_lifetime)?,
             None => keys::Keyring::from_database(db.clone(), tokens, token_lifetime).await?,

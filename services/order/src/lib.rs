@@ -220,11 +220,9 @@ async fn connect_hub(
     config: &Config,
     db: Database,
 ) -> anyhow::Result<(watch::Hub, agora_platform::events::Background)> {
-    use secrecy::ExposeSecret as _;
     let platform = &config.settings;
     let channel = format!("{}order:watch", platform.events.prefix);
-    let redis_url = platform.redis_url.as_ref().map(|url| url.expose_secret());
-    watch::Hub::connect(db, redis_url, channel).await
+    watch::Hub::connect(db, platform.redis_client()?, channel).await
 }
 
 /// What a saga is built from, besides its store.

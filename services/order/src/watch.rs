@@ -110,23 +110,23 @@ impl Hub {
         }
     }
 
-    /// A hub shared with every replica through the Redis at `redis_url` on the pub/sub
-    /// `channel`, or [`Hub::local`] without Redis; the tasks that publish and subscribe run as
-    /// long as the returned [`Background`] lives.
+    /// A hub shared with every replica through the Redis `redis` reaches (its URL and TLS) on
+    /// the pub/sub `channel`, or [`Hub::local`] without Redis; the tasks that publish and
+    /// subscribe run as long as the returned [`Background`] lives.
     ///
     /// # Errors
-    /// A malformed URL or a Redis that cannot be reached at start-up.
+    /// A Redis that cannot be reached at start-up.
     pub async fn connect(
         db: Database,
-        redis_url: Option<&str>,
+        redis: Option<::redis::Client>,
         channel: String,
     ) -> anyhow::Result<(Self, Background)> {
-        let Some(url) = redis_url else {
+        let Some(client) = redis else {
             return Ok((Self::local(db), Background::default()));
         };
         let (notices, pending) = mpsc::unbounded_channel();
         let hub = Self::with_notices(db, Some(notices));
-        let tasks = redis::spawn(url, channel, hub.clone(), pending).await?;
+        let tasks = redis::spawn(client, channel, hub.clone(), pending).await?;
         Ok((hub, tasks))
     }
 

@@ -27,7 +27,6 @@ use agora_platform::{
     events::{Bus, Relay},
     storage::Database,
 };
-use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -80,11 +79,7 @@ pub async fn serve(
         async move {
             let db = Database::connect(&platform.database_url(ServiceKind::Product)).await?;
             db.migrate(store::MIGRATIONS).await?;
-            let redis_url = platform
-                .redis_url
-                .as_ref()
-                .map(|url| url.expose_secret().to_owned());
-            let cache = Cache::connect(redis_url.as_deref(), settings.cache_prefix.clone()).await?;
+            let cache = Cache::from_settings(&platform, settings.cache_prefix.clone()).await?;
             let bus = Bus::connect(&platform).await?;
             let relay = Relay::new(db.clone(), bus, events::PRODUCER, &platform.events).spawn();
             let api = api::ProductApi::new(

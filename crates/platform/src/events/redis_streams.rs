@@ -36,8 +36,8 @@ async fn manager(client: &redis::Client, response: Duration) -> anyhow::Result<C
 }
 
 impl RedisStreams {
-    pub(crate) async fn connect(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("parsing REDIS_URL")?;
+    /// Connects with `client`, which carries the URL and its TLS.
+    pub(crate) async fn connect(client: redis::Client) -> anyhow::Result<Self> {
         let connection = manager(&client, Duration::from_secs(2)).await?;
         Ok(Self { client, connection })
     }

@@ -25,15 +25,14 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 /// How long connecting, subscribing or a ping may take before the connection counts as lost.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// Connects the publisher (start-up fails when Redis cannot be reached) and starts publishing
-/// `pending` notices and subscribing to `channel` for `hub`.
+/// Connects the publisher with `client` (its URL and TLS; start-up fails when Redis cannot be
+/// reached) and starts publishing `pending` notices and subscribing to `channel` for `hub`.
 pub(super) async fn spawn(
-    url: &str,
+    client: redis::Client,
     channel: String,
     hub: Hub,
     pending: mpsc::UnboundedReceiver<Notice>,
 ) -> anyhow::Result<Background> {
-    let client = redis::Client::open(url).context("parsing REDIS_URL")?;
     let publisher = agora_platform::cache::redis_connection(&client, Duration::from_millis(500))
         .await
         .context("connecting to Redis for order watch notices")?;
