@@ -17,6 +17,7 @@ import copy
 import json
 import os
 import pathlib
+import secrets
 import subprocess
 
 import jsonschema
@@ -230,13 +231,37 @@ def test_the_compose_file_wires_every_service_to_its_migration_and_healthy_depen
 
 @pytest.mark.parametrize("source", ["compose", "k8s-dev"])
 def test_every_container_started_as_deployed_reports_serving(source, tmp_path):
-    containers = runner.from_compose(ROOT, tmp_path) if source == "compose" else runner.from_k8s(manifests("dev"))
-    outcome = runner.run_all(containers, tmp_path)
+    plan = runner.from_compose(ROOT, tmp_path) if source == "compose" else runner.from_k8s(manifests("dev"), tmp_path)
+    outcome = runner.run_all(plan, tmp_path)
     print(source, outcome)
-    # Every container of both files runs this binary: the five services and the gateway.
-    assert set(outcome) == {"auth", "user", "product", "inventory", "order", "gateway"}, outcome
+    # Every container of both files runs this binary: the five services and the gateway; the
+    # database init reports only when it fails.
+    assert set(outcome) - {"databases"} == {"auth", "user", "product", "inventory", "order", "gateway"}, outcome
     failed = {name: state for name, state in outcome.items() if state != "SERVING"}
     assert failed == {}, failed
+
+
+def test_the_database_init_creates_the_last_service_of_a_passwords_file_without_a_final_newline(tmp_path):
+    plan = runner.from_k8s(manifests("dev"), tmp_path)
+    databases = plan["databases"]
+    # The dev Secret's literal ends without a newline, as people write it; make sure of it here
+    # whatever the literal becomes, since that is what a plain `while read` loop loses.
+    passwords = tmp_path / "db-passwords"
+    passwords.write_bytes(databases["passwords"].read_bytes().rstrip(b"\n"))
+    names = runner.database_names(passwords)
+    assert names[-1] == "order" and len(names) == 5
+    script = databases["scripts"][0].read_text()
+    reverted = tmp_path / "reverted.sh"
+    reverted.write_text(script.replace(" || [[ -n $service ]]", ""))
+    assert reverted.read_text() != script, "the loop no longer looks as this test expects"
+    for scripts, expected in [(databases["scripts"], set(names)), ([reverted], set(names) - {"order"})]:
+        prefix = f"agora_init_{secrets.token_hex(4)}_"
+        try:
+            result = runner.init_databases({"scripts": scripts, "passwords": passwords}, prefix)
+            assert result.returncode == 0, result.stderr
+            assert runner.existing_databases(prefix) == expected, scripts
+        finally:
+            runner.drop_databases(names, prefix)
 
 
 def test_the_dev_overlay_creates_databases_with_the_same_script_as_compose():
