@@ -69,9 +69,9 @@ def from_compose(root: pathlib.Path, tmp: pathlib.Path) -> dict:
             pre.append({"argv": migrate["command"], "env": dict(migrate.get("environment", {})),
                         "files": mounts(migrate)})
         test = service["healthcheck"]["test"]
-        i = test.index("health") if "health" in test else 0
-        if test[i + 1] == "--http" or "health" not in test:
-            url = next(t for t in test if t.startswith("http://"))
+        i = test.index("health")
+        if test[i + 1] == "--http":
+            url = test[i + 2]
             probe = ("http", int(url.split(":")[2].split("/")[0]), "/" + url.split("/", 3)[3])
         else:
             probe = ("grpc", int(test[i + 1].rsplit(":", 1)[1]), test[i + 2] if len(test) > i + 2 else "")
