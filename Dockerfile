@@ -37,9 +37,8 @@ LABEL org.opencontainers.image.title="agora" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="https://example.invalid/agora"
 COPY --from=builder /out/agora /usr/local/bin/agora
-# A static busybox for one thing only: the edge's HTTP readiness probe in docker-compose
-# (`busybox wget http://127.0.0.1:8080/readyz`); the gRPC services are probed by `agora health`.
-COPY --from=busybox:1.36.1-musl /bin/busybox /usr/local/bin/busybox
+# No shell and no wget: probes that are not native to the runtime run the binary itself,
+# `agora health <addr> <service>` (gRPC) and `agora health --http <url>` (the edge).
 # Containers listen on every interface; everything else comes from the environment. The root
 # filesystem can be read-only: the only writable path a service may need is its data directory
 # (embedded SQLite when no database URL is given), which deployments mount as a volume at /data.

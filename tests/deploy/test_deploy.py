@@ -1,6 +1,7 @@
 """Offline proof of the deployment files (no Docker engine, no cluster needed).
 
-- every Kustomize overlay renders and passes the Kubernetes API schemas (strict);
+- every Kustomize overlay renders and passes the Kubernetes API schemas (strict), its Gateway
+  API resources the pinned Gateway API CRDs' schemas (strict, tests/deploy/crds/);
 - a policy over the rendered manifests (probes, resources, restricted securityContext, pinned
   images, gRPC ports, NetworkPolicy/HPA/PDB coverage), shown to fail on broken manifests too;
 - docker-compose.yml passes the Compose-spec JSON schema;
@@ -17,12 +18,15 @@ import copy
 import json
 import os
 import pathlib
+import re
+import secrets
 import subprocess
 
 import jsonschema
 import pytest
 import yaml
 
+import crd_schema
 import runner
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -31,10 +35,16 @@ OVERLAYS = ["dev", "prod"]
 KUBERNETES_VERSION = os.environ.get("DEPLOY_CHECK_K8S_VERSION", "1.33.0")
 COMPOSE_SCHEMA = pathlib.Path(os.environ.get("DEPLOY_CHECK_COMPOSE_SCHEMA", RENDERED / "compose-spec.json"))
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+GATEWAY_API = "gateway.networking.k8s.io/"
+CRDS = pathlib.Path(__file__).resolve().parent / "crds" / "gateway-api-v1.3.0-standard.yaml"
+# /readyz waits this long for the upstreams' answers (gateway.probe_timeout's default).
+GATEWAY_PROBE_TIMEOUT = 2
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def manifests(overlay: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all((RENDERED / f"{overlay}.yaml").read_text()) if d]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [d for d in yaml.load_all((RENDERED / f"{overlay}.yaml").read_text(), Loader=loader) if d]
 
 
 def pod_spec(workload: dict) -> dict:
@@ -48,8 +58,9 @@ def selects(selector: dict, labels: dict) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-def violations(docs: list[dict]) -> list[str]:
-    """Everything in `docs` the deployment policy forbids; empty when it complies."""
+def violations(docs: list[dict], by_digest: bool = False) -> list[str]:
+    """Everything in `docs` the deployment policy forbids; empty when it complies. `by_digest`:
+    images must be pinned by digest, not only by tag (prod)."""
     found = []
     workloads = [d for d in docs if d["kind"] in WORKLOADS]
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
@@ -73,6 +84,11 @@ def violations(docs: list[dict]) -> list[str]:
             image = c.get("image", "")
             if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
                 found.append(f"{cname}: image {image!r} is not pinned to a tag")
+            if by_digest and not DIGEST.search(image):
+                found.append(f"{cname}: image {image!r} is not pinned by digest")
+            for var in c.get("env", []):
+                if "secretKeyRef" in var.get("valueFrom", {}) and labels.get("app.kubernetes.io/part-of") == "agora":
+                    found.append(f"{cname}: secret in environment variable {var['name']} (mount it as a file)")
             res = c.get("resources", {})
             for kind in ("requests", "limits"):
                 if not {"cpu", "memory"} <= set(res.get(kind, {})):
@@ -91,6 +107,14 @@ def violations(docs: list[dict]) -> list[str]:
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if probe not in c:
                     found.append(f"{cname}: no {probe}")
+            # One slow or lost answer must not take a pod out of its endpoints.
+            if c.get("readinessProbe", {}).get("failureThreshold", 3) < 3:
+                found.append(f"{cname}: readinessProbe failureThreshold below 3")
+            ready = c.get("readinessProbe", {})
+            if ready.get("httpGet", {}).get("path") == "/readyz" and \
+                    ready.get("timeoutSeconds", 1) <= GATEWAY_PROBE_TIMEOUT:
+                found.append(f"{cname}: readinessProbe timeoutSeconds is not above the edge's probe_timeout "
+                             f"({GATEWAY_PROBE_TIMEOUT}s)")
             grpc_ports = [p for p in c.get("ports", []) if p.get("name") == "grpc"]
             for p in grpc_ports:
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -104,9 +128,17 @@ def violations(docs: list[dict]) -> list[str]:
                and selects(p["spec"]["podSelector"], labels)]
         if not own:
             found.append(f"{name}: no NetworkPolicy of its own")
+        scaled = any(h["spec"]["scaleTargetRef"]["kind"] == w["kind"]
+                     and h["spec"]["scaleTargetRef"]["name"] == w["metadata"]["name"] for h in hpas)
+        if scaled and "replicas" in w["spec"]:
+            found.append(f"{name}: sets replicas although an HPA scales it (each apply would reset it)")
+        if agora:
+            keys = {t["topologyKey"] for t in spec.get("topologySpreadConstraints", [])}
+            for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname"):
+                if key not in keys:
+                    found.append(f"{name}: pods are not spread by {key}")
         if agora or w["kind"] == "Deployment":
-            if not any(h["spec"]["scaleTargetRef"]["kind"] == w["kind"]
-                       and h["spec"]["scaleTargetRef"]["name"] == w["metadata"]["name"] for h in hpas):
+            if not scaled:
                 found.append(f"{name}: no HorizontalPodAutoscaler")
             if not any(selects(p["spec"]["selector"], labels) for p in pdbs):
                 found.append(f"{name}: no PodDisruptionBudget")
@@ -130,17 +162,88 @@ def test_the_dockerfile_runs_as_non_root_with_labels_and_a_separate_dependency_l
     text = (ROOT / "Dockerfile").read_text()
     runtime = text.split("AS runtime", 1)[1]
     assert "USER 65532:65532" in runtime
+    # Nothing but the binary: probes run `agora health`, so no shell or busybox ships.
+    assert "busybox" not in runtime and "/bin/sh" not in runtime
     assert "org.opencontainers.image.source" in runtime and "org.opencontainers.image.revision" in runtime
     builder = text.split("AS builder", 1)[1].split("AS runtime", 1)[0]
     assert builder.index("cargo chef cook") < builder.index("COPY . .") < builder.index("cargo build")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_overlay_passes_the_kubernetes_api_schemas_strictly(overlay):
+def test_every_overlay_passes_the_kubernetes_api_schemas_strictly(overlay, tmp_path):
+    # Gateway API kinds are custom resources: checked against their CRDs below.
+    builtin = tmp_path / "builtin.yaml"
+    builtin.write_text(yaml.safe_dump_all([d for d in manifests(overlay) if not d["apiVersion"].startswith(GATEWAY_API)]))
     result = subprocess.run(
-        ["kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(RENDERED / f"{overlay}.yaml")],
+        ["kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(builtin)],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_passes_the_gateway_api_crd_schemas_strictly(overlay):
+    schemas = crd_schema.load(CRDS)
+    docs = [d for d in manifests(overlay) if d["apiVersion"].startswith(GATEWAY_API)]
+    assert {d["kind"] for d in docs} == {"Gateway", "HTTPRoute", "GRPCRoute"}
+    assert [e for d in docs for e in crd_schema.errors(d, schemas)] == []
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda r: r["spec"]["rules"][0].update(timeout={"request": "20m"}), "'timeout' was unexpected"),
+    (lambda r: r["spec"]["rules"][0]["timeouts"].update(request="20 minutes"), "does not match"),
+    (lambda r: r.update(apiVersion=GATEWAY_API + "v1alpha9"), "no CRD serves"),
+])
+def test_the_gateway_api_validation_rejects_a_misspelt_field_a_bad_duration_and_an_unknown_version(breakage, expected):
+    route = copy.deepcopy(next(d for d in manifests("prod") if d["kind"] == "HTTPRoute"))
+    breakage(route)
+    assert any(expected in e for e in crd_schema.errors(route, crd_schema.load(CRDS)))
+
+
+def test_the_edge_is_reached_over_tls_with_routes_that_let_watches_live():
+    docs = manifests("prod")
+    gateway = next(d for d in docs if d["kind"] == "Gateway")
+    listeners = {listener["name"]: listener for listener in gateway["spec"]["listeners"]}
+    for listener in listeners.values():
+        assert listener["protocol"] == "HTTPS" and listener["tls"]["certificateRefs"], listener
+    http = next(d for d in docs if d["kind"] == "HTTPRoute")
+    grpc = next(d for d in docs if d["kind"] == "GRPCRoute")
+    # An HTTPRoute and a GRPCRoute on one listener and host name conflict: separate ones.
+    assert not set(http["spec"]["hostnames"]) & set(grpc["spec"]["hostnames"])
+    assert {p["sectionName"] for p in http["spec"]["parentRefs"]} != {p["sectionName"] for p in grpc["spec"]["parentRefs"]}
+    watch_lifetime = 15 * 60
+    for rule in http["spec"]["rules"]:
+        timeouts = rule["timeouts"]
+        request, backend = duration(timeouts["request"]), duration(timeouts["backendRequest"])
+        # "0s" turns a timeout off; anything else must outlast a watch.
+        assert request == 0 or request > watch_lifetime, timeouts
+        assert backend == 0 or backend > watch_lifetime, timeouts
+        # The spec: backendRequest may not exceed request (a CEL rule the schema check skips).
+        assert request == 0 or 0 < backend <= request, timeouts
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "gateway")
+    ports = {p["port"]: p for p in service["spec"]["ports"]}
+    for ref in grpc["spec"]["rules"][0]["backendRefs"]:
+        assert ports[ref["port"]]["appProtocol"] == "kubernetes.io/h2c", "gRPC needs HTTP/2 to the edge"
+
+
+def duration(value: str) -> int:
+    """Seconds of a Gateway API duration (GEP-2257: `1h30m`, `20m`, `0s`; ms rounded down)."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|h|m|s)", value))
+
+
+def test_the_prod_overlay_runs_the_same_commands_with_the_same_files_as_dev():
+    def containers(overlay):
+        return {(d["metadata"]["name"], c["name"]): (c.get("args"), c.get("env"), c.get("volumeMounts"))
+                for d in manifests(overlay) if d["kind"] == "Deployment"
+                for c in pod_spec(d).get("initContainers", []) + pod_spec(d)["containers"]}
+    dev, prod = containers("dev"), containers("prod")
+    assert dev.keys() == prod.keys()
+    # Only the proxies' address range is the cluster's own.
+    for key in dev:
+        strip = [e for e in (dev[key][1] or []) if e["name"] != "AGORA_GATEWAY__TRUSTED_PROXIES"]
+        assert (dev[key][0], strip, dev[key][2]) == \
+            (prod[key][0], [e for e in (prod[key][1] or []) if e["name"] != "AGORA_GATEWAY__TRUSTED_PROXIES"],
+             prod[key][2]), key
 
 
 def test_the_schema_validation_rejects_a_misspelt_field(tmp_path):
@@ -163,8 +266,9 @@ def test_every_overlay_complies_with_the_deployment_policy(overlay):
             assert (kind, name) in kinds, f"{overlay}: no {kind}/{name}"
     for name in ["auth", "user", "product", "inventory", "order"]:
         assert ("Service", f"{name}-headless") in kinds
-    assert ("Ingress", "gateway") in kinds
-    assert violations(docs) == []
+    assert {("Gateway", "agora"), ("HTTPRoute", "gateway"), ("GRPCRoute", "gateway")} <= kinds
+    assert ("Ingress", "gateway") not in kinds
+    assert violations(docs, by_digest=overlay == "prod") == []
 
 
 @pytest.mark.parametrize("breakage, expected", [
@@ -172,11 +276,26 @@ def test_every_overlay_complies_with_the_deployment_policy(overlay):
     (lambda c: c["resources"].pop("limits"), "no cpu and memory limits"),
     (lambda c: c["securityContext"].update(readOnlyRootFilesystem=False), "root filesystem is not read-only"),
     (lambda c: c.update(image="ghcr.io/agora/agora:latest"), "is not pinned"),
+    (lambda c: c.update(image="ghcr.io/agora/agora:0.1.0"), "is not pinned by digest"),
+    (lambda c: c["env"].append({"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {"name": "r", "key": "url"}}}),
+     "secret in environment variable REDIS_URL"),
+    (lambda c: c["readinessProbe"].update(failureThreshold=1), "failureThreshold below 3"),
 ])
 def test_the_policy_catches_each_kind_of_broken_container(breakage, expected):
     docs = copy.deepcopy(manifests("prod"))
     auth = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "auth")
     breakage(pod_spec(auth)["containers"][0])
+    assert any(expected in v for v in violations(docs, by_digest=True)), violations(docs, by_digest=True)
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda d: d["spec"].update(replicas=3), "sets replicas although an HPA scales it"),
+    (lambda d: pod_spec(d)["topologySpreadConstraints"].pop(0), "not spread by topology.kubernetes.io/zone"),
+    (lambda d: pod_spec(d)["containers"][0]["readinessProbe"].update(timeoutSeconds=2), "probe_timeout"),
+])
+def test_the_policy_catches_a_fixed_replica_count_a_missing_spread_and_a_short_edge_probe(breakage, expected):
+    docs = copy.deepcopy(manifests("prod"))
+    breakage(next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gateway"))
     assert any(expected in v for v in violations(docs)), violations(docs)
 
 
@@ -226,17 +345,42 @@ def test_the_compose_file_wires_every_service_to_its_migration_and_healthy_depen
         if name != "auth":
             assert service["depends_on"]["auth"]["condition"] == "service_healthy"
     assert {"postgres", "redis", "otel-collector", "jaeger", "gateway"} <= set(compose)
+    assert compose["gateway"]["healthcheck"]["test"][:4] == ["CMD", "/usr/local/bin/agora", "health", "--http"]
 
 
 @pytest.mark.parametrize("source", ["compose", "k8s-dev"])
 def test_every_container_started_as_deployed_reports_serving(source, tmp_path):
-    containers = runner.from_compose(ROOT, tmp_path) if source == "compose" else runner.from_k8s(manifests("dev"))
-    outcome = runner.run_all(containers, tmp_path)
+    plan = runner.from_compose(ROOT, tmp_path) if source == "compose" else runner.from_k8s(manifests("dev"), tmp_path)
+    outcome = runner.run_all(plan, tmp_path)
     print(source, outcome)
-    # Every container of both files runs this binary: the five services and the gateway.
-    assert set(outcome) == {"auth", "user", "product", "inventory", "order", "gateway"}, outcome
+    # Every container of both files runs this binary: the five services and the gateway; the
+    # database init reports only when it fails.
+    assert set(outcome) - {"databases"} == {"auth", "user", "product", "inventory", "order", "gateway"}, outcome
     failed = {name: state for name, state in outcome.items() if state != "SERVING"}
     assert failed == {}, failed
+
+
+def test_the_database_init_creates_the_last_service_of_a_passwords_file_without_a_final_newline(tmp_path):
+    plan = runner.from_k8s(manifests("dev"), tmp_path)
+    databases = plan["databases"]
+    # The dev Secret's literal ends without a newline, as people write it; make sure of it here
+    # whatever the literal becomes, since that is what a plain `while read` loop loses.
+    passwords = tmp_path / "db-passwords"
+    passwords.write_bytes(databases["passwords"].read_bytes().rstrip(b"\n"))
+    names = runner.database_names(passwords)
+    assert names[-1] == "order" and len(names) == 5
+    script = databases["scripts"][0].read_text()
+    reverted = tmp_path / "reverted.sh"
+    reverted.write_text(script.replace(" || [[ -n $service ]]", ""))
+    assert reverted.read_text() != script, "the loop no longer looks as this test expects"
+    for scripts, expected in [(databases["scripts"], set(names)), ([reverted], set(names) - {"order"})]:
+        prefix = f"agora_init_{secrets.token_hex(4)}_"
+        try:
+            result = runner.init_databases({"scripts": scripts, "passwords": passwords}, prefix)
+            assert result.returncode == 0, result.stderr
+            assert runner.existing_databases(prefix) == expected, scripts
+        finally:
+            runner.drop_databases(names, prefix)
 
 
 def test_the_dev_overlay_creates_databases_with_the_same_script_as_compose():

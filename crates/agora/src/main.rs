@@ -6,6 +6,7 @@
 //! - `services`: which services this build runs, and how to serve and migrate each.
 //! - `up`: the one-process mesh and its banner.
 //! - `seed`: the demo catalog.
+//! - `http_probe`: `agora health --http`, the edge's probe without a shell in the image.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -14,6 +15,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::{net::TcpListener, sync::watch};
 
+mod http_probe;
 mod seed;
 mod services;
 mod up;
@@ -52,12 +54,18 @@ enum Command {
     /// Loads the demo catalog (products and stock) into running services, as the administrator,
     /// unless the catalog has products already.
     Seed,
-    /// Asks a server for its gRPC health; exits 0 only when it answers SERVING.
+    /// Asks a server for its gRPC health; exits 0 only when it answers SERVING. With `--http`,
+    /// sends an HTTP GET instead and exits 0 only on a 2xx answer.
     Health {
         /// The server, e.g. `127.0.0.1:50051` or `http://auth:50051`.
-        addr: String,
+        #[arg(required_unless_present = "http")]
+        addr: Option<String>,
         /// The service to ask about; the whole server when omitted.
         service: Option<String>,
+        /// An HTTP URL to GET instead of a gRPC health check, e.g.
+        /// `http://127.0.0.1:8080/readyz` (the edge's probes).
+        #[arg(long, value_name = "URL", conflicts_with_all = ["addr", "service"])]
+        http: Option<String>,
         /// How long to wait for an answer.
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
@@ -85,10 +93,20 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Health {
+            http: Some(url),
+            timeout,
+            ..
+        } => return http_probe::check(&url, timeout).await,
+        Command::Health {
             addr,
             service,
             timeout,
-        } => return health(&addr, service.unwrap_or_default(), timeout).await,
+            ..
+        } => {
+            // clap requires an address unless --http is given, and that case is matched above.
+            let addr = addr.context("an address or --http URL is required")?;
+            return health(&addr, service.unwrap_or_default(), timeout).await;
+        }
         Command::Up => {
             let (config, admin) = up::embedded_config(Config::load()?)?;
             let _telemetry = agora_platform::telemetry::init(&config.settings, "agora")?;

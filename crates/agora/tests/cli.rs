@@ -480,3 +480,63 @@ async fn serve_switches_to_postgres_and_redis_by_environment_alone() {
     assert!(output.status.success());
     db.close().await;
 }
+
+/// A one-connection HTTP server on a free port that answers `response`, or never answers when
+/// `response` is empty; returns its port.
+fn http_server(response: &'static str) -> u16 {
+    use std::io::Write as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request);
+        if response.is_empty() {
+            std::thread::sleep(Duration::from_secs(5));
+        } else {
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+fn http_health(url: &str) -> Output {
+    Command::new(AGORA)
+        .args(["health", "--http", url, "--timeout", "1s"])
+        .output()
+        .expect("health runs")
+}
+
+#[test]
+fn the_http_probe_passes_on_2xx_and_fails_on_an_error_no_answer_or_nothing_listening() {
+    let ok = http_server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    let output = http_health(&format!("http://127.0.0.1:{ok}/readyz"));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "HTTP 200");
+
+    let unavailable = http_server("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+    let output = http_health(&format!("http://127.0.0.1:{unavailable}/readyz"));
+    assert!(!output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "HTTP 503");
+
+    let silent = http_server("");
+    let started = Instant::now();
+    let output = http_health(&format!("http://127.0.0.1:{silent}/readyz"));
+    assert!(!output.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout bounds the wait"
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("UNREACHABLE"));
+
+    let output = http_health(&format!("http://127.0.0.1:{}/readyz", free_port()));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("UNREACHABLE"));
+}
+
+#[test]
+fn the_http_probe_refuses_a_url_it_cannot_ask() {
+    let output = http_health("https://127.0.0.1:8443/readyz");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("http://"));
+}

@@ -6,6 +6,11 @@
 //! and a few conventional variables (`REDIS_URL`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
 //! `<SERVICE>_DATABASE_URL`). A bad value stops start-up with an error naming the setting.
 //!
+//! Secrets can also be files: with `AGORA_SECRETS_DIR` set, every file in that directory is one
+//! setting, named by its key (`service_secret`, `services.order.database_url`,
+//! `auth.admin_password`) and holding its value, so a mounted Kubernetes Secret never has to pass
+//! through the environment. They sit above the TOML file and below the environment.
+//!
 //! Sections that belong to one service (`[auth]`, ...) are read by that service with
 //! [`Config::section`], so the platform does not need to know them.
 
@@ -16,9 +21,9 @@ use std::{
 };
 
 use figment::{
-    Figment,
+    Figment, Metadata, Profile, Provider,
     providers::{Env, Format, Toml},
-    value::Dict,
+    value::{Dict, Map, Value},
 };
 use secrecy::SecretString;
 use serde::{Deserialize, de::DeserializeOwned};
@@ -398,7 +403,12 @@ impl Config {
         });
         Figment::new()
             .merge(Toml::file(file))
-            .merge(Env::prefixed("AGORA_").ignore(&["config"]).split("__"))
+            .merge(SecretsDir::from_env())
+            .merge(
+                Env::prefixed("AGORA_")
+                    .ignore(&["config", "secrets_dir"])
+                    .split("__"),
+            )
             .merge(conventional)
     }
 
@@ -432,6 +442,97 @@ impl Config {
             .figment
             .merge(figment::providers::Serialized::default(key, value));
         Self::from_figment(figment)
+    }
+}
+
+/// Settings from files, one per setting, in the directory named by `AGORA_SECRETS_DIR`: how a
+/// Kubernetes Secret volume (or Compose secrets) gives secrets to a process without putting them
+/// in its environment, where every child process and crash report could see them.
+///
+/// A file's name is the setting's key with `.` between levels; its content, less trailing line
+/// breaks, is the value, read as a string. Names starting with `.` are skipped: the kubelet keeps
+/// its own `..data` links there.
+#[derive(Debug, Clone)]
+pub struct SecretsDir {
+    dir: Option<PathBuf>,
+}
+
+impl SecretsDir {
+    /// The directory in `AGORA_SECRETS_DIR`, or none.
+    pub fn from_env() -> Self {
+        Self {
+            dir: std::env::var_os("AGORA_SECRETS_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+
+    /// The settings of one directory.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+        }
+    }
+
+    fn read(dir: &Path) -> std::io::Result<Dict> {
+        let mut settings = Dict::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
+            // `metadata` follows symbolic links: a Secret volume's files are links into `..data`.
+            if name.starts_with('.') || !std::fs::metadata(entry.path())?.is_file() {
+                continue;
+            }
+            let value = std::fs::read_to_string(entry.path())?;
+            let value = value.trim_end_matches(['\r', '\n']).to_owned();
+            let path: Vec<&str> = name.split('.').collect();
+            insert(&mut settings, &path, Value::from(value));
+        }
+        Ok(settings)
+    }
+}
+
+/// Puts `value` at `path` in `dict`, creating the tables on the way.
+fn insert(dict: &mut Dict, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Provider for SecretsDir {
+    fn metadata(&self) -> Metadata {
+        let metadata = Metadata::named("secrets directory (AGORA_SECRETS_DIR)");
+        match &self.dir {
+            Some(dir) => metadata.source(figment::Source::File(dir.clone())),
+            None => metadata,
+        }
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let Some(dir) = &self.dir else {
+            return Ok(Map::new());
+        };
+        let settings = Self::read(dir).map_err(|error| {
+            figment::Error::from(format!(
+                "AGORA_SECRETS_DIR: cannot read {}: {error}",
+                dir.display()
+            ))
+        })?;
+        Ok(Profile::Default.collect(settings))
     }
 }
 
@@ -558,6 +659,60 @@ mod tests {
             jail.set_env("AGORA_AUTH__FLAG", "true");
             let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
             assert!(config.section::<Section>("auth")?.flag);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_by_their_setting_and_the_environment_still_wins() {
+        Jail::expect_with(|jail| {
+            std::fs::create_dir_all(jail.directory().join("secrets/..data"))
+                .map_err(|e| e.to_string())?;
+            jail.create_file(
+                "secrets/services.order.database_url",
+                "postgres://db/order\n",
+            )?;
+            jail.create_file("secrets/service_secret", "s3cret")?;
+            jail.create_file("secrets/auth.admin_password", "12345\r\n")?;
+            jail.create_file("secrets/..data/ignored", "not a setting")?;
+            jail.create_file("secrets/redis_url", "redis://from-file:6379")?;
+            jail.set_env("AGORA_SECRETS_DIR", "secrets");
+            jail.set_env("REDIS_URL", "redis://from-env:6379");
+            let config = Config::from_figment(Config::layers(Path::new("agora.toml")))?;
+            let s = &config.settings;
+            assert_eq!(s.database_url(ServiceKind::Order), "postgres://db/order");
+            use secrecy::ExposeSecret;
+            let secret = s
+                .service_secret
+                .as_ref()
+                .map(|v| v.expose_secret().to_owned());
+            assert_eq!(secret.as_deref(), Some("s3cret"));
+            let redis = s.redis_url.as_ref().map(|v| v.expose_secret().to_owned());
+            assert_eq!(redis.as_deref(), Some("redis://from-env:6379"));
+            #[derive(Debug, Default, Deserialize)]
+            #[serde(default)]
+            struct Auth {
+                admin_password: String,
+            }
+            // Digits stay a string: a file holds text, whatever it looks like.
+            assert_eq!(config.section::<Auth>("auth")?.admin_password, "12345");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_secrets_directory_or_a_misnamed_file_stops_start_up() {
+        Jail::expect_with(|jail| {
+            jail.set_env("AGORA_SECRETS_DIR", "nowhere");
+            let error = Config::from_figment(Config::layers(Path::new("agora.toml")))
+                .expect_err("the directory does not exist");
+            assert!(error.to_string().contains("AGORA_SECRETS_DIR"), "{error}");
+            std::fs::create_dir_all(jail.directory().join("secrets")).map_err(|e| e.to_string())?;
+            jail.create_file("secrets/servce_secret", "typo")?;
+            jail.set_env("AGORA_SECRETS_DIR", "secrets");
+            let error = Config::from_figment(Config::layers(Path::new("agora.toml")))
+                .expect_err("unknown key");
+            assert!(error.to_string().contains("servce_secret"), "{error}");
             Ok(())
         });
     }
