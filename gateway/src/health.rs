@@ -144,7 +144,7 @@ pub fn agora_upstreams(settings: &Settings) -> anyhow::Result<Vec<Upstream>> {
             Ok(Upstream {
                 name: kind.name().to_owned(),
                 service: grpc_service(kind).to_owned(),
-                channel: agora_platform::client::lazy_channel(&settings.service_url(kind))?,
+                channel: agora_platform::client::service_channel(settings, kind)?,
             })
         })
         .collect()

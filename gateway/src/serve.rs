@@ -134,8 +134,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         "gateway.upstream_connections must be 1 to 64, not {}",
         settings.upstream_connections
     );
-    let pooled =
-        |url: &str| agora_platform::client::pooled_channel(url, settings.upstream_connections);
+    // Channels of the mesh (over mTLS when `mtls.enabled`; `server` names the service expected).
+    let pooled = |url: &str, server| {
+        agora_platform::client::mesh_channel(
+            &config.settings,
+            url,
+            settings.upstream_connections,
+            server,
+        )
+    };
     anyhow::ensure!(
         !settings.rate_limit.trust_forwarded_for || !settings.trusted_proxies.is_empty(),
         "gateway.rate_limit.trust_forwarded_for believes any client's X-Forwarded-For; name the \
@@ -147,14 +154,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     for kind in ServiceKind::ALL {
         let url = config.settings.service_url(kind);
         let upstream = Upstream::from_channel(
-            pooled(&url).with_context(|| format!("services.{}.url", kind.name()))?,
+            pooled(&url, Some(kind)).with_context(|| format!("services.{}.url", kind.name()))?,
         );
         upstreams.insert(health::grpc_service(kind).to_owned(), upstream);
     }
     let mut probed = health::agora_upstreams(&config.settings)?;
     for (index, extra) in settings.upstreams.iter().enumerate() {
         let channel =
-            pooled(&extra.url).with_context(|| format!("gateway.upstreams[{index}].url"))?;
+            pooled(&extra.url, None).with_context(|| format!("gateway.upstreams[{index}].url"))?;
         let found = discover_patiently(channel.clone(), &extra.url, extra.discover_timeout).await?;
         discover::add_to_pool(&mut pool, &found.files)
             .with_context(|| format!("adding the descriptors of {}", extra.url))?;
