@@ -730,6 +730,70 @@ mod tests {
     }
 
     #[test]
+    fn service_methods_want_what_the_service_access_mode_says() {
+        use ServiceAccess::{Both, Certificate, Either, Token};
+        use tonic::Code::{PermissionDenied, Unauthenticated};
+        let certificate = |id: &str, service: Option<&str>| PeerIdentity {
+            spiffe_id: id.into(),
+            service: service.map(str::to_owned),
+        };
+        let order = certificate("spiffe://agora/service/order", Some("order"));
+        let edge = certificate("spiffe://agora/edge/gateway", None);
+        let token = |subject: &str, roles: &[&str]| {
+            Some(Principal {
+                subject: subject.into(),
+                ..user(roles)
+            })
+        };
+        let who = |mode, token: Option<Principal>, peer: Option<&PeerIdentity>| {
+            authorize_service(mode, token, peer).map(|p| p.subject)
+        };
+        let code = |result: Result<String, Status>| result.err().map(|s| s.code());
+
+        assert_eq!(
+            who(Token, token("order", &["service"]), None)
+                .ok()
+                .as_deref(),
+            Some("order")
+        );
+        assert_eq!(code(who(Token, None, Some(&order))), Some(Unauthenticated));
+        assert_eq!(
+            who(Certificate, None, Some(&order)).ok().as_deref(),
+            Some("order")
+        );
+        assert_eq!(
+            code(who(Certificate, None, Some(&edge))),
+            Some(PermissionDenied)
+        );
+        assert_eq!(
+            code(who(Certificate, token("order", &["service"]), None)),
+            Some(Unauthenticated)
+        );
+        assert_eq!(
+            who(Either, None, Some(&order)).ok().as_deref(),
+            Some("order")
+        );
+        assert_eq!(
+            who(Either, token("order", &["service"]), Some(&edge))
+                .ok()
+                .as_deref(),
+            Some("order")
+        );
+        assert!(who(Either, token("u", &[]), Some(&edge)).is_err());
+        assert_eq!(
+            who(Both, token("order", &["service"]), Some(&order))
+                .ok()
+                .as_deref(),
+            Some("order")
+        );
+        assert_eq!(
+            code(who(Both, token("product", &["service"]), Some(&order))),
+            Some(PermissionDenied)
+        );
+        assert_eq!(code(who(Both, None, Some(&order))), Some(Unauthenticated));
+    }
+
+    #[test]
     fn only_bearer_authorization_is_accepted() {
         let mut headers = http::HeaderMap::new();
         assert_eq!(bearer_token(&headers).expect("none is fine"), None);
