@@ -169,8 +169,8 @@ where
                 stop_signal(stopped.clone()),
             )),
         };
-    let _health_port = match health_listener {
-        Some(health_listener) => Some(AbortOnDrop(tokio::spawn(
+    let _health_port = health_listener.map(|health_listener| {
+        AbortOnDrop(tokio::spawn(
             Server::builder()
                 .timeout(settings.request_timeout)
                 .add_service(health_service)
@@ -178,9 +178,8 @@ where
                     tonic::transport::server::TcpIncoming::from(health_listener),
                     stop_signal(stopped),
                 ),
-        ))),
-        _ => None,
-    };
+        ))
+    });
 
     let mut shutdown = std::pin::pin!(shutdown);
     // Whether the signal came while starting: then it must not be awaited a second time.
