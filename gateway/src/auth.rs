@@ -135,8 +135,7 @@ impl EdgeAuth {
     /// # Errors
     /// The auth service's URL is malformed.
     pub fn from_settings(settings: &Settings, pool: DescriptorPool) -> anyhow::Result<Self> {
-        let channel =
-            agora_platform::client::lazy_channel(&settings.service_url(ServiceKind::Auth))?;
+        let channel = agora_platform::client::service_channel(settings, ServiceKind::Auth)?;
         let (revocations, following) = agora_platform::revocation::follow(settings);
         let verifier = Verifier::new(Arc::new(GrpcKeySource::new(channel)), &settings.tokens)
             .with_revocations(revocations);

@@ -139,8 +139,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         "gateway.upstream_connections must be 1 to 64, not {}",
         settings.upstream_connections
     );
-    let pooled =
-        |url: &str| agora_platform::client::pooled_channel(url, settings.upstream_connections);
+    // Channels of the mesh (over mTLS when `mtls.enabled`; `server` names the service expected).
+    let pooled = |url: &str, server| {
+        agora_platform::client::mesh_channel(
+            &config.settings,
+            url,
+            settings.upstream_connections,
+            server,
+        )
+    };
     for (name, value) in [
         ("probe_interval", settings.probe_interval),
         ("probe_timeout", settings.probe_timeout),
@@ -158,7 +165,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     let mut probed = Vec::new();
     for kind in ServiceKind::ALL {
         let url = config.settings.service_url(kind);
-        let channel = pooled(&url).with_context(|| format!("services.{}.url", kind.name()))?;
+        let channel =
+            pooled(&url, Some(kind)).with_context(|| format!("services.{}.url", kind.name()))?;
         let service = health::grpc_service(kind);
         upstreams.insert(service.to_owned(), Upstream::from_channel(channel.clone()));
         probed.push(health::Upstream {
@@ -169,7 +177,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     }
     for (index, extra) in settings.upstreams.iter().enumerate() {
         let channel =
-            pooled(&extra.url).with_context(|| format!("gateway.upstreams[{index}].url"))?;
+            pooled(&extra.url, None).with_context(|| format!("gateway.upstreams[{index}].url"))?;
         let found = discover_patiently(channel.clone(), &extra.url, extra.discover_timeout).await?;
         discover::add_to_pool(&mut pool, &found.files)
             .with_context(|| format!("adding the descriptors of {}", extra.url))?;

@@ -15,7 +15,7 @@ use agora_contracts::agora::{
         product_service_client::ProductServiceClient,
     },
 };
-use agora_platform::{client::lazy_channel, config::ServiceKind};
+use agora_platform::{client::service_channel, config::ServiceKind};
 use anyhow::Context as _;
 use tonic::{Code, Request, transport::Channel};
 
@@ -292,12 +292,11 @@ impl Seeder {
     /// A seeder for the services at the configured URLs.
     pub(crate) fn new(settings: &agora_platform::config::Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            auth: AuthServiceClient::new(lazy_channel(&settings.service_url(ServiceKind::Auth))?),
-            product: ProductServiceClient::new(lazy_channel(
-                &settings.service_url(ServiceKind::Product),
-            )?),
-            inventory: InventoryServiceClient::new(lazy_channel(
-                &settings.service_url(ServiceKind::Inventory),
+            auth: AuthServiceClient::new(service_channel(settings, ServiceKind::Auth)?),
+            product: ProductServiceClient::new(service_channel(settings, ServiceKind::Product)?),
+            inventory: InventoryServiceClient::new(service_channel(
+                settings,
+                ServiceKind::Inventory,
             )?),
         })
     }

@@ -223,8 +223,7 @@ async fn wait_until_serving(config: &Config) -> anyhow::Result<()> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     for service in Service::ALL {
-        let channel =
-            agora_platform::client::lazy_channel(&config.settings.service_url(service.kind()))?;
+        let channel = agora_platform::client::service_channel(&config.settings, service.kind())?;
         let mut health = HealthClient::new(channel);
         loop {
             let status = health

@@ -4,6 +4,10 @@
 //! options from the descriptor set; [`Verifier`] checks bearer JWTs against the auth service's
 //! JWKS; [`AccessLayer`] puts both in front of a service and hands the handler a [`Principal`].
 //! A method without an access option is denied to everyone (secure by default).
+//!
+//! Over mTLS, the caller's certificate identity ([`PeerIdentity`]) is in the request's extensions
+//! too, and `mtls.service_access` says whether a SERVICE-only method wants a service token, a
+//! service certificate, both or either ([`authorize_service`]).
 
 use std::{
     collections::HashMap,
@@ -20,7 +24,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 use tonic::{Status, body::Body};
 
-use crate::{config::TokenSettings, events::Background, revocation::Revocations};
+use crate::{
+    config::{ServiceAccess, TokenSettings},
+    events::Background,
+    mtls::PeerIdentity,
+    revocation::Revocations,
+};
 
 /// The access levels of `agora.options.v1.Access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +40,7 @@ pub enum Access {
     User,
     /// A user with the `admin` role.
     Admin,
-    /// Another Agora service, with its service token.
+    /// Another Agora service, with its service token or certificate (`mtls.service_access`).
     Service,
 }
 
@@ -193,6 +202,59 @@ pub fn authorize(access: Access, principal: Option<&Principal>) -> Result<(), St
         (Access::Admin, Some(_)) => Err(need("administrators")),
         (Access::Service, Some(p)) if p.is_service() => Ok(()),
         (Access::Service, Some(_)) => Err(need("Agora services")),
+    }
+}
+
+/// Decides who calls a SERVICE-only method under `mode`, from the verified token's principal
+/// and the certificate's identity: a service certificate stands for a principal with the
+/// service's name as subject and the `service` role.
+///
+/// # Errors
+/// UNAUTHENTICATED when the call shows nothing the mode asks for; PERMISSION_DENIED when what it
+/// shows is not a service's, or (`both`) the token and the certificate name different services.
+pub fn authorize_service(
+    mode: ServiceAccess,
+    token: Option<Principal>,
+    peer: Option<&PeerIdentity>,
+) -> Result<Principal, Status> {
+    let by_token = || match token.clone() {
+        Some(principal) if principal.is_service() => Ok(principal),
+        Some(_) => Err(Status::permission_denied(
+            "this method is for Agora services",
+        )),
+        None => Err(Status::unauthenticated(
+            "this method is for Agora services: send a service token",
+        )),
+    };
+    let by_certificate = || match peer {
+        Some(PeerIdentity {
+            service: Some(service),
+            ..
+        }) => Ok(Principal {
+            subject: service.clone(),
+            roles: vec![ROLE_SERVICE.to_owned()],
+        }),
+        Some(_) => Err(Status::permission_denied(
+            "this method is for Agora services: the client certificate names no service",
+        )),
+        None => Err(Status::unauthenticated(
+            "this method is for Agora services: present a service certificate",
+        )),
+    };
+    match mode {
+        ServiceAccess::Token => by_token(),
+        ServiceAccess::Certificate => by_certificate(),
+        ServiceAccess::Either => by_token().or_else(|_| by_certificate()),
+        ServiceAccess::Both => {
+            let principal = by_token()?;
+            let certified = by_certificate()?;
+            if principal.subject != certified.subject {
+                return Err(Status::permission_denied(
+                    "the service token and the client certificate name different services",
+                ));
+            }
+            Ok(principal)
+        }
     }
 }
 
@@ -381,6 +443,7 @@ impl Verifier {
 pub struct AccessLayer {
     policy: Arc<AccessPolicy>,
     verifier: Arc<Verifier>,
+    transport: Arc<Transport>,
     /// The task keeping the verifier's revocations current, stopped with the last clone.
     _following: Option<Arc<Background>>,
 }
@@ -391,8 +454,20 @@ impl AccessLayer {
         Self {
             policy,
             verifier,
+            transport: Arc::new(Transport::default()),
             _following: None,
         }
+    }
+
+    /// Lets SERVICE-only methods be called as `mode` says, reading certificate identities
+    /// against `trust_domain` (the default: service tokens, trust domain `agora`).
+    #[must_use]
+    pub fn with_service_access(mut self, mode: ServiceAccess, trust_domain: &str) -> Self {
+        self.transport = Arc::new(Transport {
+            service_access: mode,
+            trust_domain: trust_domain.into(),
+        });
+        self
     }
 
     /// Keeps `following` (the task that fills the verifier's revocations) running as long as
@@ -409,16 +484,38 @@ impl AccessLayer {
     /// auth's events say their session was revoked or their roles changed. Call it within a
     /// Tokio runtime: it starts following those events.
     ///
+    /// SERVICE-only methods want what `mtls.service_access` says.
+    ///
     /// # Errors
-    /// The contracts' rules do not load, or auth's URL is malformed.
+    /// The contracts' rules do not load, auth's URL is malformed, or the `mtls` settings are bad.
     pub fn with_auth_keys(settings: &crate::config::Settings) -> anyhow::Result<Self> {
+        settings.mtls.validate()?;
         let policy = AccessPolicy::from_descriptors(agora_contracts::FILE_DESCRIPTOR_SET)?;
-        let auth =
-            crate::client::lazy_channel(&settings.service_url(crate::config::ServiceKind::Auth))?;
+        let auth = crate::client::service_channel(settings, crate::config::ServiceKind::Auth)?;
         let (revocations, following) = crate::revocation::follow(settings);
         let verifier = Verifier::new(Arc::new(GrpcKeySource::new(auth)), &settings.tokens)
             .with_revocations(revocations);
-        Ok(Self::new(Arc::new(policy), Arc::new(verifier)).keeping(following))
+        Ok(Self::new(Arc::new(policy), Arc::new(verifier))
+            .with_service_access(settings.mtls.service_access, &settings.mtls.trust_domain)
+            .keeping(following))
+    }
+}
+
+/// What the access layer reads of the connection.
+#[derive(Debug)]
+struct Transport {
+    /// What SERVICE-only methods want.
+    service_access: ServiceAccess,
+    /// The trust domain of the service identities in client certificates.
+    trust_domain: String,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self {
+            service_access: ServiceAccess::Token,
+            trust_domain: crate::config::MtlsSettings::default().trust_domain,
+        }
     }
 }
 
@@ -430,6 +527,7 @@ impl<S> tower::Layer<S> for AccessLayer {
             inner,
             policy: self.policy.clone(),
             verifier: self.verifier.clone(),
+            transport: self.transport.clone(),
         }
     }
 }
@@ -440,6 +538,7 @@ pub struct AccessService<S> {
     inner: S,
     policy: Arc<AccessPolicy>,
     verifier: Arc<Verifier>,
+    transport: Arc<Transport>,
 }
 
 impl<S> tower::Service<http::Request<Body>> for AccessService<S>
@@ -464,8 +563,9 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy.clone();
         let verifier = self.verifier.clone();
+        let transport = self.transport.clone();
         Box::pin(async move {
-            match admit(&policy, &verifier, &mut request).await {
+            match admit(&policy, &verifier, &transport, &mut request).await {
                 Ok(()) => inner.call(request).await,
                 Err(status) => Ok(status.into_http()),
             }
@@ -473,12 +573,18 @@ where
     }
 }
 
-/// Checks one request against the policy, attaching its [`Principal`] when it has one.
+/// Checks one request against the policy, attaching its [`Principal`] when it has one, and its
+/// caller's [`PeerIdentity`] when the connection presented one.
 async fn admit(
     policy: &AccessPolicy,
     verifier: &Verifier,
+    transport: &Transport,
     request: &mut http::Request<Body>,
 ) -> Result<(), Status> {
+    let peer = PeerIdentity::from_extensions(request.extensions(), &transport.trust_domain);
+    if let Some(peer) = &peer {
+        request.extensions_mut().insert(peer.clone());
+    }
     let Some(access) = policy.rule(request.uri().path())? else {
         return Ok(());
     };
@@ -496,7 +602,16 @@ async fn admit(
             }
         },
     };
-    authorize(access, principal.as_ref())?;
+    let principal = if access == Access::Service {
+        Some(authorize_service(
+            transport.service_access,
+            principal,
+            peer.as_ref(),
+        )?)
+    } else {
+        authorize(access, principal.as_ref())?;
+        principal
+    };
     if let Some(principal) = principal {
         request.extensions_mut().insert(principal);
     }
@@ -612,6 +727,70 @@ mod tests {
             Some(PermissionDenied)
         );
         assert_eq!(code(Access::Service, Some(user(&["service"]))), None);
+    }
+
+    #[test]
+    fn service_methods_want_what_the_service_access_mode_says() {
+        use ServiceAccess::{Both, Certificate, Either, Token};
+        use tonic::Code::{PermissionDenied, Unauthenticated};
+        let certificate = |id: &str, service: Option<&str>| PeerIdentity {
+            spiffe_id: id.into(),
+            service: service.map(str::to_owned),
+        };
+        let order = certificate("spiffe://agora/service/order", Some("order"));
+        let edge = certificate("spiffe://agora/edge/gateway", None);
+        let token = |subject: &str, roles: &[&str]| {
+            Some(Principal {
+                subject: subject.into(),
+                ..user(roles)
+            })
+        };
+        let who = |mode, token: Option<Principal>, peer: Option<&PeerIdentity>| {
+            authorize_service(mode, token, peer).map(|p| p.subject)
+        };
+        let code = |result: Result<String, Status>| result.err().map(|s| s.code());
+
+        assert_eq!(
+            who(Token, token("order", &["service"]), None)
+                .ok()
+                .as_deref(),
+            Some("order")
+        );
+        assert_eq!(code(who(Token, None, Some(&order))), Some(Unauthenticated));
+        assert_eq!(
+            who(Certificate, None, Some(&order)).ok().as_deref(),
+            Some("order")
+        );
+        assert_eq!(
+            code(who(Certificate, None, Some(&edge))),
+            Some(PermissionDenied)
+        );
+        assert_eq!(
+            code(who(Certificate, token("order", &["service"]), None)),
+            Some(Unauthenticated)
+        );
+        assert_eq!(
+            who(Either, None, Some(&order)).ok().as_deref(),
+            Some("order")
+        );
+        assert_eq!(
+            who(Either, token("order", &["service"]), Some(&edge))
+                .ok()
+                .as_deref(),
+            Some("order")
+        );
+        assert!(who(Either, token("u", &[]), Some(&edge)).is_err());
+        assert_eq!(
+            who(Both, token("order", &["service"]), Some(&order))
+                .ok()
+                .as_deref(),
+            Some("order")
+        );
+        assert_eq!(
+            code(who(Both, token("product", &["service"]), Some(&order))),
+            Some(PermissionDenied)
+        );
+        assert_eq!(code(who(Both, None, Some(&order))), Some(Unauthenticated));
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! serving carried: the request id, the W3C trace context, and a deadline no later than the
 //! caller's. It authenticates as the calling service with a token from the auth service
 //! ([`ServiceCredentials`]), fetched once and renewed before it expires.
+//!
+//! [`service_channel`] and [`mesh_channel`] open the channels of the mesh as the settings say:
+//! with `mtls.enabled`, every connection presents this process's certificate and accepts only a
+//! server whose certificate names the service called (see [`crate::mtls`]).
 
 use std::{
     sync::Arc,
@@ -21,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tonic::{
     Status,
     body::Body,
-    transport::{Channel, Endpoint},
+    transport::{Channel, ClientTlsConfig, Endpoint, channel::Change},
 };
 
 mod breaker;
@@ -35,6 +39,10 @@ pub use retry::{Idempotency, Resilient, RetrySettings};
 use crate::context::{
     CallContext, GRPC_TIMEOUT, REQUEST_ID, format_grpc_timeout, inject_trace_context,
     new_request_id, parse_grpc_timeout,
+};
+use crate::{
+    config::{ServiceKind, Settings},
+    mtls::TlsFiles,
 };
 
 /// A channel to `url` that connects on first use and reconnects by itself, so a service starts
@@ -83,6 +91,113 @@ pub fn pooled_channel(url: &str, connections: usize) -> anyhow::Result<Channel> 
             .map_err(|e| anyhow::anyhow!("pooling connections to {url}: {e}"))?;
     }
     Ok(channel)
+}
+
+/// A channel to service `kind`, where `settings` say it is ([`lazy_channel`]), over mTLS when
+/// `mtls.enabled`: the server must present a certificate of that service.
+///
+/// # Errors
+/// A malformed URL; with mTLS, certificate files that do not load.
+pub fn service_channel(settings: &Settings, kind: ServiceKind) -> anyhow::Result<Channel> {
+    mesh_channel(settings, &settings.service_url(kind), 1, Some(kind))
+}
+
+/// A channel to `url` inside the mesh, with `connections` connections to each address
+/// ([`pooled_channel`]), over mTLS when `mtls.enabled`: each connection presents this process's
+/// certificate and accepts a server whose certificate chains to the CA and names service
+/// `server` (any service of the trust domain when `None`). Certificates rotated on disk are
+/// used by the connections opened after they are reloaded; open ones carry on.
+///
+/// # Errors
+/// A malformed URL; with mTLS, certificate files that do not load.
+pub fn mesh_channel(
+    settings: &Settings,
+    url: &str,
+    connections: usize,
+    server: Option<ServiceKind>,
+) -> anyhow::Result<Channel> {
+    if !settings.mtls.enabled {
+        return pooled_channel(url, connections);
+    }
+    let files = TlsFiles::load(&settings.mtls)?;
+    tls_channel(url, connections, files, server.map(ServiceKind::name))
+}
+
+/// [`pooled_channel`] over mTLS with `files`, whose endpoints are built again each time the
+/// files are reloaded.
+fn tls_channel(
+    url: &str,
+    connections: usize,
+    files: TlsFiles,
+    server: Option<&str>,
+) -> anyhow::Result<Channel> {
+    let connections = connections.max(1);
+    let verifier = files.server_verifier(server);
+    let endpoint = {
+        let files = files.clone();
+        move |url: &str| -> anyhow::Result<Endpoint> {
+            let tls = ClientTlsConfig::new()
+                .identity(files.identity())
+                // The server's ALPN says h2; gRPC needs nothing else.
+                .assume_http2(true);
+            upstream_endpoint(&https(url))?
+                .tls_config_with_verifier(tls, Arc::clone(&verifier))
+                .with_context(|| format!("TLS for {url}"))
+        }
+    };
+    if let Some(target) = crate::discovery::DnsTarget::parse(url)? {
+        return Ok(crate::discovery::renewing_balanced_channel(
+            target,
+            move |addr| endpoint(&format!("https://{addr}")),
+            Arc::new(crate::discovery::SystemResolver),
+            crate::discovery::DEFAULT_REFRESH,
+            connections,
+            Some(files),
+        ));
+    }
+    // Checks the URL now, so a bad one stops start-up.
+    let first = endpoint(url)?;
+    let (channel, changes) = Channel::balance_channel::<usize>(connections);
+    let url = url.to_owned();
+    let mut renewals = Some(files);
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        loop {
+            if let Some(endpoint) = next.take() {
+                for slot in 0..connections {
+                    if changes
+                        .send(Change::Insert(slot, endpoint.clone()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                () = changes.closed() => return,
+                renewed = crate::discovery::renewed(&mut renewals) => {
+                    if !renewed {
+                        renewals = None;
+                        continue;
+                    }
+                    match endpoint(&url) {
+                        Ok(endpoint) => next = Some(endpoint),
+                        Err(error) => tracing::warn!(%url, "keeping the old endpoint: {error:#}"),
+                    }
+                }
+            }
+        }
+    });
+    Ok(channel)
+}
+
+/// `url` with the `https` scheme, which is what makes tonic speak TLS on a connection.
+fn https(url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url.to_owned(),
+    }
 }
 
 /// How every connection to an upstream is set up.

@@ -115,6 +115,8 @@ pub struct Settings {
     pub services: ServicesSettings,
     /// The calling service's own credentials for internal calls (client id = service name).
     pub service_secret: Option<SecretString>,
+    /// Mutual TLS between services and the edge (off by default).
+    pub mtls: MtlsSettings,
     /// The `[auth]` section, read by the auth service with [`Config::section`].
     pub auth: Dict,
     /// The `[user]` section.
@@ -143,6 +145,7 @@ impl Default for Settings {
             events: EventSettings::default(),
             services: ServicesSettings::default(),
             service_secret: None,
+            mtls: MtlsSettings::default(),
             auth: Dict::new(),
             user: Dict::new(),
             product: Dict::new(),
@@ -274,6 +277,94 @@ impl Default for EventSettings {
             max_attempts: 5,
             retention: Duration::from_secs(24 * 3600),
         }
+    }
+}
+
+/// Mutual TLS between services and the edge: every server asks for a client certificate signed
+/// by the CA, every channel to a service presents this process's certificate and checks the
+/// server's. Off by default, so nothing changes on a laptop. See [`crate::mtls`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MtlsSettings {
+    /// Whether servers require client certificates and channels present one.
+    pub enabled: bool,
+    /// This process's certificate chain (PEM, leaf first), e.g. cert-manager's `tls.crt`.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1), e.g. `tls.key`.
+    pub key_file: PathBuf,
+    /// The CA bundle (PEM) peers' certificates must chain to, e.g. `ca.crt`.
+    pub ca_file: PathBuf,
+    /// How often the three files are read again; a change is used by the next connection, so
+    /// rotated certificates are picked up without a restart.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// The SPIFFE trust domain: a service's certificate names `spiffe://<trust_domain>/service/<name>`.
+    pub trust_domain: String,
+    /// What a caller of a SERVICE-only method must show.
+    pub service_access: ServiceAccess,
+    /// A plaintext port serving only `grpc.health.v1.Health`, for probes that cannot present a
+    /// certificate (the kubelet's gRPC probes); none when absent.
+    pub health_port: Option<u16>,
+}
+
+impl Default for MtlsSettings {
+    fn default() -> Self {
+        let dir = Path::new("/etc/agora/tls");
+        Self {
+            enabled: false,
+            cert_file: dir.join("tls.crt"),
+            key_file: dir.join("tls.key"),
+            ca_file: dir.join("ca.crt"),
+            reload_interval: Duration::from_secs(10),
+            trust_domain: "agora".into(),
+            service_access: ServiceAccess::Token,
+            health_port: None,
+        }
+    }
+}
+
+/// What a caller of a SERVICE-only method must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAccess {
+    /// A service token from the auth service (the behaviour without mTLS).
+    #[default]
+    Token,
+    /// A client certificate naming a service; no token needed.
+    Certificate,
+    /// Both, naming the same service.
+    Both,
+    /// Either one.
+    Either,
+}
+
+impl MtlsSettings {
+    /// Checks the settings against each other.
+    ///
+    /// # Errors
+    /// A setting that cannot work, named in the message.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.enabled || self.service_access == ServiceAccess::Token,
+            "mtls.service_access = {:?} needs mtls.enabled = true: without mTLS no caller has a \
+             certificate",
+            self.service_access
+        );
+        anyhow::ensure!(
+            !self.trust_domain.is_empty()
+                && self
+                    .trust_domain
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c)),
+            "mtls.trust_domain must be a non-empty SPIFFE trust domain (a-z, 0-9, '.', '-', '_'), \
+             not {:?}",
+            self.trust_domain
+        );
+        anyhow::ensure!(
+            self.reload_interval >= Duration::from_millis(10),
+            "mtls.reload_interval must be at least 10ms"
+        );
+        Ok(())
     }
 }
 

@@ -17,6 +17,8 @@ use anyhow::{Context as _, bail};
 use futures::future::BoxFuture;
 use tonic::transport::{Channel, Endpoint, channel::Change};
 
+use crate::mtls::TlsFiles;
+
 /// How often a balanced channel resolves its name again.
 pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
 
@@ -86,10 +88,49 @@ pub fn balanced_channel(
     refresh: Duration,
     connections: usize,
 ) -> Channel {
+    renewing_balanced_channel(target, endpoint, resolver, refresh, connections, None)
+}
+
+/// [`balanced_channel`] whose endpoints are built again each time `renewals` are (mTLS
+/// certificates rotated), so that the connections opened next present the new certificate.
+pub(crate) fn renewing_balanced_channel(
+    target: DnsTarget,
+    endpoint: impl Fn(SocketAddr) -> anyhow::Result<Endpoint> + Send + 'static,
+    resolver: Arc<dyn Resolve>,
+    refresh: Duration,
+    connections: usize,
+    mut renewals: Option<TlsFiles>,
+) -> Channel {
     let slots = 0..connections.max(1);
     let (channel, changes) = Channel::balance_channel::<(SocketAddr, usize)>(64);
     tokio::spawn(async move {
         let mut current = BTreeSet::new();
+        // Builds a fresh endpoint for each address (the failures logged and skipped).
+        let build = move |addrs: Vec<SocketAddr>| -> Vec<(SocketAddr, Endpoint)> {
+            addrs
+                .into_iter()
+                .filter_map(|addr| match endpoint(addr) {
+                    Ok(endpoint) => Some((addr, endpoint)),
+                    Err(error) => {
+                        tracing::warn!(%addr, "skipping address: {error:#}");
+                        None
+                    }
+                })
+                .collect()
+        };
+        // Inserts every slot of each address (replacing an existing one); false once the
+        // channel is gone.
+        let insert = async |built: Vec<(SocketAddr, Endpoint)>| -> bool {
+            for (addr, endpoint) in built {
+                for slot in slots.clone() {
+                    let change = Change::Insert((addr, slot), endpoint.clone());
+                    if changes.send(change).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+            true
+        };
         loop {
             match resolver.resolve(&target.host, target.port).await {
                 Ok(addrs) => {
@@ -101,18 +142,8 @@ pub fn balanced_channel(
                             }
                         }
                     }
-                    for new in next.difference(&current) {
-                        match endpoint(*new) {
-                            Ok(endpoint) => {
-                                for slot in slots.clone() {
-                                    let change = Change::Insert((*new, slot), endpoint.clone());
-                                    if changes.send(change).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            Err(error) => tracing::warn!(%new, "skipping address: {error:#}"),
-                        }
+                    if !insert(build(next.difference(&current).copied().collect())).await {
+                        return;
                     }
                     if current != next {
                         tracing::debug!(host = %target.host, addrs = ?next, "upstream addresses");
@@ -123,13 +154,32 @@ pub fn balanced_channel(
                     tracing::warn!(host = %target.host, "cannot resolve upstream: {error}");
                 }
             }
-            tokio::select! {
-                () = tokio::time::sleep(refresh) => {}
-                () = changes.closed() => return,
+            let sleep = tokio::time::sleep(refresh);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    () = changes.closed() => return,
+                    renewed = renewed(&mut renewals) => {
+                        if !renewed {
+                            renewals = None;
+                        } else if !insert(build(current.iter().copied().collect())).await {
+                            return;
+                        }
+                    }
+                }
             }
         }
     });
     channel
+}
+
+/// Resolves when `files` are loaded again (`false`: never again); never without files.
+pub(crate) async fn renewed(files: &mut Option<TlsFiles>) -> bool {
+    match files {
+        Some(files) => files.renewed().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

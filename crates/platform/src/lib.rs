@@ -21,6 +21,8 @@
 //! - [`revocation`]: the access tokens refused before they expire (revoked sessions, changed
 //!   roles), followed from auth's events.
 //! - [`client`]: channels for calls between services, with propagation and a service token.
+//! - [`mtls`]: mutual TLS between services and the edge: certificates reloaded from files, SPIFFE
+//!   identities.
 //! - [`discovery`]: client-side balancing over every address of a DNS name (headless Services).
 //! - [`testing`]: helpers that give each test its own database or key prefix.
 
@@ -33,6 +35,7 @@ pub mod datastore_tls;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod mtls;
 pub mod private_files;
 pub mod revocation;
 pub mod server;

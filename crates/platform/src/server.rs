@@ -4,6 +4,11 @@
 //! port: the service, `grpc.health.v1.Health` and server reflection v1 and v1alpha, behind the
 //! standard layers. Health says NOT_SERVING until the service's store is ready, and again from the
 //! shutdown signal while in-flight calls drain.
+//!
+//! With `mtls.enabled` it accepts only TLS connections whose client certificate chains to the
+//! CA ([`crate::mtls`]), with the certificate reloaded from its files as they change; health
+//! alone may then also be served in plaintext on `mtls.health_port`, for probes that have no
+//! certificate.
 
 use std::{
     convert::Infallible,
@@ -24,8 +29,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     access::AccessLayer,
-    config::ServerSettings,
+    config::Settings,
     context::{CallContext, REQUEST_ID, extract_trace_context},
+    mtls::TlsFiles,
 };
 
 /// The health service name under which the whole server reports (`""` per the health protocol).
@@ -46,13 +52,15 @@ const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Serves `service` on `listener` until `shutdown` resolves, then drains.
 ///
 /// `service` is a future that opens the store (migrations included) and builds the handlers;
-/// until it resolves, health answers NOT_SERVING and the service's methods UNAVAILABLE.
+/// until it resolves, health answers NOT_SERVING and the service's methods UNAVAILABLE. The
+/// `server` and `mtls` sections of `platform` say how.
 ///
 /// # Errors
-/// The service failed to start, or the server failed.
+/// The service failed to start, the certificate files did not load, the health port could not
+/// be bound, or the server failed.
 pub async fn run<S, F>(
     listener: TcpListener,
-    settings: &ServerSettings,
+    platform: &Settings,
     access: AccessLayer,
     service: F,
     shutdown: impl Future<Output = ()>,
@@ -67,9 +75,16 @@ where
     S::Future: Send + 'static,
     F: Future<Output = anyhow::Result<S>>,
 {
+    let settings = &platform.server;
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
+    let tls = if platform.mtls.enabled {
+        Some(TlsFiles::load(&platform.mtls)?)
+    } else {
+        platform.mtls.validate()?;
+        None
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(S::NAME, ServingStatus::NotServing)
@@ -110,34 +125,61 @@ where
         .layer(access)
         .into_inner();
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        Server::builder()
-            // Bound every call, even when the client sets no deadline.
-            .timeout(settings.request_timeout)
-            // One stated limit on a call's headers, which the edge stays under.
-            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-            // Ping quiet connections: keeps long streams (WatchOrder) open through middleboxes
-            // that drop idle flows, and closes a connection whose client vanished without a
-            // word, which ends its streams and frees what they hold.
-            .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-            .layer(layers)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(Starting {
-                slot: Arc::clone(&slot),
-            })
-            .serve_with_incoming_shutdown(
+    let health_listener = match (&tls, platform.mtls.health_port) {
+        (Some(_), Some(port)) => Some(
+            TcpListener::bind((platform.host, port))
+                .await
+                .with_context(|| format!("binding mtls.health_port {port}"))?,
+        ),
+        _ => None,
+    };
+
+    // Says stop to the servers: the service's and, with mTLS, the plaintext health port's.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop_signal = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let router = Server::builder()
+        // Bound every call, even when the client sets no deadline.
+        .timeout(settings.request_timeout)
+        // One stated limit on a call's headers, which the edge stays under.
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        // Ping quiet connections: keeps long streams (WatchOrder) open through middleboxes
+        // that drop idle flows, and closes a connection whose client vanished without a
+        // word, which ends its streams and frees what they hold.
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .layer(layers)
+        .add_service(health_service.clone())
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(Starting {
+            slot: Arc::clone(&slot),
+        });
+    let mut server =
+        match &tls {
+            None => tokio::spawn(router.serve_with_incoming_shutdown(
                 // Small replies go out at once: with Nagle's algorithm on, a reply can wait
                 // ~40 ms for the client's delayed ACK.
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async {
-                    let _ = stopped.await;
-                },
-            ),
-    );
+                stop_signal(stopped.clone()),
+            )),
+            Some(files) => tokio::spawn(router.serve_with_incoming_shutdown(
+                files.incoming(listener),
+                stop_signal(stopped.clone()),
+            )),
+        };
+    let _health_port = health_listener.map(|health_listener| {
+        AbortOnDrop(tokio::spawn(
+            Server::builder()
+                .timeout(settings.request_timeout)
+                .add_service(health_service)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(health_listener),
+                    stop_signal(stopped),
+                ),
+        ))
+    });
 
     let mut shutdown = std::pin::pin!(shutdown);
     // Whether the signal came while starting: then it must not be awaited a second time.
@@ -150,10 +192,10 @@ where
                     let _ = slot.set(service);
                     health.set_service_status(S::NAME, ServingStatus::Serving).await;
                     health.set_service_status(WHOLE_SERVER, ServingStatus::Serving).await;
-                    tracing::info!(service = S::NAME, %addr, "serving");
+                    tracing::info!(service = S::NAME, %addr, mtls = tls.is_some(), "serving");
                 }
                 Err(error) => {
-                    let _ = stop.send(());
+                    stop.send_replace(true);
                     let _ = server.await;
                     return Err(error);
                 }
@@ -187,7 +229,7 @@ where
         .set_service_status(WHOLE_SERVER, ServingStatus::NotServing)
         .await;
     tokio::time::sleep(settings.drain_delay).await;
-    let _ = stop.send(());
+    stop.send_replace(true);
     match tokio::time::timeout(settings.drain_timeout, &mut server).await {
         Ok(result) => result.context("server task")?.context("serving")?,
         Err(_) => {
@@ -227,6 +269,15 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// Aborts a task when dropped: the health port's server goes with the function that started it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -166,7 +166,9 @@ pub async fn serve(
     let verifier = Verifier::new(Arc::new(local_keys.clone()), &platform.tokens)
         .with_min_refresh(Duration::ZERO)
         .with_revocations(revocations);
-    let access = AccessLayer::new(policy, Arc::new(verifier)).keeping(following);
+    let access = AccessLayer::new(policy, Arc::new(verifier))
+        .with_service_access(platform.mtls.service_access, &platform.mtls.trust_domain)
+        .keeping(following);
 
     let database_url = platform.database_url(ServiceKind::Auth);
     let tokens = platform.tokens.clone();
@@ -198,7 +200,7 @@ pub async fn serve(
             .context("creating the configured administrator")?;
         Ok(AuthServiceServer::new(api))
     };
-    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+    agora_platform::server::run(listener, platform, access, starting, shutdown).await
 }
 
 /// Keeps the keyring current until the service stops.

@@ -129,7 +129,7 @@ pub async fn serve(
         );
         Ok(InventoryServiceServer::new(api))
     };
-    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+    agora_platform::server::run(listener, platform, access, starting, shutdown).await
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 use agora_contracts::agora::order::v1::order_service_server::OrderServiceServer;
 use agora_platform::{
     access::AccessLayer,
-    client::{Propagate, ServiceCredentials, lazy_channel},
+    client::{Propagate, ServiceCredentials, service_channel},
     config::{Config, ServiceKind},
     events::{Bus, Relay},
     storage::Database,
@@ -194,7 +194,7 @@ pub async fn serve_with_hooks(
         let api = api::OrderApi::new(saga, slots, tasks);
         Ok(OrderServiceServer::new(api))
     };
-    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+    agora_platform::server::run(listener, platform, access, starting, shutdown).await
 }
 
 /// Runs one recovery pass over the order database of `config`, as another replica of the order
@@ -241,13 +241,13 @@ impl SagaParts {
             "service_secret must be set: the order service calls inventory as a service",
         )?;
         let credentials = Arc::new(ServiceCredentials::new(
-            lazy_channel(&platform.service_url(ServiceKind::Auth))?,
+            service_channel(platform, ServiceKind::Auth)?,
             ServiceKind::Order.name(),
             secret,
         ));
         let upstream = |kind| -> anyhow::Result<saga::Upstream> {
             Ok(Propagate::new(
-                lazy_channel(&platform.service_url(kind))?,
+                service_channel(platform, kind)?,
                 Some(Arc::clone(&credentials)),
                 settings.upstream_timeout,
             ))

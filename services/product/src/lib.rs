@@ -90,5 +90,5 @@ pub async fn serve(
             Ok(ProductServiceServer::new(api))
         }
     };
-    agora_platform::server::run(listener, &platform.server, access, starting, shutdown).await
+    agora_platform::server::run(listener, &platform, access, starting, shutdown).await
 }

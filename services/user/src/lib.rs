@@ -52,7 +52,7 @@ pub async fn serve(
     let platform = config.settings.clone();
     let access = AccessLayer::with_auth_keys(&platform)?;
 
-    let server_settings = platform.server.clone();
+    let server_settings = platform.clone();
     let starting = async move {
         let db = Database::connect(&platform.database_url(ServiceKind::User)).await?;
         db.migrate(store::MIGRATIONS).await?;
