@@ -48,22 +48,36 @@ pub(crate) async fn check(url: &str, timeout: Duration) -> anyhow::Result<ExitCo
             .with_context(|| format!("not an HTTP answer: {:?}", status_line.trim_end()))?;
         anyhow::Ok(code)
     };
+    Ok(verdict(timeout, answer, |code| {
+        (format!("HTTP {code}"), (200..300).contains(&code))
+    })
+    .await)
+}
+
+/// How a probe ends: `answer` within `timeout`, judged by `judge` into what to print and whether
+/// it is healthy (exit 0), or `UNREACHABLE` and why (exit 1).
+pub(crate) async fn verdict<T>(
+    timeout: Duration,
+    answer: impl Future<Output = anyhow::Result<T>>,
+    judge: impl FnOnce(T) -> (String, bool),
+) -> ExitCode {
     match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(code)) => {
-            println!("HTTP {code}");
-            Ok(if (200..300).contains(&code) {
+        Ok(Ok(answer)) => {
+            let (said, healthy) = judge(answer);
+            println!("{said}");
+            if healthy {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
-            })
+            }
         }
         Ok(Err(error)) => {
             println!("UNREACHABLE: {error:#}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
         Err(_) => {
             println!("UNREACHABLE: no answer within {timeout:?}");
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
     }
 }

@@ -192,24 +192,11 @@ async fn health(addr: &str, service: String, timeout: Duration) -> anyhow::Resul
             .await?;
         anyhow::Ok(response.into_inner().status())
     };
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(status)) => {
-            println!("{}", status.as_str_name());
-            Ok(
-                if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                },
-            )
-        }
-        Ok(Err(error)) => {
-            println!("UNREACHABLE: {error:#}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(_) => {
-            println!("UNREACHABLE: no answer within {timeout:?}");
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(http_probe::verdict(timeout, answer, |status| {
+        (
+            status.as_str_name().to_owned(),
+            status == tonic_health::pb::health_check_response::ServingStatus::Serving,
+        )
+    })
+    .await)
 }

@@ -142,13 +142,19 @@ impl Streams {
         count: usize,
         block: Duration,
     ) -> Vec<Entry> {
+        self.wait_for(block, || self.take_new(stream, group, consumer, count))
+            .await
+    }
+
+    /// What `take` finds, waiting up to `block` for an entry to be added when it finds nothing.
+    async fn wait_for(&self, block: Duration, take: impl Fn() -> Vec<Entry>) -> Vec<Entry> {
         let deadline = tokio::time::Instant::now() + block;
         loop {
             // Registered before looking, so an entry added in between still wakes this reader.
             let added = self.added.notified();
             tokio::pin!(added);
             added.as_mut().enable();
-            let entries = self.take_new(stream, group, consumer, count);
+            let entries = take();
             if !entries.is_empty() {
                 return entries;
             }
@@ -199,13 +205,8 @@ impl Streams {
         count: usize,
         block: Duration,
     ) -> Vec<Entry> {
-        let deadline = tokio::time::Instant::now() + block;
-        loop {
-            // Registered before looking, so an entry added in between still wakes this reader.
-            let added = self.added.notified();
-            tokio::pin!(added);
-            added.as_mut().enable();
-            let entries = self.with(|state| {
+        self.wait_for(block, || {
+            self.with(|state| {
                 let Some(stream) = state.get(stream) else {
                     return Vec::new();
                 };
@@ -223,14 +224,9 @@ impl Streams {
                         deliveries: 1,
                     })
                     .collect()
-            });
-            if !entries.is_empty() {
-                return entries;
-            }
-            if tokio::time::timeout_at(deadline, added).await.is_err() {
-                return Vec::new();
-            }
-        }
+            })
+        })
+        .await
     }
 
     pub(crate) fn claim_idle(

@@ -123,6 +123,17 @@ async fn add(
         .with_context(|| format!("XADD to {stream}"))
 }
 
+/// The entries of an `XREAD`/`XREADGROUP` reply (none when the read timed out), each delivered
+/// once.
+fn read_entries(reply: Option<redis::streams::StreamReadReply>) -> Vec<Entry> {
+    reply
+        .into_iter()
+        .flat_map(|reply| reply.keys)
+        .flat_map(|key| key.ids)
+        .map(|id| entry(id, 1))
+        .collect()
+}
+
 fn entry(id: StreamId, deliveries: u64) -> Entry {
     let fields = id
         .map
@@ -181,12 +192,7 @@ impl RedisReader {
             .query_async(&mut self.connection)
             .await
             .context("XREADGROUP")?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|reply| reply.keys)
-            .flat_map(|key| key.ids)
-            .map(|id| entry(id, 1))
-            .collect())
+        Ok(read_entries(reply))
     }
 
     /// Entries after `after`, outside any group (`XREAD`), waiting up to `block` for one.
@@ -209,12 +215,7 @@ impl RedisReader {
             .query_async(&mut self.connection)
             .await
             .context("XREAD")?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|reply| reply.keys)
-            .flat_map(|key| key.ids)
-            .map(|id| entry(id, 1))
-            .collect())
+        Ok(read_entries(reply))
     }
 
     pub(crate) async fn claim_idle(
