@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Offline proof of the deployment files (no Docker engine or cluster needed): lints the Dockerfile
 # (hadolint), renders every
-# Kustomize overlay with `kubectl kustomize`, validates it against the Kubernetes API schemas
-# (kubernetes-validate, strict) and its Gateway API resources against the pinned Gateway API
-# CRDs (tests/deploy/crds/, checked below), checks the deployment policy, validates
+# Kustomize overlay with `kubectl kustomize`, alone and with each component of k8s/components/,
+# validates it against the Kubernetes API schemas (kubernetes-validate, strict) and its custom
+# resources (Gateway API, cert-manager) against the pinned CRDs (tests/deploy/crds/, checked
+# below), checks the deployment policy, validates
 # docker-compose.yml against the Compose-spec schema, and runs both files' database init (their
 # own script and passwords file, byte for byte), init containers and containers as local
 # processes against PostgreSQL and Redis until every one reports SERVING.
@@ -31,11 +32,32 @@ fi
 
 # Gateway API v1.3.0, standard channel (Gateway, HTTPRoute, GRPCRoute CRDs as released): kept in
 # the repository because the check runs without network access beyond package registries.
-crds=tests/deploy/crds/gateway-api-v1.3.0-standard.yaml
-echo "4742c01d0519a8888cb553104494612032d9bc1662ad1cce34e94b40ba2e0a62  $crds" | sha256sum --check --quiet
+# cert-manager v1.21.1 (Certificate and Issuer CRDs as released), for the mtls component.
+sha256sum --check --quiet <<'EOF'
+4742c01d0519a8888cb553104494612032d9bc1662ad1cce34e94b40ba2e0a62  tests/deploy/crds/gateway-api-v1.3.0-standard.yaml
+324666656eb1d6875434849d55447ff6935120a2b5d5d7087da53d4b8fdc24c8  tests/deploy/crds/cert-manager-v1.21.1.yaml
+EOF
 
-for overlay in dev prod; do
+overlays=(dev prod)
+for overlay in "${overlays[@]}"; do
   kubectl kustomize "k8s/overlays/$overlay" > "$out/$overlay.yaml"
+done
+# Each component as its users apply it: listed under `components:` in an overlay's own
+# kustomization.yaml (so the overlay's namespace, images and patches apply to it too), on a copy
+# of k8s/ (kustomize loads only relative paths). Rendered as <overlay>+<component>.yaml.
+for component in k8s/components/*/; do
+  component=$(basename "$component")
+  for overlay in "${overlays[@]}"; do
+    copy=$out/with-$component/$overlay
+    rm -rf "$copy" && mkdir -p "$copy" && cp -r k8s "$copy/"
+    kustomization=$copy/k8s/overlays/$overlay/kustomization.yaml
+    if grep -q '^components:' "$kustomization"; then
+      echo "k8s/overlays/$overlay already lists components: add $component to them here" >&2
+      exit 1
+    fi
+    printf '\ncomponents:\n- ../../components/%s\n' "$component" >> "$kustomization"
+    kubectl kustomize "$copy/k8s/overlays/$overlay" > "$out/$overlay+$component.yaml"
+  done
 done
 cargo build -q -p agora
 

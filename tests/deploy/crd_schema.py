@@ -24,12 +24,12 @@ def strict(schema: dict) -> dict:
 
 
 @functools.cache
-def load(path: pathlib.Path) -> dict[tuple[str, str], dict]:
-    """Every served version of every CRD in `path`, by (apiVersion, kind); read once (callers must
+def load(*paths: pathlib.Path) -> dict[tuple[str, str], dict]:
+    """Every served version of every CRD in `paths`, by (apiVersion, kind); read once (callers must
     not change the schemas)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     schemas = {}
-    for crd in (d for d in yaml.load_all(path.read_text(), Loader=loader) if d):
+    for crd in (d for path in paths for d in yaml.load_all(path.read_text(), Loader=loader) if d):
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
             if version.get("served"):

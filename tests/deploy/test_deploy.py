@@ -1,15 +1,18 @@
 """Offline proof of the deployment files (no Docker engine, no cluster needed).
 
-- every Kustomize overlay renders and passes the Kubernetes API schemas (strict), its Gateway
-  API resources the pinned Gateway API CRDs' schemas (strict, tests/deploy/crds/);
+- every Kustomize overlay renders, alone and with each component of k8s/components/, and passes
+  the Kubernetes API schemas (strict), its custom resources (Gateway API, cert-manager) the
+  pinned CRDs' schemas (strict, tests/deploy/crds/);
 - a policy over the rendered manifests (probes, resources, restricted securityContext, pinned
-  images, gRPC ports, NetworkPolicy/HPA/PDB coverage), shown to fail on broken manifests too;
+  images, gRPC ports, NetworkPolicy/HPA/PDB coverage, and with the mtls component a certificate
+  from an Issuer of the namespace for every pod), shown to fail on broken manifests too;
 - docker-compose.yml passes the Compose-spec JSON schema;
 - the commands and environment that docker-compose.yml and the dev overlay give each container
   run as local processes against the machine's PostgreSQL and Redis (fresh databases and key
   prefixes of their own), and every one reports SERVING through its own probe.
 
-Run by scripts/deploy-check.sh, which renders the overlays into $DEPLOY_CHECK_RENDERED.
+Run by scripts/deploy-check.sh, which renders the overlays into $DEPLOY_CHECK_RENDERED: <overlay>.yaml,
+and <overlay>+<component>.yaml for the overlay with the component listed in its kustomization.
 """
 
 from __future__ import annotations
@@ -32,11 +35,21 @@ import runner
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RENDERED = pathlib.Path(os.environ.get("DEPLOY_CHECK_RENDERED", ROOT / "target" / "deploy-check"))
 OVERLAYS = ["dev", "prod"]
+COMPONENTS = sorted(p.parent.name for p in (ROOT / "k8s" / "components").glob("*/kustomization.yaml"))
+# Every overlay, then every overlay with each component.
+RENDERINGS = OVERLAYS + [f"{o}+{c}" for c in COMPONENTS for o in OVERLAYS]
 KUBERNETES_VERSION = os.environ.get("DEPLOY_CHECK_K8S_VERSION", "1.33.0")
 COMPOSE_SCHEMA = pathlib.Path(os.environ.get("DEPLOY_CHECK_COMPOSE_SCHEMA", RENDERED / "compose-spec.json"))
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 GATEWAY_API = "gateway.networking.k8s.io/"
-CRDS = pathlib.Path(__file__).resolve().parent / "crds" / "gateway-api-v1.3.0-standard.yaml"
+CERT_MANAGER = "cert-manager.io/"
+# The API groups of the custom resources, validated against their CRDs rather than the Kubernetes API.
+CUSTOM = (GATEWAY_API, CERT_MANAGER)
+# The pinned CRDs (scripts/deploy-check.sh checks their sha256).
+CRDS = tuple(pathlib.Path(__file__).resolve().parent / "crds" / f
+             for f in ("gateway-api-v1.3.0-standard.yaml", "cert-manager-v1.21.1.yaml"))
+# The custom kinds each component adds; every rendering has the Gateway API's.
+COMPONENT_KINDS = {"mtls": {"Certificate", "Issuer"}}
 # /readyz waits this long for the upstreams' answers (gateway.probe_timeout's default).
 GATEWAY_PROBE_TIMEOUT = 2
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -115,11 +128,15 @@ def violations(docs: list[dict], by_digest: bool = False) -> list[str]:
                     ready.get("timeoutSeconds", 1) <= GATEWAY_PROBE_TIMEOUT:
                 found.append(f"{cname}: readinessProbe timeoutSeconds is not above the edge's probe_timeout "
                              f"({GATEWAY_PROBE_TIMEOUT}s)")
+            # With mTLS the grpc port wants a client certificate the kubelet cannot present: the
+            # probes then use the plaintext health-only port (named `health`), and only it.
+            health = [p for p in c.get("ports", []) if p.get("name") == "health"]
             grpc_ports = [p for p in c.get("ports", []) if p.get("name") == "grpc"]
             for p in grpc_ports:
+                target = health[0] if health else p
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                    if c.get(probe, {}).get("grpc", {}).get("port") != p["containerPort"]:
-                        found.append(f"{cname}: {probe} is not a native gRPC probe on the grpc port")
+                    if c.get(probe, {}).get("grpc", {}).get("port") != target["containerPort"]:
+                        found.append(f"{cname}: {probe} is not a native gRPC probe on the {target['name']} port")
         agora = labels.get("app.kubernetes.io/part-of") == "agora" and labels.get(
             "app.kubernetes.io/component") in {"service", "edge"}
         if agora and drain <= 20:
@@ -149,6 +166,63 @@ def violations(docs: list[dict], by_digest: bool = False) -> list[str]:
     return found
 
 
+TLS_DIR = "/etc/agora/tls"  # where mtls.cert_file, key_file and ca_file point by default
+TRUST_DOMAIN = "agora"
+
+
+def mtls_violations(docs: list[dict]) -> list[str]:
+    """What in a rendering with the mtls component keeps a pod from its certificate, or the mesh
+    from trusting it; empty when every service and the edge get one they can use."""
+    found = []
+    common = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "agora-common")["data"]
+    if common.get("AGORA_MTLS__ENABLED") != "true":
+        found.append("ConfigMap/agora-common: mTLS is not enabled")
+    issuers = {(d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs if d["kind"] == "Issuer"}
+    certificates = {(d["metadata"].get("namespace"), d["spec"]["secretName"]): d
+                    for d in docs if d["kind"] == "Certificate"}
+    for (namespace, _), c in certificates.items():
+        ref = c["spec"]["issuerRef"]
+        if ref.get("kind", "Issuer") == "Issuer" and (namespace, ref["name"]) not in issuers:
+            found.append(f"Certificate/{c['metadata']['name']}: no Issuer {ref['name']} in namespace {namespace}")
+    signers = set()
+    for w in (d for d in docs if d["kind"] in WORKLOADS):
+        labels = w["spec"]["template"]["metadata"].get("labels", {})
+        role = labels.get("app.kubernetes.io/component")
+        if labels.get("app.kubernetes.io/part-of") != "agora" or role not in {"service", "edge"}:
+            continue
+        name, spec = labels["app.kubernetes.io/name"], pod_spec(w)
+        wname = f"{w['kind']}/{w['metadata']['name']}"
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec["containers"]:
+            cname = f"{wname}/{c['name']}"
+            health = [p["containerPort"] for p in c.get("ports", []) if p.get("name") == "health"]
+            if role == "service" and health != [int(common.get("AGORA_MTLS__HEALTH_PORT", 0))]:
+                found.append(f"{cname}: health port {health} is not mtls.health_port "
+                             f"({common.get('AGORA_MTLS__HEALTH_PORT')})")
+            mount = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == TLS_DIR), None)
+            secret = volumes.get(mount["name"], {}).get("secret", {}).get("secretName") if mount else None
+            certificate = certificates.get((w["metadata"].get("namespace"), secret))
+            if certificate is None:
+                found.append(f"{cname}: no Secret of a Certificate in its namespace mounted at {TLS_DIR}")
+                continue
+            cert = certificate["spec"]
+            signers.add((cert["issuerRef"].get("kind", "Issuer"), cert["issuerRef"]["name"]))
+            spiffe = next((u for u in cert.get("uris", []) if u.startswith("spiffe://")), "")
+            service_id = f"spiffe://{TRUST_DOMAIN}/service/{name}"
+            if role == "service" and spiffe != service_id:
+                found.append(f"{cname}: its certificate names {spiffe!r}, not {service_id}")
+            if role == "edge" and (not spiffe.startswith(f"spiffe://{TRUST_DOMAIN}/") or "/service/" in spiffe):
+                found.append(f"{cname}: its certificate names {spiffe!r}, not an edge ID of {TRUST_DOMAIN}")
+            usages = set(cert.get("usages", ["digital signature", "key encipherment"]))
+            for usage in ["client auth"] + (["server auth"] if role == "service" else []):
+                if usage not in usages:
+                    found.append(f"{cname}: its certificate lacks the usage {usage!r}")
+    # Each pod trusts the ca.crt of its own Secret: one signer for all, or they reject each other.
+    if len(signers) > 1:
+        found.append(f"the certificates come from several issuers {sorted(signers)}: pods would not trust each other")
+    return found
+
+
 def test_the_dockerfile_passes_hadolint_which_flags_a_latest_base(tmp_path):
     result = subprocess.run(["hadolint", str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -169,22 +243,23 @@ def test_the_dockerfile_runs_as_non_root_with_labels_and_a_separate_dependency_l
     assert builder.index("cargo chef cook") < builder.index("COPY . .") < builder.index("cargo build")
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_every_overlay_passes_the_kubernetes_api_schemas_strictly(overlay, tmp_path):
-    # Gateway API kinds are custom resources: checked against their CRDs below.
+    # Gateway API and cert-manager kinds are custom resources: checked against their CRDs below.
     builtin = tmp_path / "builtin.yaml"
-    builtin.write_text(yaml.safe_dump_all([d for d in manifests(overlay) if not d["apiVersion"].startswith(GATEWAY_API)]))
+    builtin.write_text(yaml.safe_dump_all([d for d in manifests(overlay) if not d["apiVersion"].startswith(CUSTOM)]))
     result = subprocess.run(
         ["kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSION, str(builtin)],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_overlay_passes_the_gateway_api_crd_schemas_strictly(overlay):
-    schemas = crd_schema.load(CRDS)
-    docs = [d for d in manifests(overlay) if d["apiVersion"].startswith(GATEWAY_API)]
-    assert {d["kind"] for d in docs} == {"Gateway", "HTTPRoute", "GRPCRoute"}
+@pytest.mark.parametrize("overlay", RENDERINGS)
+def test_every_overlay_passes_the_crd_schemas_of_its_custom_resources_strictly(overlay):
+    schemas = crd_schema.load(*CRDS)
+    docs = [d for d in manifests(overlay) if d["apiVersion"].startswith(CUSTOM)]
+    component = overlay.partition("+")[2]
+    assert {d["kind"] for d in docs} == {"Gateway", "HTTPRoute", "GRPCRoute"} | COMPONENT_KINDS.get(component, set())
     assert [e for d in docs for e in crd_schema.errors(d, schemas)] == []
 
 
@@ -196,7 +271,21 @@ def test_every_overlay_passes_the_gateway_api_crd_schemas_strictly(overlay):
 def test_the_gateway_api_validation_rejects_a_misspelt_field_a_bad_duration_and_an_unknown_version(breakage, expected):
     route = copy.deepcopy(next(d for d in manifests("prod") if d["kind"] == "HTTPRoute"))
     breakage(route)
-    assert any(expected in e for e in crd_schema.errors(route, crd_schema.load(CRDS)))
+    assert any(expected in e for e in crd_schema.errors(route, crd_schema.load(*CRDS)))
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda c: c["spec"].update(renewBefor=c["spec"].pop("renewBefore")), "'renewBefor' was unexpected"),
+    (lambda c: c["spec"]["privateKey"].update(algorithm="ECDSA-P256"), "is not one of"),
+    (lambda c: c["spec"].update(uris="spiffe://agora/service/auth"), "is not of type 'array'"),
+    (lambda c: c.update(apiVersion=CERT_MANAGER + "v1alpha2"), "no CRD serves"),
+])
+def test_the_cert_manager_validation_rejects_a_misspelt_field_a_bad_value_and_an_unknown_version(breakage, expected):
+    certificate = copy.deepcopy(next(d for d in manifests("prod+mtls")
+                                     if d["kind"] == "Certificate" and d["metadata"]["name"] == "auth-mtls"))
+    assert crd_schema.errors(certificate, crd_schema.load(*CRDS)) == []
+    breakage(certificate)
+    assert any(expected in e for e in crd_schema.errors(certificate, crd_schema.load(*CRDS)))
 
 
 def test_the_edge_is_reached_over_tls_with_routes_that_let_watches_live():
@@ -231,12 +320,13 @@ def duration(value: str) -> int:
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|h|m|s)", value))
 
 
-def test_the_prod_overlay_runs_the_same_commands_with_the_same_files_as_dev():
+@pytest.mark.parametrize("component", [""] + [f"+{c}" for c in COMPONENTS])
+def test_the_prod_overlay_runs_the_same_commands_with_the_same_files_as_dev(component):
     def containers(overlay):
         return {(d["metadata"]["name"], c["name"]): (c.get("args"), c.get("env"), c.get("volumeMounts"))
                 for d in manifests(overlay) if d["kind"] == "Deployment"
                 for c in pod_spec(d).get("initContainers", []) + pod_spec(d)["containers"]}
-    dev, prod = containers("dev"), containers("prod")
+    dev, prod = containers("dev" + component), containers("prod" + component)
     assert dev.keys() == prod.keys()
     # Only the proxies' address range is the cluster's own.
     for key in dev:
@@ -257,7 +347,7 @@ def test_the_schema_validation_rejects_a_misspelt_field(tmp_path):
     assert result.returncode != 0
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", RENDERINGS)
 def test_every_overlay_complies_with_the_deployment_policy(overlay):
     docs = manifests(overlay)
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
@@ -268,7 +358,51 @@ def test_every_overlay_complies_with_the_deployment_policy(overlay):
         assert ("Service", f"{name}-headless") in kinds
     assert {("Gateway", "agora"), ("HTTPRoute", "gateway"), ("GRPCRoute", "gateway")} <= kinds
     assert ("Ingress", "gateway") not in kinds
-    assert violations(docs, by_digest=overlay == "prod") == []
+    assert violations(docs, by_digest=overlay.partition("+")[0] == "prod") == []
+
+
+@pytest.mark.parametrize("overlay", [f"{o}+mtls" for o in OVERLAYS])
+def test_with_mtls_every_service_and_the_edge_mount_a_certificate_of_their_own_from_one_ca(overlay):
+    assert mtls_violations(manifests(overlay)) == []
+
+
+def cert(docs: list[dict], name: str) -> dict:
+    return next(d for d in docs if d["kind"] == "Certificate" and d["metadata"]["name"] == name)
+
+
+def deployment(docs: list[dict], name: str) -> dict:
+    return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda docs: cert(docs, "order-mtls")["spec"].update(uris=["spiffe://agora/service/orders"]),
+     "Deployment/order/order: its certificate names 'spiffe://agora/service/orders'"),
+    (lambda docs: cert(docs, "gateway-mtls")["spec"].update(uris=["spiffe://agora/service/gateway"]),
+     "not an edge ID of agora"),
+    (lambda docs: cert(docs, "user-mtls")["spec"]["usages"].remove("server auth"), "lacks the usage 'server auth'"),
+    (lambda docs: cert(docs, "auth-mtls")["spec"]["issuerRef"].update(name="agora-ca-typo"),
+     "Certificate/auth-mtls: no Issuer agora-ca-typo"),
+    (lambda docs: cert(docs, "auth-mtls")["metadata"].update(namespace="default"),
+     "Deployment/auth/auth: no Secret of a Certificate in its namespace"),
+    (lambda docs: cert(docs, "product-mtls")["spec"]["issuerRef"].update(name="agora-selfsigned"), "several issuers"),
+    (lambda docs: next(m for m in pod_spec(deployment(docs, "gateway"))["containers"][0]["volumeMounts"]
+                       if m["mountPath"] == TLS_DIR).update(mountPath="/tls"),
+     "Deployment/gateway/gateway: no Secret of a Certificate"),
+    (lambda docs: next(p for p in pod_spec(deployment(docs, "inventory"))["containers"][0]["ports"]
+                       if p["name"] == "health").update(containerPort=50049),
+     "health port [50049] is not mtls.health_port (50050)"),
+])
+def test_the_mtls_checks_catch_a_wrong_identity_usage_issuer_namespace_mount_and_health_port(breakage, expected):
+    docs = copy.deepcopy(manifests("prod+mtls"))
+    breakage(docs)
+    assert any(expected in v for v in mtls_violations(docs)), mtls_violations(docs)
+
+
+def test_with_mtls_the_policy_wants_the_probes_on_the_health_port():
+    docs = copy.deepcopy(manifests("prod+mtls"))
+    pod_spec(deployment(docs, "auth"))["containers"][0]["readinessProbe"]["grpc"]["port"] = 50051
+    assert "Deployment/auth/auth: readinessProbe is not a native gRPC probe on the health port" in \
+        violations(docs, by_digest=True)
 
 
 @pytest.mark.parametrize("breakage, expected", [
