@@ -382,3 +382,58 @@ async fn a_platform_channel_refuses_a_server_naming_another_service() {
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(!reached_the_handler(&status));
 }
+
+#[tokio::test]
+async fn the_health_port_answers_probes_without_a_certificate_and_serves_nothing_else() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let dir = tempfile::tempdir().expect("a directory");
+    let ca = Ca::new("agora test CA");
+    let server = ca.issue(INVENTORY, 1, Validity::Now);
+    let order = ca.issue(ORDER, 2, Validity::Now);
+    write_files(dir.path(), "server", &server, &ca);
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = mtls_config(dir.path(), "server", "certificate")
+        .with("mtls.health_port", health_port)
+        .and_then(|c| c.with("data_dir", dir.path().join("data").display().to_string()))
+        .and_then(|c| c.with("events.prefix", format!("mtls-{}:", uuid::Uuid::now_v7())))
+        .and_then(|c| c.with("services.auth.url", "http://127.0.0.1:1"))
+        .expect("valid settings");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        if let Err(error) = agora_inventory::serve(&config, listener, std::future::pending()).await
+        {
+            panic!("inventory stopped: {error:#}");
+        }
+    });
+    until_serving(addr, &ca, &order).await;
+
+    // A plaintext probe, as the kubelet's, with no certificate: health answers SERVING.
+    let plain = Endpoint::from_shared(format!("http://127.0.0.1:{health_port}"))
+        .expect("a valid URL")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let status = HealthClient::new(plain.clone())
+        .check(HealthCheckRequest {
+            service: "agora.inventory.v1.InventoryService".into(),
+        })
+        .await
+        .expect("the health port answers without a certificate")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+    // The inventory's own methods are not there: only health is served in plaintext.
+    let refused = reserve(&mut InventoryServiceClient::new(plain)).await;
+    assert_eq!(refused.code(), Code::Unimplemented, "{refused:?}");
+    // And the service port itself still wants a certificate.
+    let status = reserve(&mut client(addr, &ca, None)).await;
+    assert!(!reached_the_handler(&status), "{status:?}");
+}
