@@ -9,6 +9,7 @@ use agora_platform::{
     cache::Cache,
     error::{ApiError, FieldViolations},
     events::Background,
+    storage::timestamp,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use secrecy::ExposeSecret;
@@ -55,13 +56,6 @@ impl From<StoreError> for ApiError {
 impl From<crate::hashing::HashError> for ApiError {
     fn from(error: crate::hashing::HashError) -> Self {
         ApiError::internal(error)
-    }
-}
-
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
     }
 }
 

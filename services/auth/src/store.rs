@@ -1,7 +1,7 @@
 //! Auth's SQL: accounts, sessions and refresh tokens. Every multi-step change runs in one write
 //! transaction, so a failure leaves nothing half-written.
 
-use agora_platform::storage::{Database, Migrations, is_unique_violation};
+use agora_platform::storage::{Database, Migrations, is_unique_violation, timestamp};
 use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{Email, Role, roles_from_column, roles_to_column};
@@ -463,13 +463,6 @@ async fn insert_session(
     Ok(())
 }
 
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or_default(),
-    }
-}
-
 /// Revokes a live session (of `user_id` when given) and announces it (`SessionRevoked`) in the
 /// same transaction, so every verifier refuses its access tokens; a session already revoked is
 /// left as it is and announced no more.
@@ -516,10 +509,7 @@ async fn enqueue_registered(
     let registered = agora_contracts::agora::events::v1::UserRegistered {
         user_id: user_id.to_owned(),
         email: email.as_str().to_owned(),
-        register_time: Some(prost_types::Timestamp {
-            seconds: now_micros.div_euclid(1_000_000),
-            nanos: i32::try_from(now_micros.rem_euclid(1_000_000) * 1000).unwrap_or_default(),
-        }),
+        register_time: Some(timestamp(now_micros)),
     };
     agora_platform::events::enqueue(tx, PRODUCER, user_id, &registered).await?;
     Ok(())

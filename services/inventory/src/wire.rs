@@ -13,17 +13,10 @@ use crate::{
     domain::{AdjustReason, MovementKind, ReservationState},
     store::{Level, MovementRow, Shortage, StoreError, reservations::ReservationRow},
 };
+pub use agora_platform::storage::timestamp;
 
 /// The ErrorInfo reason of a reservation or adjustment that stock cannot cover.
 pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
-
-/// Microseconds since the epoch as a Protobuf timestamp.
-pub fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
 
 /// A stock level.
 pub fn stock_level(level: &Level) -> pb::StockLevel {

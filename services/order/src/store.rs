@@ -10,6 +10,7 @@ use agora_contracts::agora::{
 };
 use agora_platform::{
     events,
+    storage::timestamp,
     storage::{Database, Migrations},
 };
 use prost::Message;
@@ -117,13 +118,6 @@ pub struct OrderRow {
     pub updated_at: i64,
     /// Goes up by one with every change of the row (1 when placed): which state is newer.
     pub version: i64,
-}
-
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
 }
 
 impl OrderRow {

@@ -7,17 +7,10 @@
 use agora_contracts::agora::{common::v1::Money, events::v1 as ev};
 
 use crate::domain::Product;
+pub use agora_platform::storage::timestamp;
 
 /// The producer name of the product service's events: the name of its stream.
 pub const PRODUCER: &str = "product";
-
-/// Microseconds since the epoch as a protobuf timestamp.
-pub fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
 
 fn price(product: &Product) -> Money {
     Money {

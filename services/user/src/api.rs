@@ -10,6 +10,7 @@ use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
     events::Background,
+    storage::timestamp,
 };
 use tonic::{Request, Response, Status};
 
@@ -49,13 +50,6 @@ fn no_profile(user_id: &str) -> Status {
         id: user_id.to_owned(),
     }
     .into()
-}
-
-fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
 }
 
 fn to_pb(profile: Profile) -> pb::Profile {
