@@ -147,11 +147,7 @@ impl Health {
     /// itself), nor for a service the edge does not check.
     pub fn refusal(&self, service: &str) -> Option<tonic::Status> {
         let watched = self.0.by_service.get(service)?;
-        let seen = watched.seen();
-        let Observed::Unreachable(_) = seen.observed else {
-            return None;
-        };
-        let (_, at) = seen.checked?;
+        let at = watched.unreachable_at()?;
         if at.elapsed() > self.0.timing.stale_after() {
             return None;
         }
@@ -356,6 +352,24 @@ mod tests {
     }
 
     /// Waits until every upstream has been checked once.
+    /// Upstreams `a` (SERVING), `b` (NOT_SERVING) and `c` (nothing listens), each checked once,
+    /// and the tasks of `a`'s and `b`'s servers.
+    async fn serving_not_serving_and_unreachable() -> (Health, [tokio::task::JoinHandle<()>; 2]) {
+        let (a, a_server) = health_server("x.v1.A", true).await;
+        let (b, b_server) = health_server("x.v1.B", false).await;
+        let c = channel_to(closed_port().await);
+        let health = Health::new(
+            vec![
+                upstream("a", "x.v1.A", a),
+                upstream("b", "x.v1.B", b),
+                upstream("c", "x.v1.C", c),
+            ],
+            QUICK,
+        );
+        checked(&health).await;
+        (health, [a_server, b_server])
+    }
+
     async fn checked(health: &Health) {
         eventually("every upstream checked", PATIENCE, || async {
             health
@@ -397,18 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn upstreams_down_leave_the_edge_ready_and_the_report_names_each_of_them() {
-        let (a, _a) = health_server("x.v1.A", true).await;
-        let (b, _b) = health_server("x.v1.B", false).await;
-        let c = channel_to(closed_port().await);
-        let health = Health::new(
-            vec![
-                upstream("a", "x.v1.A", a),
-                upstream("b", "x.v1.B", b),
-                upstream("c", "x.v1.C", c),
-            ],
-            QUICK,
-        );
-        checked(&health).await;
+        let (health, _servers) = serving_not_serving_and_unreachable().await;
 
         let (status, body) = get(&health, "/readyz").await;
         assert_eq!(status, StatusCode::OK, "the edge itself is ready: {body}");
@@ -432,18 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_calls_to_an_unreachable_upstream_are_refused_with_a_time_to_retry() {
-        let (a, _a) = health_server("x.v1.A", true).await;
-        let (b, _b) = health_server("x.v1.B", false).await;
-        let c = channel_to(closed_port().await);
-        let health = Health::new(
-            vec![
-                upstream("a", "x.v1.A", a),
-                upstream("b", "x.v1.B", b),
-                upstream("c", "x.v1.C", c),
-            ],
-            QUICK,
-        );
-        checked(&health).await;
+        let (health, _servers) = serving_not_serving_and_unreachable().await;
 
         let refused = health.refusal("x.v1.C").expect("c cannot be reached");
         assert_eq!(refused.code(), tonic::Code::Unavailable);

@@ -104,19 +104,29 @@ impl Watched {
 
     /// The upstream's state now.
     pub(crate) fn seen(&self) -> Seen {
+        self.state().clone()
+    }
+
+    /// When a check last found the upstream unreachable, if that is what the last check found:
+    /// read on every call to the upstream, so nothing is copied.
+    pub(crate) fn unreachable_at(&self) -> Option<Instant> {
+        let seen = self.state();
+        match (&seen.observed, seen.checked) {
+            (Observed::Unreachable(_), Some((_, at))) => Some(at),
+            _ => None,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Seen> {
         // A poisoned lock only means a check task panicked mid-write of a plain value: the value
         // is still whole, so it is read anyway.
         self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     fn record(&self, observed: Observed) {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = self.state();
         let now = SystemTime::now();
         if seen.observed.name() != observed.name() {
             tracing::info!(

@@ -121,8 +121,13 @@ fn mtls_config(dir: &Path, prefix: &str, mode: &str) -> Config {
 
 /// Inventory serving over mTLS with `server`'s certificate, SERVICE methods as `mode` says.
 async fn spawn_inventory(dir: &Path, server: &Leaf, ca: &Ca, mode: &str) -> SocketAddr {
+    spawn_inventory_with(dir, server, ca, mtls_config(dir, "server", mode)).await
+}
+
+/// [`spawn_inventory`] with more settings in `config` (its `mtls` files are `server`'s).
+async fn spawn_inventory_with(dir: &Path, server: &Leaf, ca: &Ca, config: Config) -> SocketAddr {
     write_files(dir, "server", server, ca);
-    let config = mtls_config(dir, "server", mode)
+    let config = config
         .with("data_dir", dir.join("data").display().to_string())
         .and_then(|c| c.with("events.prefix", format!("mtls-{}:", uuid::Uuid::now_v7())))
         // No auth service: certificates are the credentials here.
@@ -392,27 +397,14 @@ async fn the_health_port_answers_probes_without_a_certificate_and_serves_nothing
     let ca = Ca::new("agora test CA");
     let server = ca.issue(INVENTORY, 1, Validity::Now);
     let order = ca.issue(ORDER, 2, Validity::Now);
-    write_files(dir.path(), "server", &server, &ca);
     let health_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     let config = mtls_config(dir.path(), "server", "certificate")
         .with("mtls.health_port", health_port)
-        .and_then(|c| c.with("data_dir", dir.path().join("data").display().to_string()))
-        .and_then(|c| c.with("events.prefix", format!("mtls-{}:", uuid::Uuid::now_v7())))
-        .and_then(|c| c.with("services.auth.url", "http://127.0.0.1:1"))
         .expect("valid settings");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let addr = listener.local_addr().expect("an address");
-    tokio::spawn(async move {
-        if let Err(error) = agora_inventory::serve(&config, listener, std::future::pending()).await
-        {
-            panic!("inventory stopped: {error:#}");
-        }
-    });
+    let addr = spawn_inventory_with(dir.path(), &server, &ca, config).await;
     until_serving(addr, &ca, &order).await;
 
     // A plaintext probe, as the kubelet's, with no certificate: health answers SERVING.

@@ -47,6 +47,31 @@ pub fn config(store: &TestStore, tweak: &[(&str, serde_json::Value)]) -> Config 
     config
 }
 
+/// Auth serving `config` on a free port until the returned sender is dropped or sent to: its
+/// address, a lazy channel to it, that sender, and the server's task.
+async fn serve(
+    config: Config,
+) -> (
+    SocketAddr,
+    Channel,
+    oneshot::Sender<()>,
+    JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        agora_auth::serve(&config, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid URL")
+        .connect_lazy();
+    (addr, channel, stop, task)
+}
+
 impl TestAuth {
     /// Starts auth on `backend`; `None` when the backend's servers are down outside CI.
     pub async fn spawn(backend: TestBackend) -> Option<Self> {
@@ -63,18 +88,7 @@ impl TestAuth {
     }
 
     pub async fn start(store: TestStore, config: Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-        let addr = listener.local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            agora_auth::serve(&config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("valid URL")
-            .connect_lazy();
+        let (addr, channel, stop, task) = serve(config).await;
         let auth = Self {
             addr,
             channel,
@@ -88,19 +102,7 @@ impl TestAuth {
 
     /// Another server on this one's database and cache (a second replica), with `tweak`.
     pub async fn replica(&self, tweak: &[(&str, serde_json::Value)]) -> Replica {
-        let config = config(&self.store, tweak);
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-        let addr = listener.local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            agora_auth::serve(&config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("valid URL")
-            .connect_lazy();
+        let (_, channel, stop, task) = serve(config(&self.store, tweak)).await;
         Replica {
             channel,
             _stop: stop,
