@@ -62,7 +62,7 @@ cargo build --quiet --release -p agora-testkit --bin floor
 floor_bin="$PWD/target/release/floor"
 export EDGE_AGORA_BIN="$bin" EDGE_PIN=0
 export AGORA_GATEWAY__RATE_LIMIT__REQUESTS=1000000000
-source scripts/edge-mesh.sh
+source scripts/lib/edge-mesh.sh
 start_mesh distributed
 gateway_pid="${mesh_pid[gateway]}" product_pid="${mesh_pid[product]}"
 

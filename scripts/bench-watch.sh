@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What idle WatchOrder streams cost the order service, and how fast a change reaches many
 # watchers: a release build of the distributed mesh (`agora serve <svc>` per process, PostgreSQL
-# and Redis, see scripts/edge-mesh.sh), then the `watchers` load (crates/testkit/src/bin/
+# and Redis, see scripts/lib/edge-mesh.sh), then the `watchers` load (crates/testkit/src/bin/
 # watchers.rs) with the watch caps raised for the run:
 #   1. 2,000 idle streams from 4 accounts: the order process's RSS growth per stream
 #      (/proc/<pid>/status VmRSS before and after) and its CPU over 30 s idle (utime + stime of
@@ -21,7 +21,7 @@ cargo build --quiet --release -p agora --bin agora -p agora-testkit --bin watche
 export EDGE_AGORA_BIN="$PWD/target/release/agora"
 # Every stream of the run fits under the caps.
 export AGORA_ORDER__WATCH__MAX_PER_USER=$((idle + fan_out)) AGORA_ORDER__WATCH__MAX_TOTAL=$((idle + fan_out))
-source scripts/edge-mesh.sh
+source scripts/lib/edge-mesh.sh
 start_mesh distributed
 
 # edge-mesh.sh starts auth, user, product, inventory, order, then the gateway.

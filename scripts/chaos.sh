@@ -3,7 +3,7 @@
 # and the gateway, each service on a fresh PostgreSQL database of its own, a private
 # redis-server), shoppers placing and cancelling orders (crates/testkit/src/bin/shoppers.rs),
 # one fault in the middle of the load, then, once the mesh has settled, the invariants checked
-# from the databases and through the API (scripts/chaos_check.py): one table per fault.
+# from the databases and through the API (scripts/lib/chaos_check.py): one table per fault.
 #
 #   scripts/chaos.sh                  every fault once, each on a fresh mesh
 #   scripts/chaos.sh --runs K         the whole fault list K times
@@ -252,7 +252,7 @@ one_fault() {
   "$shoppers_bin" verify --auth "$(url auth)" --order "$(url order)" --records "$run_dir/load.jsonl" \
     >"$run_dir/verify.jsonl" 2>>"$run_dir/shoppers.log" || log "[$label] reading orders back failed"
   local status=0
-  python3 "$root/scripts/chaos_check.py" "$label" "$pg_base" "$run" "$run_dir/products.jsonl" \
+  python3 "$root/scripts/lib/chaos_check.py" "$label" "$pg_base" "$run" "$run_dir/products.jsonl" \
     "$run_dir/load.jsonl" "$run_dir/verify.jsonl" || status=$?
   [[ $load_status -eq 0 ]] || status=1
   stop_mesh

@@ -15,7 +15,7 @@ cargo build --quiet -p agora --bin agora
 page_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 # Only the page's origin on 127.0.0.1 is allowed; the same page from `localhost` is another origin.
 export AGORA_GATEWAY__CORS__ALLOWED_ORIGINS="[\"http://127.0.0.1:$page_port\"]"
-source scripts/edge-mesh.sh
+source scripts/lib/edge-mesh.sh
 start_mesh embedded
 
 site="$work/site"

@@ -42,7 +42,7 @@ run_mode() {
     # A generous general budget (this script is one client); the sign-in budget is the default.
     export AGORA_GATEWAY__CORS__ALLOWED_ORIGINS='["http://shop.test:3000"]'
     export AGORA_GATEWAY__RATE_LIMIT__SIGN_IN_REQUESTS=8
-    source scripts/edge-mesh.sh
+    source scripts/lib/edge-mesh.sh
     start_mesh "$mode"
     json=(-H 'content-type: application/json')
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --quiet -p agora --bin agora
-python="$(scripts/python-env.sh)"
+python="$(scripts/lib/python-env.sh)"
 
 passed=0
 ok() { echo "edge-polyglot: ok: $1"; passed=$((passed + 1)); }
@@ -25,7 +25,7 @@ greeter_addr="$(sed -n 's/^greeter listening on //p' "$greeter_log")"
 [[ -n "$greeter_addr" ]] || fail "the greeter started" "$(cat "$greeter_log")"
 
 export AGORA_GATEWAY__UPSTREAMS="[{url=\"http://$greeter_addr\"}]"
-source scripts/edge-mesh.sh
+source scripts/lib/edge-mesh.sh
 trap 'stop_mesh; kill -TERM "$greeter_pid" 2>/dev/null; wait "$greeter_pid" 2>/dev/null; rm -rf "$work" "$greeter_log"' EXIT
 start_mesh embedded
 

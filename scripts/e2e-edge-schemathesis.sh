@@ -20,7 +20,7 @@ cargo build --quiet -p agora --bin agora
 # schemathesis is one client sending thousands of requests: budgets it cannot reach.
 export AGORA_GATEWAY__RATE_LIMIT__REQUESTS=1000000 AGORA_GATEWAY__RATE_LIMIT__SIGN_IN_REQUESTS=1000000 \
   AGORA_AUTH__MAX_REGISTRATIONS_PER_ADDRESS=1000000
-source scripts/edge-mesh.sh
+source scripts/lib/edge-mesh.sh
 start_mesh embedded
 
 curl -fsS "$gw/openapi.json" -o "$work/openapi.json"

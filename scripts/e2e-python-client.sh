@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Generates a Python client from proto/ with grpcio-tools (pinned, in the venv of
-# scripts/python-env.sh) and runs tests/python/auth_client.py against `agora up` on the embedded
+# scripts/lib/python-env.sh) and runs tests/python/auth_client.py against `agora up` on the embedded
 # default.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-python="$(scripts/python-env.sh)"
+python="$(scripts/lib/python-env.sh)"
 
 cargo build --quiet -p agora --bin agora
 work="$(mktemp -d)"

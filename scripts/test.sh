@@ -17,7 +17,7 @@ scripts/buf.sh lint
 scripts/buf.sh build
 
 echo "== cargo test"
-cargo test --workspace --locked
+cargo test --locked
 
 echo "== buf curl walkthrough"
 scripts/e2e-buf-curl.sh

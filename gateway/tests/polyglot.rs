@@ -33,10 +33,10 @@ fn contracts() -> DescriptorPool {
     DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET).expect("the contracts decode")
 }
 
-/// The Python of `scripts/python-env.sh`, or `None` (after a `SKIPPED:` line) when it cannot be
+/// The Python of `scripts/lib/python-env.sh`, or `None` (after a `SKIPPED:` line) when it cannot be
 /// installed here; with `CI=true` that is a failure instead.
 fn python() -> Option<PathBuf> {
-    let output = Command::new(repo_root().join("scripts/python-env.sh"))
+    let output = Command::new(repo_root().join("scripts/lib/python-env.sh"))
         .stderr(Stdio::inherit())
         .output();
     match output {
@@ -47,9 +47,9 @@ fn python() -> Option<PathBuf> {
             assert_ne!(
                 std::env::var("CI").as_deref(),
                 Ok("true"),
-                "scripts/python-env.sh failed: {failure:?}"
+                "scripts/lib/python-env.sh failed: {failure:?}"
             );
-            println!("SKIPPED: scripts/python-env.sh could not install grpcio: {failure:?}");
+            println!("SKIPPED: scripts/lib/python-env.sh could not install grpcio: {failure:?}");
             None
         }
     }

@@ -9,7 +9,7 @@ directory, binds 127.0.0.1:PORT (0 picks a free port), prints
 
 Serves grpc.health.v1 (SERVING) beside it, like every service behind the edge.
 
-Needs grpcio, grpcio-tools, grpcio-reflection and grpcio-health-checking (scripts/python-env.sh installs them);
+Needs grpcio, grpcio-tools, grpcio-reflection and grpcio-health-checking (scripts/lib/python-env.sh installs them);
 `google/api/annotations.proto` comes from googleapis-common-protos, a grpcio-status dependency,
 so the descriptors reflection serves are complete.
 """

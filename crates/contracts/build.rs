@@ -1,12 +1,13 @@
-//! Compiles every `.proto` under `proto/` with protox (a pure-Rust protobuf compiler, so a fresh
+//! Compiles every `.proto` under the repository's `proto/` with protox (a pure-Rust protobuf compiler, so a fresh
 //! machine needs no system `protoc`) into tonic/prost code, and writes the encoded
 //! `FileDescriptorSet` (imports included) that reflection and the gateway read at run time.
 
 use std::{env, fs, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from("proto");
-    println!("cargo:rerun-if-changed=proto");
+    // The contracts live at the top of the repository, where buf and other languages find them.
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
 
     let mut files = Vec::new();
     collect_protos(&root.join("agora"), &mut files)?;

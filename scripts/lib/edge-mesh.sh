@@ -15,7 +15,7 @@
 # PostgreSQL: AGORA_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 # Redis: AGORA_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
-edge_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+edge_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 agora_bin="${EDGE_AGORA_BIN:-$edge_root/target/debug/agora}"
 mesh_pids=()
 declare -A mesh_pid=()

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Creates (once) the venv .tools/python with grpcio, grpcio-tools, grpcio-status,
 # grpcio-reflection and grpcio-health-checking pinned to one version, and prints the path of its python on stdout (all
-# else goes to stderr, so callers can write `python="$(scripts/python-env.sh)"`).
+# else goes to stderr, so callers can write `python="$(scripts/lib/python-env.sh)"`).
 #
 # Quick when the venv is already there with the pinned version; concurrent callers (a test suite
 # and a script at once) wait on a lock instead of installing into the same venv together.
 set -euo pipefail
 
 GRPC_VERSION="1.76.0"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.tools/python"
 python="$venv/bin/python"
 
