@@ -2,8 +2,8 @@
 //! (collecting every field violation), calls the store, and maps the result.
 //!
 //! This file holds what the handlers share and dispatches each method to the file of its job:
-//! [`accounts`] (Register, Login), [`sessions`] (Refresh, Logout, ListSessions, RevokeSession),
-//! [`service_tokens`] (IssueServiceToken), [`admin`] (SetUserRoles) and [`keys`] (GetJwks,
+//! `accounts` (Register, Login), `sessions` (Refresh, Logout, ListSessions, RevokeSession),
+//! `service_tokens` (IssueServiceToken), `admin` (SetUserRoles) and `keys` (GetJwks,
 //! RotateSigningKey).
 
 use std::{sync::Arc, time::Duration};
