@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fault injection under load: the distributed mesh (one `agora serve <svc>` process per service
 # and the gateway, each service on a fresh PostgreSQL database of its own, a private
-# redis-server), shoppers placing and cancelling orders (crates/testkit/src/bin/shoppers.rs),
+# redis-server), shoppers placing and cancelling orders (crates/testkit/src/bin/shoppers/),
 # one fault in the middle of the load, then, once the mesh has settled, the invariants checked
 # from the databases and through the API (scripts/lib/chaos_check.py): one table per fault.
 #

@@ -14,23 +14,28 @@
 //! which service answered. The identity of a call's peer is in its extensions as a
 //! [`PeerIdentity`], which the access layer can require for SERVICE-only methods
 //! (`mtls.service_access`).
-
 use std::{fmt, io, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use futures::{Stream, StreamExt as _};
 use rustls::{
-    DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    RootCertStore, ServerConfig,
+    client::danger::ServerCertVerifier,
     crypto::CryptoProvider,
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject as _},
-    server::{ParsedCertificate, WebPkiClientVerifier},
+    pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _},
+    server::WebPkiClientVerifier,
 };
 use tokio::{net::TcpStream, sync::watch};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tonic::transport::server::{TcpConnectInfo, TcpIncoming, TlsConnectInfo};
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::MtlsSettings;
+
+mod identity;
+mod verifier;
+
+pub use identity::PeerIdentity;
+use verifier::ServiceVerifier;
 
 /// The ALPN protocol of gRPC.
 const ALPN_H2: &[u8] = b"h2";
@@ -53,72 +58,6 @@ pub fn service_id(trust_domain: &str, name: &str) -> String {
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// What the certificate of a call's peer says it is, in the request's extensions when the call
-/// came over mTLS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The certificate's SPIFFE ID (its `spiffe://` URI name).
-    pub spiffe_id: String,
-    /// The service it names (`spiffe://<trust domain>/service/<name>` in this process's trust
-    /// domain), if any.
-    pub service: Option<String>,
-}
-
-impl PeerIdentity {
-    /// The identity in a DER certificate, read against `trust_domain`; `None` when the
-    /// certificate carries no SPIFFE ID (or does not parse).
-    pub fn from_certificate(der: &[u8], trust_domain: &str) -> Option<Self> {
-        let spiffe_id = spiffe_id(der)?;
-        let service = spiffe_id
-            .strip_prefix("spiffe://")
-            .and_then(|rest| rest.strip_prefix(trust_domain))
-            .and_then(|rest| rest.strip_prefix(SERVICE_PATH))
-            .filter(|name| {
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            })
-            .map(str::to_owned);
-        Some(Self { spiffe_id, service })
-    }
-
-    /// The identity of a connection's peer from tonic's connection info, when the connection
-    /// is TLS and the peer sent a certificate with a SPIFFE ID.
-    pub fn from_extensions(extensions: &http::Extensions, trust_domain: &str) -> Option<Self> {
-        let certs = extensions
-            .get::<TlsConnectInfo<TcpConnectInfo>>()?
-            .peer_certs()?;
-        Self::from_certificate(certs.first()?, trust_domain)
-    }
-
-    /// The peer identity of a request, put there by the access layer.
-    pub fn of<T>(request: &tonic::Request<T>) -> Option<&PeerIdentity> {
-        request.extensions().get::<PeerIdentity>()
-    }
-}
-
-/// The first `spiffe://` URI name of a DER certificate.
-fn spiffe_id(der: &[u8]) -> Option<String> {
-    use x509_cert::{
-        der::{Decode as _, oid::AssociatedOid as _},
-        ext::pkix::{SubjectAltName, name::GeneralName},
-    };
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let extension = cert
-        .tbs_certificate
-        .extensions?
-        .into_iter()
-        .find(|e| e.extn_id == SubjectAltName::OID)?;
-    let names = SubjectAltName::from_der(extension.extn_value.as_bytes()).ok()?;
-    names.0.into_iter().find_map(|name| match name {
-        GeneralName::UniformResourceIdentifier(uri) if uri.as_str().starts_with("spiffe://") => {
-            Some(uri.as_str().to_owned())
-        }
-        _ => None,
-    })
 }
 
 /// The files' contents, compared at each poll to see whether they changed.
@@ -336,145 +275,5 @@ async fn reload(settings: MtlsSettings, sender: watch::Sender<Arc<Loaded>>) {
     }
 }
 
-/// Accepts a server whose certificate chains to the current CA and names the expected service
-/// (host names are not checked: see the module's documentation).
-struct ServiceVerifier {
-    files: TlsFiles,
-    expected: Option<String>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl fmt::Debug for ServiceVerifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceVerifier")
-            .field("expected", &self.expected)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ServerCertVerifier for ServiceVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let roots = Arc::clone(&self.files.current.borrow().roots);
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        let identity = PeerIdentity::from_certificate(end_entity, self.files.trust_domain())
-            .ok_or_else(|| refuse("the server's certificate has no SPIFFE ID"))?;
-        match (&identity.service, &self.expected) {
-            (None, _) => Err(refuse(&format!(
-                "the server's certificate ({}) names no service",
-                identity.spiffe_id
-            ))),
-            (Some(service), Some(expected)) if service != expected => Err(refuse(&format!(
-                "expected service {expected}, the server's certificate names {service}"
-            ))),
-            (Some(_), _) => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-fn refuse(why: &str) -> rustls::Error {
-    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-        Arc::new(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            why.to_owned(),
-        )),
-    )))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A self-signed certificate with `uri` among its names.
-    fn certificate(uri: &str) -> Vec<u8> {
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::URI(uri.try_into().expect("an IA5 URI")));
-        params.self_signed(&key).expect("signed").der().to_vec()
-    }
-
-    #[test]
-    fn a_service_identity_is_read_from_the_spiffe_uri_of_the_trust_domain() {
-        let identity =
-            PeerIdentity::from_certificate(&certificate(&service_id("agora", "order")), "agora")
-                .expect("a SPIFFE ID");
-        assert_eq!(identity.spiffe_id, "spiffe://agora/service/order");
-        assert_eq!(identity.service.as_deref(), Some("order"));
-    }
-
-    #[test]
-    fn other_identities_name_no_service() {
-        let read = |uri: &str| {
-            PeerIdentity::from_certificate(&certificate(uri), "agora").and_then(|i| i.service)
-        };
-        assert_eq!(read("spiffe://agora/edge/gateway"), None);
-        assert_eq!(read("spiffe://elsewhere/service/order"), None);
-        assert_eq!(read("spiffe://agora.evil/service/order"), None);
-        assert_eq!(read("spiffe://agora/service/order/extra"), None);
-        assert!(
-            PeerIdentity::from_certificate(&certificate("https://agora/service/order"), "agora")
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn service_access_other_than_token_needs_mtls() {
-        let settings = MtlsSettings {
-            service_access: crate::config::ServiceAccess::Certificate,
-            ..MtlsSettings::default()
-        };
-        let error = settings.validate().expect_err("no mTLS, no certificates");
-        assert!(error.to_string().contains("mtls.enabled"), "{error}");
-        assert!(MtlsSettings::default().validate().is_ok());
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! The order's rules, without I/O: what a valid request is, the statuses and their moves, and the
 //! fingerprint that tells a retry from a different request under the same idempotency key.
+//! Its money (line and order totals, the one currency) is in [`money`].
 
 use std::fmt;
 
@@ -7,6 +8,8 @@ use agora_contracts::agora::order::v1 as pb;
 use agora_platform::error::FieldViolations;
 use prost::Message;
 use sha2::{Digest, Sha256};
+
+pub mod money;
 
 /// The most lines an order may have.
 pub const MAX_LINES: usize = 50;

@@ -2,10 +2,12 @@
 
 use agora_platform::{
     context::current_request_id,
-    error::{ApiError, ERROR_DOMAIN},
+    error::{ApiError, ERROR_DOMAIN, FieldViolations},
 };
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::money::MoneyError;
 
 /// FAILED_PRECONDITION with its reason and one `google.rpc.PreconditionFailure` violation per
 /// product (kind, product id, why), so clients can point at the lines to fix.
@@ -81,4 +83,24 @@ pub(super) fn is_transport(status: &Status) -> bool {
             | Code::Cancelled
             | Code::Internal
     )
+}
+
+/// An order whose money cannot be computed, in the order contract's terms: INVALID_ARGUMENT on
+/// `lines` for a total that does not fit, FAILED_PRECONDITION for lines in several currencies.
+pub(super) fn refused_money(error: MoneyError) -> Status {
+    match error {
+        MoneyError::TooLarge => {
+            let mut violations = FieldViolations::default();
+            violations.add(
+                "lines",
+                "the order's total is too large: order fewer units or split the order",
+            );
+            violations.into_error().into()
+        }
+        MoneyError::MixedCurrencies => ApiError::FailedPrecondition {
+            reason: "MIXED_CURRENCIES",
+            message: "the products are not priced in one currency".into(),
+        }
+        .into(),
+    }
 }

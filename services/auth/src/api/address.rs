@@ -1,0 +1,87 @@
+//! The client's address behind the edge, which the login throttle and the registration budget
+//! count by.
+
+use tonic::Request;
+
+/// The client's address, for throttling: the peer's, or, when the peer is a trusted proxy (the
+/// edge), the nearest address in its `x-forwarded-for` that is not itself a trusted proxy.
+pub(super) fn client_address<T>(request: &Request<T>, trusted: &[ipnet::IpNet]) -> Option<String> {
+    let peer = request.remote_addr()?.ip();
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer.to_string());
+    }
+    let forwarded = request
+        .metadata()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let client = forwarded
+        .iter()
+        .rev()
+        .map_while(|hop| hop.parse::<std::net::IpAddr>().ok())
+        .find(|ip| !is_trusted(ip));
+    Some(client.unwrap_or(peer).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(peer: &str, forwarded: Option<&str>) -> Request<()> {
+        let mut request = Request::new(());
+        let addr: std::net::SocketAddr = peer.parse().expect("an address");
+        request
+            .extensions_mut()
+            .insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(addr),
+            });
+        if let Some(forwarded) = forwarded {
+            request
+                .metadata_mut()
+                .insert("x-forwarded-for", forwarded.parse().expect("ascii"));
+        }
+        request
+    }
+
+    fn trusted() -> Vec<ipnet::IpNet> {
+        vec![
+            "127.0.0.1/32".parse().expect("a net"),
+            "10.0.0.0/8".parse().expect("a net"),
+        ]
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_forwarded_client_is_the_address() {
+        let request = from("127.0.0.1:9000", Some("203.0.113.9"));
+        assert_eq!(
+            client_address(&request, &trusted()).as_deref(),
+            Some("203.0.113.9")
+        );
+        // The nearest untrusted hop wins: what the client itself wrote further left is not
+        // believed.
+        let request = from("10.1.1.1:9000", Some("198.51.100.1, 203.0.113.9, 10.2.2.2"));
+        assert_eq!(
+            client_address(&request, &trusted()).as_deref(),
+            Some("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn anyone_elses_forwarded_for_is_ignored() {
+        let request = from("192.0.2.4:9000", Some("203.0.113.9"));
+        assert_eq!(
+            client_address(&request, &trusted()).as_deref(),
+            Some("192.0.2.4")
+        );
+        let request = from("127.0.0.1:9000", Some("not an address"));
+        assert_eq!(
+            client_address(&request, &trusted()).as_deref(),
+            Some("127.0.0.1")
+        );
+    }
+}

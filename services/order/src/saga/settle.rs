@@ -1,0 +1,97 @@
+//! Settling a stored order: committing its reservation, or cancelling it.
+
+use agora_contracts::agora::inventory::v1 as inv;
+use agora_platform::{client::Idempotency, error::ApiError};
+use tonic::{Code, Status};
+
+use super::{Saga, statuses::unreachable};
+use crate::{domain::Status as OrderStatus, store::OrderRow};
+
+impl Saga {
+    /// Commits a PENDING order's reservation and confirms it; a reservation that was released
+    /// or expired fails the order. A commit that cannot be done now leaves it PENDING.
+    pub async fn finish(&self, order: &OrderRow) {
+        let message = inv::CommitReservationRequest {
+            order_id: order.id.clone(),
+        };
+        let committed = self
+            .inventory_calls
+            .call(Idempotency::Idempotent, message, |request| {
+                let mut client = self.inventory.clone();
+                async move { client.commit_reservation(request).await }
+            })
+            .await;
+        let outcome = match committed {
+            Ok(_) => self
+                .store
+                .transition(
+                    &order.id,
+                    &[OrderStatus::Pending],
+                    OrderStatus::Confirmed,
+                    "",
+                )
+                .await
+                .map(|_| ()),
+            Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
+                let reason = format!(
+                    "the stock reservation could not be committed: {}",
+                    status.message()
+                );
+                let failed = self
+                    .store
+                    .transition(
+                        &order.id,
+                        &[OrderStatus::Pending],
+                        OrderStatus::Failed,
+                        &reason,
+                    )
+                    .await;
+                if matches!(failed, Ok(true)) {
+                    let _ = self.release(&order.id, "order failed").await;
+                }
+                failed.map(|_| ())
+            }
+            Err(status) => {
+                tracing::warn!(order_id = %order.id, code = ?status.code(), "commit deferred to recovery");
+                Ok(())
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::error!(order_id = %order.id, error = %error, "could not record the saga's outcome");
+        }
+    }
+
+    /// Cancels an order: its stock goes back, then it is marked CANCELLED with its event.
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION for a FAILED order; UNAVAILABLE when inventory cannot be reached.
+    pub async fn cancel(&self, order: OrderRow, reason: &str) -> Result<OrderRow, Status> {
+        match order.status {
+            OrderStatus::Cancelled => return Ok(order),
+            OrderStatus::Failed => {
+                return Err(ApiError::FailedPrecondition {
+                    reason: "ORDER_FAILED",
+                    message: "the order failed; there is nothing to cancel".into(),
+                }
+                .into());
+            }
+            OrderStatus::Pending | OrderStatus::Confirmed => {}
+        }
+        self.release_with(
+            &order.id,
+            if reason.is_empty() {
+                "order cancelled"
+            } else {
+                reason
+            },
+            true,
+        )
+        .await
+        .map_err(|status| unreachable("inventory", &status))?;
+        self.store.cancel(&order, reason).await?;
+        self.store
+            .get(&order.id)
+            .await?
+            .ok_or_else(|| Status::internal("a cancelled order vanished"))
+    }
+}
