@@ -76,13 +76,7 @@ impl Service {
 
     /// The name its health is reported under.
     pub(crate) fn grpc_name(self) -> &'static str {
-        match self {
-            Service::Auth => "agora.auth.v1.AuthService",
-            Service::User => "agora.user.v1.UserService",
-            Service::Product => "agora.product.v1.ProductService",
-            Service::Inventory => "agora.inventory.v1.InventoryService",
-            Service::Order => "agora.order.v1.OrderService",
-        }
+        self.kind().grpc_name()
     }
 
     fn migrations(self) -> Migrations {

@@ -73,13 +73,7 @@ struct Running {
 
 /// The gRPC service name a service's health is reported under.
 pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
-    match kind {
-        ServiceKind::Auth => "agora.auth.v1.AuthService",
-        ServiceKind::User => "agora.user.v1.UserService",
-        ServiceKind::Product => "agora.product.v1.ProductService",
-        ServiceKind::Inventory => "agora.inventory.v1.InventoryService",
-        ServiceKind::Order => "agora.order.v1.OrderService",
-    }
+    kind.grpc_name()
 }
 
 fn secret(kind: ServiceKind) -> String {

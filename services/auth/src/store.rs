@@ -7,7 +7,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::domain::{Email, Role, roles_from_column, roles_to_column};
 
 /// The producer name of auth's events, and its stream on the bus.
-pub const PRODUCER: &str = "auth";
+pub const PRODUCER: &str = agora_platform::events::Stream::Auth.name();
 
 /// Auth's migrations, per backend.
 pub const MIGRATIONS: Migrations = Migrations {
