@@ -107,10 +107,7 @@ impl TestMesh {
             services: HashMap::new(),
         };
         drop(probe);
-        mesh.spawn(ServiceKind::Auth, |config, listener, shutdown| async move {
-            agora_auth::serve(&config, listener, shutdown).await
-        })
-        .await;
+        mesh.spawn_service(agora_auth::SERVICE).await;
         Some(mesh)
     }
 
@@ -127,6 +124,17 @@ impl TestMesh {
     /// This test's key prefix (also the name of its bus).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Starts `service` (a service crate's `SERVICE`) and waits until it is SERVING.
+    ///
+    /// # Panics
+    /// When the service does not become SERVING within 20 s.
+    pub async fn spawn_service(&mut self, service: agora_platform::service::Service) {
+        self.spawn(service.kind, move |config, listener, shutdown| {
+            service.run(config, listener, shutdown)
+        })
+        .await;
     }
 
     /// Starts `kind` with `serve` (its crate's `serve` function) and waits until it is SERVING.

@@ -8,7 +8,6 @@ use agora_platform::{
     access::{Principal, ROLE_SERVICE},
     cache::Cache,
     error::{ApiError, FieldViolations},
-    events::Background,
     storage::timestamp,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -37,8 +36,6 @@ pub struct AuthApi {
     registrations: RegistrationBudget,
     /// Signs the device tokens Login hands out and checks the ones presented.
     devices: DeviceTokens,
-    /// The outbox relay: it runs as long as the service does.
-    _relay: Arc<Background>,
 }
 
 impl From<StoreError> for ApiError {
@@ -123,7 +120,6 @@ impl AuthApi {
         cache: Cache,
         keys: Arc<Keyring>,
         devices: DeviceTokens,
-        relay: Background,
     ) -> anyhow::Result<Self> {
         let registrations = RegistrationBudget::new(
             cache.clone(),
@@ -148,7 +144,6 @@ impl AuthApi {
             throttle,
             registrations,
             devices,
-            _relay: Arc::new(relay),
         })
     }
 
