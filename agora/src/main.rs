@@ -3,7 +3,8 @@
 //! them up.
 //!
 //! # Layout
-//! - `services`: which services this build runs, and how to serve and migrate each.
+//! - `services`: the servers and services the command line names (how each is served and
+//!   migrated is `agora_services`).
 //! - `up`: the one-process mesh and its banner.
 //! - `seed`: the demo catalog.
 //! - `http_probe`: `agora health --http`, the edge's probe without a shell in the image.
@@ -13,7 +14,7 @@ use std::{process::ExitCode, time::Duration};
 use agora_platform::{config::Config, server::shutdown_signal};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::net::TcpListener;
 
 mod http_probe;
 mod seed;
@@ -145,16 +146,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
-            let (stop, stopped) = watch::channel(false);
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                let _ = stop.send(true);
-            });
-            service.serve(config, listener, stopped).await?;
+            service
+                .service()
+                .run(config, listener, shutdown_signal())
+                .await?;
         }
         Command::Migrate { service } => {
             let config = with_database_url(Config::load()?, service)?;
-            service.migrate(&config).await?;
+            service.service().migrate(&config).await?;
             println!("{}: migrations applied", service.kind().name());
         }
     }

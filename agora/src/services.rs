@@ -1,11 +1,8 @@
-//! The services this binary can run, and how to serve and migrate each.
+//! What the command line names: the servers `agora serve` runs and the services `agora migrate`
+//! migrates. How each is served and migrated is the one list of [`agora_services`].
 
-use agora_platform::{
-    config::{Config, ServiceKind},
-    storage::{Database, Migrations},
-};
+use agora_platform::config::ServiceKind;
 use clap::ValueEnum;
-use tokio::{net::TcpListener, sync::watch};
 
 /// What `agora serve` can run: one of the services, or the REST edge in front of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,15 +52,7 @@ pub(crate) enum Service {
 }
 
 impl Service {
-    /// In start-up order: auth first, since the others verify tokens with its keys.
-    pub(crate) const ALL: [Service; 5] = [
-        Service::Auth,
-        Service::User,
-        Service::Product,
-        Service::Inventory,
-        Service::Order,
-    ];
-
+    /// Which service it is.
     pub(crate) fn kind(self) -> ServiceKind {
         match self {
             Service::Auth => ServiceKind::Auth,
@@ -74,49 +63,8 @@ impl Service {
         }
     }
 
-    /// The name its health is reported under.
-    pub(crate) fn grpc_name(self) -> &'static str {
-        match self {
-            Service::Auth => "agora.auth.v1.AuthService",
-            Service::User => "agora.user.v1.UserService",
-            Service::Product => "agora.product.v1.ProductService",
-            Service::Inventory => "agora.inventory.v1.InventoryService",
-            Service::Order => "agora.order.v1.OrderService",
-        }
-    }
-
-    fn migrations(self) -> Migrations {
-        match self {
-            Service::Auth => agora_auth::store::MIGRATIONS,
-            Service::User => agora_user::store::MIGRATIONS,
-            Service::Product => agora_product::store::MIGRATIONS,
-            Service::Inventory => agora_inventory::store::MIGRATIONS,
-            Service::Order => agora_order::store::MIGRATIONS,
-        }
-    }
-
-    /// Serves until `stop` turns true.
-    pub(crate) async fn serve(
-        self,
-        config: Config,
-        listener: TcpListener,
-        mut stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        let shutdown = async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        };
-        match self {
-            Service::Auth => agora_auth::serve(&config, listener, shutdown).await,
-            Service::User => agora_user::serve(&config, listener, shutdown).await,
-            Service::Product => agora_product::serve(&config, listener, shutdown).await,
-            Service::Inventory => agora_inventory::serve(&config, listener, shutdown).await,
-            Service::Order => agora_order::serve(&config, listener, shutdown).await,
-        }
-    }
-
-    /// Applies the service's pending migrations.
-    pub(crate) async fn migrate(self, config: &Config) -> anyhow::Result<()> {
-        let db = Database::connect(&config.settings.database_url(self.kind())).await?;
-        db.migrate(self.migrations()).await
+    /// How to serve and migrate it.
+    pub(crate) fn service(self) -> &'static agora_platform::service::Service {
+        agora_services::get(self.kind())
     }
 }

@@ -7,14 +7,12 @@ use agora_platform::{
     config::{Config, ServiceKind},
     private_files,
     server::shutdown_signal,
+    service::Service,
 };
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{
-    seed::{Outcome, Seeder},
-    services::Service,
-};
+use crate::seed::{Outcome, Seeder};
 
 /// The administrator `up` and `seed` use when none is configured.
 pub(crate) const DEFAULT_ADMIN_EMAIL: &str = "admin@agora.local";
@@ -127,9 +125,9 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
         settings.data_dir.clone(),
         settings.data_dir.join("admin-password"),
     ]);
-    let embedded = Service::ALL
+    let embedded = agora_services::ALL
         .iter()
-        .all(|s| settings.services.get(s.kind()).database_url.is_none());
+        .all(|s| settings.services.get(s.kind).database_url.is_none());
     // A fresh data directory gets the demo catalog once its services are up.
     let fresh = embedded
         && !settings
@@ -137,14 +135,14 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
             .join(format!("{}.db", ServiceKind::Product.name()))
             .exists();
     let mut listeners = Vec::new();
-    for service in Service::ALL {
-        let addr = settings.bind_addr(service.kind());
+    for service in agora_services::ALL {
+        let addr = settings.bind_addr(service.kind);
         let listener = TcpListener::bind(addr).await.with_context(|| {
             format!(
                 "binding {} for {} (set AGORA_SERVICES__{}__PORT to use another port)",
                 addr,
-                service.kind().name(),
-                service.kind().name().to_uppercase()
+                service.kind.name(),
+                service.kind.name().to_uppercase()
             )
         })?;
         listeners.push((service, listener));
@@ -159,8 +157,12 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for (service, listener) in listeners {
-        let config = service_config(&config, service.kind())?;
-        tasks.spawn(service.serve(config, listener, stopped.clone()));
+        let config = service_config(&config, service.kind)?;
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
+        tasks.spawn(service.run(config, listener, shutdown));
     }
     {
         let config = config.clone();
@@ -222,13 +224,13 @@ fn stopped_early(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> 
 async fn wait_until_serving(config: &Config) -> anyhow::Result<()> {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    for service in Service::ALL {
-        let channel = agora_platform::client::service_channel(&config.settings, service.kind())?;
+    for service in agora_services::ALL {
+        let channel = agora_platform::client::service_channel(&config.settings, service.kind)?;
         let mut health = HealthClient::new(channel);
         loop {
             let status = health
                 .check(HealthCheckRequest {
-                    service: service.grpc_name().into(),
+                    service: service.kind.grpc_name().into(),
                 })
                 .await
                 .map(|r| r.into_inner().status)
@@ -239,7 +241,7 @@ async fn wait_until_serving(config: &Config) -> anyhow::Result<()> {
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
                 "{} did not become SERVING within a minute",
-                service.kind().name()
+                service.kind.name()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -293,9 +295,9 @@ fn print_endpoints(
     for (service, listener) in listeners {
         println!(
             "  {:<10} {:<22} {}",
-            service.kind().name(),
+            service.kind.name(),
             listener.local_addr()?,
-            service.grpc_name()
+            service.kind.grpc_name()
         );
     }
     println!(

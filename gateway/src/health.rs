@@ -197,13 +197,7 @@ impl Health {
 
 /// The gRPC service each Agora service reports its health under.
 pub fn grpc_service(kind: ServiceKind) -> &'static str {
-    match kind {
-        ServiceKind::Auth => "agora.auth.v1.AuthService",
-        ServiceKind::User => "agora.user.v1.UserService",
-        ServiceKind::Product => "agora.product.v1.ProductService",
-        ServiceKind::Inventory => "agora.inventory.v1.InventoryService",
-        ServiceKind::Order => "agora.order.v1.OrderService",
-    }
+    kind.grpc_name()
 }
 
 /// A time as RFC 3339 in UTC, as proto3 JSON writes a `Timestamp`.

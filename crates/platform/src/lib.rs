@@ -8,6 +8,8 @@
 //! - [`telemetry`]: the `tracing` subscriber and OTLP export.
 //! - [`context`]: the request id, deadline and W3C trace context of the call being served, and how
 //!   they travel in gRPC metadata.
+//! - [`service`]: what a service is ([`service::ServiceKind`], [`service::Service`]) and its
+//!   start-up ([`service::Startup`]): its parts connected, served, and stopped after draining.
 //! - [`server`]: the one server shape every service uses (health, reflection, layers, draining).
 //! - [`access`]: who may call which method, read from the contracts, and JWT verification.
 //! - [`error`]: one way to answer with rich `google.rpc` error details.
@@ -39,6 +41,7 @@ pub mod mtls;
 pub mod private_files;
 pub mod revocation;
 pub mod server;
+pub mod service;
 pub mod storage;
 pub mod telemetry;
 pub mod testing;

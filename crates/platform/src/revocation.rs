@@ -31,11 +31,11 @@ use prost::Name as _;
 use crate::{
     access::Claims,
     config::Settings,
-    events::{Background, Bus, spawn_follower},
+    events::{Background, Bus, Stream, spawn_follower},
 };
 
-/// The producer whose stream carries revocations.
-pub const PRODUCER: &str = "auth";
+/// The producer whose stream carries revocations: auth's.
+pub const PRODUCER: &str = Stream::Auth.name();
 
 /// The tokens refused before they expire, shared by a process's verifiers.
 #[derive(Debug, Default)]

@@ -73,13 +73,7 @@ struct Running {
 
 /// The gRPC service name a service's health is reported under.
 pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
-    match kind {
-        ServiceKind::Auth => "agora.auth.v1.AuthService",
-        ServiceKind::User => "agora.user.v1.UserService",
-        ServiceKind::Product => "agora.product.v1.ProductService",
-        ServiceKind::Inventory => "agora.inventory.v1.InventoryService",
-        ServiceKind::Order => "agora.order.v1.OrderService",
-    }
+    kind.grpc_name()
 }
 
 fn secret(kind: ServiceKind) -> String {
@@ -113,10 +107,7 @@ impl TestMesh {
             services: HashMap::new(),
         };
         drop(probe);
-        mesh.spawn(ServiceKind::Auth, |config, listener, shutdown| async move {
-            agora_auth::serve(&config, listener, shutdown).await
-        })
-        .await;
+        mesh.spawn_service(agora_auth::SERVICE).await;
         Some(mesh)
     }
 
@@ -133,6 +124,17 @@ impl TestMesh {
     /// This test's key prefix (also the name of its bus).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Starts `service` (a service crate's `SERVICE`) and waits until it is SERVING.
+    ///
+    /// # Panics
+    /// When the service does not become SERVING within 20 s.
+    pub async fn spawn_service(&mut self, service: agora_platform::service::Service) {
+        self.spawn(service.kind, move |config, listener, shutdown| {
+            service.run(config, listener, shutdown)
+        })
+        .await;
     }
 
     /// Starts `kind` with `serve` (its crate's `serve` function) and waits until it is SERVING.

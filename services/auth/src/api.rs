@@ -12,7 +12,6 @@ use agora_contracts::agora::auth::v1::{self as pb, auth_service_server::AuthServ
 use agora_platform::{
     cache::Cache,
     error::{ApiError, FieldViolations},
-    events::Background,
     storage::timestamp,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -48,8 +47,6 @@ pub struct AuthApi {
     registrations: RegistrationBudget,
     /// Signs the device tokens Login hands out and checks the ones presented.
     devices: DeviceTokens,
-    /// The outbox relay: it runs as long as the service does.
-    _relay: Arc<Background>,
 }
 
 impl From<StoreError> for ApiError {
@@ -102,7 +99,6 @@ impl AuthApi {
         cache: Cache,
         keys: Arc<Keyring>,
         devices: DeviceTokens,
-        relay: Background,
     ) -> anyhow::Result<Self> {
         let registrations = RegistrationBudget::new(
             cache.clone(),
@@ -127,7 +123,6 @@ impl AuthApi {
             throttle,
             registrations,
             devices,
-            _relay: Arc::new(relay),
         })
     }
 

@@ -20,8 +20,8 @@ use agora_platform::{
     access::{AccessLayer, AccessPolicy, Verifier},
     cache::Cache,
     config::{Config, ServiceKind},
-    events::{Bus, Relay},
-    storage::Database,
+    events::{Bus, Stream},
+    service::{Service, Serving, Shutdown, Startup},
 };
 use anyhow::Context as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -138,6 +138,13 @@ impl Default for AuthSettings {
 /// How often keys are re-read (other replicas may rotate) and checked for age.
 const KEY_MAINTENANCE: Duration = Duration::from_secs(60);
 
+/// The auth service, as the mesh runs it.
+pub const SERVICE: Service = Service {
+    kind: ServiceKind::Auth,
+    migrations: store::MIGRATIONS,
+    serve: serve_owned,
+};
+
 /// Serves the auth service on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -170,55 +177,47 @@ pub async fn serve(
         .with_service_access(platform.mtls.service_access, &platform.mtls.trust_domain)
         .keeping(following);
 
-    let database_url = platform.database_url(ServiceKind::Auth);
     let tokens = platform.tokens.clone();
     let tokens_leeway = platform.tokens.leeway;
-    let events = platform.events.clone();
+    // Connected before serving, so an unreachable bus stops start-up at once.
     let bus = Bus::connect(platform).await?;
-    let starting = async move {
-        let db = Database::connect(&database_url).await?;
-        db.migrate(store::MIGRATIONS).await?;
-        // Publishes UserRegistered, SessionRevoked and UserAccessChanged events for as long as
-        // the server runs.
-        let relay = Relay::new(db.clone(), bus, store::PRODUCER, &events).spawn();
-        let cache = Cache::from_settings(platform, settings.cache_prefix.clone()).await?;
-        let keyring = Arc::new(match &settings.signing_key_pem {
-            Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, token_lifetime)?,
-            None => keys::Keyring::from_database(db.clone(), tokens, token_lifetime).await?,
-        });
-        keyring.rotate_if_older_than(settings.key_rotation).await?;
-        let _ = local_keys.0.set(Arc::clone(&keyring));
-        tokio::spawn(maintain_keys(
-            Arc::downgrade(&keyring),
-            settings.key_rotation,
-        ));
-        let store = store::Store::new(db, token_lifetime + tokens_leeway);
-        let devices = device::DeviceTokens::from_settings(&settings, &store).await?;
-        let api = api::AuthApi::new(settings, store, cache, keyring, devices, relay)?;
-        api.ensure_admin()
-            .await
-            .context("creating the configured administrator")?;
-        Ok(AuthServiceServer::new(api))
-    };
-    agora_platform::server::run(listener, platform, access, starting, shutdown).await
+    Startup::new(config, ServiceKind::Auth, store::MIGRATIONS)
+        .access(access)
+        .bus(bus)
+        .serve(listener, shutdown, |parts| async move {
+            let db = parts.db().clone();
+            // Publishes UserRegistered, SessionRevoked and UserAccessChanged events for as long
+            // as the server runs.
+            parts.publish(Stream::Auth);
+            let cache = Cache::from_settings(platform, settings.cache_prefix.clone()).await?;
+            let keyring = Arc::new(match &settings.signing_key_pem {
+                Some(pem) => keys::Keyring::from_pem(pem.expose_secret(), tokens, token_lifetime)?,
+                None => keys::Keyring::from_database(db.clone(), tokens, token_lifetime).await?,
+            });
+            keyring.rotate_if_older_than(settings.key_rotation).await?;
+            let _ = local_keys.0.set(Arc::clone(&keyring));
+            // Re-read the keys (other replicas may rotate) and rotate them when old; start-up
+            // has just done both.
+            let (maintained, max_age) = (Arc::clone(&keyring), settings.key_rotation);
+            parts.every_after(KEY_MAINTENANCE, "key maintenance", move || {
+                let keyring = Arc::clone(&maintained);
+                async move {
+                    keyring.reload().await?;
+                    keyring.rotate_if_older_than(max_age).await
+                }
+            });
+            let store = store::Store::new(db, token_lifetime + tokens_leeway);
+            let devices = device::DeviceTokens::from_settings(&settings, &store).await?;
+            let api = api::AuthApi::new(settings, store, cache, keyring, devices)?;
+            api.ensure_admin()
+                .await
+                .context("creating the configured administrator")?;
+            Ok(AuthServiceServer::new(api))
+        })
+        .await
 }
 
-/// Keeps the keyring current until the service stops.
-async fn maintain_keys(keyring: std::sync::Weak<keys::Keyring>, max_age: Duration) {
-    let mut tick = tokio::time::interval(KEY_MAINTENANCE);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(keyring) = keyring.upgrade() else {
-            return;
-        };
-        let result = async {
-            keyring.reload().await?;
-            keyring.rotate_if_older_than(max_age).await
-        }
-        .await;
-        if let Err(error) = result {
-            tracing::warn!(error = format!("{error:#}"), "key maintenance failed");
-        }
-    }
+/// [`serve`] with its arguments owned, for [`SERVICE`].
+fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
+    Box::pin(async move { serve(&config, listener, shutdown).await })
 }

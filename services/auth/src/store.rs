@@ -12,7 +12,7 @@ mod sessions;
 use sessions::insert_session;
 
 /// The producer name of auth's events, and its stream on the bus.
-pub const PRODUCER: &str = "auth";
+pub const PRODUCER: &str = agora_platform::events::Stream::Auth.name();
 
 /// Auth's migrations, per backend.
 pub const MIGRATIONS: Migrations = Migrations {

@@ -10,7 +10,6 @@ use agora_contracts::agora::inventory::v1::{
 use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
-    events::Background,
 };
 use tonic::{Request, Response, Status};
 
@@ -28,9 +27,6 @@ pub struct InventoryApi {
     default_ttl: Duration,
     /// The longest TTL a reservation may ask for.
     max_ttl: Duration,
-    /// The relay, the product-event consumer and the sweeper: they live as long as the server
-    /// holds these handlers, and stop when it drops them.
-    _tasks: Background,
 }
 
 /// Records violations from a domain parser that reports several at once.
@@ -46,13 +42,12 @@ fn parsed<T>(value: Option<T>) -> Result<T, Status> {
 }
 
 impl InventoryApi {
-    /// Builds the handlers over `store`; `tasks` are kept running as long as the handlers live.
-    pub fn new(store: Store, default_ttl: Duration, max_ttl: Duration, tasks: Background) -> Self {
+    /// Builds the handlers over `store`.
+    pub fn new(store: Store, default_ttl: Duration, max_ttl: Duration) -> Self {
         Self {
             store,
             default_ttl,
             max_ttl,
-            _tasks: tasks,
         }
     }
 }

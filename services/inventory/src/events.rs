@@ -16,9 +16,9 @@ use prost::{Message, Name};
 use crate::{domain::ProductId, store::Store};
 
 /// The consumer group (and `processed_events` consumer name) of inventory.
-pub const GROUP: &str = "inventory";
+pub const GROUP: &str = agora_platform::config::ServiceKind::Inventory.name();
 /// The producer whose stream inventory consumes.
-pub const PRODUCT_STREAM: &str = "product";
+pub const PRODUCT_STREAM: &str = events::Stream::Product.name();
 
 /// Applies product events to the stock records.
 #[derive(Debug, Clone)]

@@ -28,10 +28,9 @@ use std::time::Duration;
 
 use agora_contracts::agora::inventory::v1::inventory_service_server::InventoryServiceServer;
 use agora_platform::{
-    access::AccessLayer,
     config::{Config, ServiceKind},
-    events::{Bus, Relay, spawn_consumer},
-    storage::Database,
+    events::Stream,
+    service::{Service, Serving, Shutdown, Startup},
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -91,6 +90,13 @@ impl InventorySettings {
     }
 }
 
+/// The inventory service, as the mesh runs it.
+pub const SERVICE: Service = Service {
+    kind: ServiceKind::Inventory,
+    migrations: store::MIGRATIONS,
+    serve: serve_owned,
+};
+
 /// Serves the inventory service on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -102,34 +108,33 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let settings: InventorySettings = config.section("inventory")?;
     settings.validate()?;
-    let platform = &config.settings;
-    let access = AccessLayer::with_auth_keys(platform)?;
+    Startup::new(config, ServiceKind::Inventory, store::MIGRATIONS)
+        .serve(listener, shutdown, |parts| async move {
+            let store = store::Store::new(parts.db().clone());
+            parts.publish(Stream::Inventory);
+            parts.consume(Stream::Product, events::ProductEvents::new(store.clone()));
+            let sweeping = store.clone();
+            parts.every(
+                settings.sweep_interval,
+                "sweeping reservations",
+                move || {
+                    let store = sweeping.clone();
+                    async move { sweeper::sweep(&store).await }
+                },
+            );
+            let api = api::InventoryApi::new(
+                store,
+                settings.default_reservation_ttl,
+                settings.max_reservation_ttl,
+            );
+            Ok(InventoryServiceServer::new(api))
+        })
+        .await
+}
 
-    let database_url = platform.database_url(ServiceKind::Inventory);
-    let event_settings = platform.events.clone();
-    let starting = async move {
-        let db = Database::connect(&database_url).await?;
-        db.migrate(store::MIGRATIONS).await?;
-        let bus = Bus::connect(platform).await?;
-        let store = store::Store::new(db.clone());
-        let mut tasks = Relay::new(db, bus.clone(), store::PRODUCER, &event_settings).spawn();
-        tasks.extend(spawn_consumer(
-            bus,
-            events::PRODUCT_STREAM,
-            events::GROUP,
-            events::ProductEvents::new(store.clone()),
-            &event_settings,
-        ));
-        tasks.extend(sweeper::spawn(store.clone(), settings.sweep_interval));
-        let api = api::InventoryApi::new(
-            store,
-            settings.default_reservation_ttl,
-            settings.max_reservation_ttl,
-            tasks,
-        );
-        Ok(InventoryServiceServer::new(api))
-    };
-    agora_platform::server::run(listener, platform, access, starting, shutdown).await
+/// [`serve`] with its arguments owned, for [`SERVICE`].
+fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
+    Box::pin(async move { serve(&config, listener, shutdown).await })
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 };
 
 /// The producer name of inventory's events, and the name of its stream on the bus.
-pub const PRODUCER: &str = "inventory";
+pub const PRODUCER: &str = agora_platform::events::Stream::Inventory.name();
 
 /// Attempts of a write transaction that PostgreSQL aborted as a deadlock or serialization
 /// failure, or that SQLite found busy past its timeout.

@@ -5,39 +5,22 @@
 //! locks its row and checks it is still pending and due, so when two sweepers (or a sweeper and a
 //! release) race for one reservation, exactly one gives its units back.
 
-use std::time::Duration;
-
-use agora_platform::events::Background;
-
 use crate::store::{Store, now_micros, reservations::SWEEP_BATCH};
 
-/// Runs the sweeper every `interval` until the returned guard is dropped.
-pub fn spawn(store: Store, interval: Duration) -> Background {
-    let mut background = Background::default();
-    background.spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        // A sweep that overran its interval is not made up for with a burst.
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // A full batch means more may be due: sweep again at once, as long as the round
-            // made progress (a reservation that keeps failing must not spin the loop).
-            loop {
-                match sweep_once(&store).await {
-                    Ok(round) if round.due >= SWEEP_BATCH && round.expired > 0 => continue,
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            "sweeping reservations failed"
-                        );
-                        break;
-                    }
-                }
-            }
+/// Sweeps until no due reservation is left or a round makes no progress: what the sweeper does
+/// every `inventory.sweep_interval` (registered by the service's start-up).
+///
+/// # Errors
+/// The due reservations could not be read.
+pub async fn sweep(store: &Store) -> anyhow::Result<()> {
+    // A full batch means more may be due: sweep again at once, as long as the round made
+    // progress (a reservation that keeps failing must not spin the loop).
+    loop {
+        let round = sweep_once(store).await?;
+        if round.due < SWEEP_BATCH || round.expired == 0 {
+            return Ok(());
         }
-    });
-    background
+    }
 }
 
 /// What one sweep found and did.

@@ -7,7 +7,6 @@ use agora_contracts::agora::order::v1::{self as pb, order_service_server::OrderS
 use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
-    events::Background,
 };
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
@@ -31,19 +30,12 @@ pub struct OrderApi {
     saga: Saga,
     /// The caps on open watches.
     watch_slots: Arc<Slots>,
-    /// The relay, recovery and the watch notices: they run as long as the server holds these
-    /// handlers.
-    _tasks: Background,
 }
 
 impl OrderApi {
-    /// Builds the handlers; `tasks` run as long as the handlers live.
-    pub fn new(saga: Saga, watch_slots: Arc<Slots>, tasks: Background) -> Self {
-        Self {
-            saga,
-            watch_slots,
-            _tasks: tasks,
-        }
+    /// Builds the handlers.
+    pub fn new(saga: Saga, watch_slots: Arc<Slots>) -> Self {
+        Self { saga, watch_slots }
     }
 
     /// An order the caller may see: their own, or any for an admin. Anything else is NOT_FOUND

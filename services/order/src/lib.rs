@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use agora_contracts::agora::order::v1::order_service_server::OrderServiceServer;
 use agora_platform::{
-    access::AccessLayer,
     client::{Propagate, ServiceCredentials, service_channel},
     config::{Config, ServiceKind},
-    events::{Bus, Relay},
+    events::{Background, Stream},
+    service::{Service, Serving, Shutdown, Startup},
     storage::Database,
 };
 use anyhow::Context as _;
@@ -146,6 +146,13 @@ impl OrderSettings {
     }
 }
 
+/// The order service, as the mesh runs it.
+pub const SERVICE: Service = Service {
+    kind: ServiceKind::Order,
+    migrations: store::MIGRATIONS,
+    serve: serve_owned,
+};
+
 /// Serves the order service on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -156,6 +163,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     serve_with_hooks(config, listener, shutdown, Hooks::default()).await
+}
+
+/// [`serve`] with its arguments owned, for [`SERVICE`].
+fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
+    Box::pin(async move { serve(&config, listener, shutdown).await })
 }
 
 /// [`serve`] with failure points that tests arm; production code calls [`serve`].
@@ -173,28 +185,26 @@ pub async fn serve_with_hooks(
     if settings.ignored_watch_poll.is_some() {
         tracing::warn!("order.watch_poll is ignored: WatchOrder streams are pushed, not polled");
     }
-    let platform = &config.settings;
-    let access = AccessLayer::with_auth_keys(platform)?;
     let sagas = SagaParts::new(config, &settings, hooks)?;
-    let database_url = platform.database_url(ServiceKind::Order);
-    let event_settings = platform.events.clone();
-    let starting = async move {
-        let db = Database::connect(&database_url).await?;
-        db.migrate(store::MIGRATIONS).await?;
-        let bus = Bus::connect(platform).await?;
-        let (hub, mut tasks) = connect_hub(config, db.clone()).await?;
-        let saga = sagas.saga(store::Store::new(db.clone(), hub));
-        tasks.extend(Relay::new(db, bus, store::PRODUCER, &event_settings).spawn());
-        tasks.extend(recovery::spawn(
-            saga.clone(),
-            settings.recovery_interval,
-            settings.recovery_after,
-        ));
-        let slots = watch::Slots::new(settings.watch.max_per_user, settings.watch.max_total);
-        let api = api::OrderApi::new(saga, slots, tasks);
-        Ok(OrderServiceServer::new(api))
-    };
-    agora_platform::server::run(listener, platform, access, starting, shutdown).await
+    Startup::new(config, ServiceKind::Order, store::MIGRATIONS)
+        .serve(listener, shutdown, |parts| async move {
+            let (hub, notices) = connect_hub(config, parts.db().clone()).await?;
+            parts.keep(notices);
+            let saga = sagas.saga(store::Store::new(parts.db().clone(), hub));
+            parts.publish(Stream::Order);
+            let (recovering, stuck_after) = (saga.clone(), settings.recovery_after);
+            parts.every(
+                settings.recovery_interval,
+                "order recovery pass",
+                move || {
+                    let saga = recovering.clone();
+                    async move { recovery::run_once(&saga, stuck_after).await.map(drop) }
+                },
+            );
+            let slots = watch::Slots::new(settings.watch.max_per_user, settings.watch.max_total);
+            Ok(OrderServiceServer::new(api::OrderApi::new(saga, slots)))
+        })
+        .await
 }
 
 /// Runs one recovery pass over the order database of `config`, as another replica of the order
@@ -216,10 +226,7 @@ pub async fn recover_once(config: &Config, hooks: Hooks) -> anyhow::Result<usize
 
 /// The watch hub: shared through Redis when the platform has it (its pub/sub channel is named
 /// under the deployment's key prefix, `events.prefix`), in this process only otherwise.
-async fn connect_hub(
-    config: &Config,
-    db: Database,
-) -> anyhow::Result<(watch::Hub, agora_platform::events::Background)> {
+async fn connect_hub(config: &Config, db: Database) -> anyhow::Result<(watch::Hub, Background)> {
     let platform = &config.settings;
     let channel = format!("{}order:watch", platform.events.prefix);
     watch::Hub::connect(db, platform.redis_client()?, channel).await

@@ -1,4 +1,5 @@
-//! Repairs sagas that did not finish: at start-up and then periodically, it takes over the claims
+//! Repairs sagas that did not finish: at start-up and then every `order.recovery_interval`
+//! (registered by the service's start-up), it takes over the claims
 //! whose holder's lease ran out before their order was stored (the saga died or gave up between
 //! claim and store), releases their reservations and drops them; finishes orders left PENDING
 //! (commit, or fail and release); and forgets expired idempotency keys.
@@ -8,8 +9,6 @@
 //! and a retry may arrive at any moment.
 
 use std::time::Duration;
-
-use agora_platform::events::Background;
 
 use crate::{
     saga::Saga,
@@ -35,18 +34,4 @@ pub async fn run_once(saga: &Saga, stuck_after: Duration) -> anyhow::Result<usiz
     }
     store.purge_expired_keys().await?;
     Ok(repaired)
-}
-
-/// Runs [`run_once`] now and every `interval`.
-pub fn spawn(saga: Saga, interval: Duration, stuck_after: Duration) -> Background {
-    let mut tasks = Background::default();
-    tasks.spawn(async move {
-        loop {
-            if let Err(error) = run_once(&saga, stuck_after).await {
-                tracing::warn!(error = %error, "order recovery pass failed");
-            }
-            tokio::time::sleep(interval).await;
-        }
-    });
-    tasks
 }

@@ -29,7 +29,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 };
 
 /// The producer name of order's events, and the name of its stream on the bus.
-pub const PRODUCER: &str = "order";
+pub const PRODUCER: &str = agora_platform::events::Stream::Order.name();
 
 /// Attempts of a write transaction that failed transiently.
 const WRITE_ATTEMPTS: u32 = 4;

@@ -8,7 +8,6 @@ use agora_contracts::agora::{common::v1::Money, product::v1 as pb};
 use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
-    events::Background,
 };
 use tonic::{Request, Response, Status};
 
@@ -29,9 +28,6 @@ pub const MAX_BATCH: usize = 100;
 pub struct ProductApi {
     store: Store,
     cache: ProductCache,
-    /// The outbox relay: it runs as long as the handlers do, and stops when the server drops
-    /// them.
-    _background: Background,
 }
 
 impl From<StoreError> for ApiError {
@@ -91,13 +87,9 @@ fn parsed<T>(value: Option<T>, violations: FieldViolations) -> Result<T, ApiErro
 }
 
 impl ProductApi {
-    /// Builds the handlers; `background` keeps the outbox relay running while they live.
-    pub fn new(store: Store, cache: ProductCache, background: Background) -> Self {
-        Self {
-            store,
-            cache,
-            _background: background,
-        }
+    /// Builds the handlers.
+    pub fn new(store: Store, cache: ProductCache) -> Self {
+        Self { store, cache }
     }
 
     /// One product by normalised id, through the cache.

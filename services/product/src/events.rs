@@ -10,7 +10,7 @@ use crate::domain::Product;
 pub use agora_platform::storage::timestamp;
 
 /// The producer name of the product service's events: the name of its stream.
-pub const PRODUCER: &str = "product";
+pub const PRODUCER: &str = agora_platform::events::Stream::Product.name();
 
 fn price(product: &Product) -> Money {
     Money {

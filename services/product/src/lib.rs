@@ -21,11 +21,10 @@ use std::time::Duration;
 
 use agora_contracts::agora::product::v1::product_service_server::ProductServiceServer;
 use agora_platform::{
-    access::AccessLayer,
     cache::Cache,
     config::{Config, ServiceKind},
-    events::{Bus, Relay},
-    storage::Database,
+    events::Stream,
+    service::{Service, Serving, Shutdown, Startup},
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -61,6 +60,13 @@ impl Default for ProductSettings {
     }
 }
 
+/// The product service, as the mesh runs it.
+pub const SERVICE: Service = Service {
+    kind: ServiceKind::Product,
+    migrations: store::MIGRATIONS,
+    serve: serve_owned,
+};
+
 /// Serves the product service on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -71,24 +77,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let settings: ProductSettings = config.section("product")?;
-    let platform = config.settings.clone();
-    let access = AccessLayer::with_auth_keys(&platform)?;
-
-    let starting = {
-        let platform = platform.clone();
-        async move {
-            let db = Database::connect(&platform.database_url(ServiceKind::Product)).await?;
-            db.migrate(store::MIGRATIONS).await?;
-            let cache = Cache::from_settings(&platform, settings.cache_prefix.clone()).await?;
-            let bus = Bus::connect(&platform).await?;
-            let relay = Relay::new(db.clone(), bus, events::PRODUCER, &platform.events).spawn();
+    Startup::new(config, ServiceKind::Product, store::MIGRATIONS)
+        .serve(listener, shutdown, |parts| async move {
+            let cache = Cache::from_settings(parts.settings(), settings.cache_prefix).await?;
+            parts.publish(Stream::Product);
             let api = api::ProductApi::new(
-                store::Store::new(db),
+                store::Store::new(parts.db().clone()),
                 cache::ProductCache::new(cache, settings.cache_ttl),
-                relay,
             );
             Ok(ProductServiceServer::new(api))
-        }
-    };
-    agora_platform::server::run(listener, &platform, access, starting, shutdown).await
+        })
+        .await
+}
+
+/// [`serve`] with its arguments owned, for [`SERVICE`].
+fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
+    Box::pin(async move { serve(&config, listener, shutdown).await })
 }

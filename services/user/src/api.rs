@@ -9,7 +9,6 @@ use agora_contracts::agora::user::v1::{self as pb, user_service_server::UserServ
 use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
-    events::Background,
     storage::timestamp,
 };
 use tonic::{Request, Response, Status};
@@ -26,9 +25,6 @@ use crate::{
 #[derive(Debug)]
 pub struct UserApi {
     store: Store,
-    /// The registration consumer: it runs as long as these handlers are served, and stops (is
-    /// aborted) when the server drops them.
-    _background: Background,
 }
 
 impl From<StoreError> for ApiError {
@@ -188,12 +184,9 @@ fn same_user(given: &str, caller: &str) -> bool {
 }
 
 impl UserApi {
-    /// Builds the handlers over `store`; `background` (the event consumer) lives as long as they.
-    pub fn new(store: Store, background: Background) -> Self {
-        Self {
-            store,
-            _background: background,
-        }
+    /// Builds the handlers over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
     async fn profile_of(&self, user_id: &str) -> Result<pb::Profile, Status> {

@@ -12,9 +12,9 @@ use crate::{
 };
 
 /// The stream the registrations come from.
-pub const PRODUCER: &str = "auth";
+pub const PRODUCER: &str = agora_platform::events::Stream::Auth.name();
 /// The consumer group of every user service replica, and the name events are remembered under.
-pub const GROUP: &str = "user";
+pub const GROUP: &str = agora_platform::config::ServiceKind::User.name();
 
 /// Creates a profile for every registered account, once.
 #[derive(Debug, Clone)]

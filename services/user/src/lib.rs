@@ -18,10 +18,9 @@
 
 use agora_contracts::agora::user::v1::user_service_server::UserServiceServer;
 use agora_platform::{
-    access::AccessLayer,
     config::{Config, ServiceKind},
-    events::{Bus, spawn_consumer},
-    storage::Database,
+    events::Stream,
+    service::{Service, Serving, Shutdown, Startup},
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -38,6 +37,13 @@ pub mod store;
 #[serde(default, deny_unknown_fields)]
 pub struct UserSettings {}
 
+/// The user service, as the mesh runs it.
+pub const SERVICE: Service = Service {
+    kind: ServiceKind::User,
+    migrations: store::MIGRATIONS,
+    serve: serve_owned,
+};
+
 /// Serves the user service on `listener` until `shutdown` resolves.
 ///
 /// # Errors
@@ -49,23 +55,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // Read now, so a bad `[user]` setting stops start-up with its name.
     let _settings: UserSettings = config.section("user")?;
-    let platform = config.settings.clone();
-    let access = AccessLayer::with_auth_keys(&platform)?;
+    Startup::new(config, ServiceKind::User, store::MIGRATIONS)
+        .serve(listener, shutdown, |parts| async move {
+            let store = store::Store::new(parts.db().clone());
+            parts.consume(Stream::Auth, events::Registrations::new(store.clone()));
+            Ok(UserServiceServer::new(api::UserApi::new(store)))
+        })
+        .await
+}
 
-    let server_settings = platform.clone();
-    let starting = async move {
-        let db = Database::connect(&platform.database_url(ServiceKind::User)).await?;
-        db.migrate(store::MIGRATIONS).await?;
-        let store = store::Store::new(db);
-        let bus = Bus::connect(&platform).await?;
-        let consumer = spawn_consumer(
-            bus,
-            events::PRODUCER,
-            events::GROUP,
-            events::Registrations::new(store.clone()),
-            &platform.events,
-        );
-        Ok(UserServiceServer::new(api::UserApi::new(store, consumer)))
-    };
-    agora_platform::server::run(listener, &server_settings, access, starting, shutdown).await
+/// [`serve`] with its arguments owned, for [`SERVICE`].
+fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
+    Box::pin(async move { serve(&config, listener, shutdown).await })
 }
