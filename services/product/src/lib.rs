@@ -16,8 +16,7 @@
 //! - [`cache`]: cache-aside for product reads.
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the events the service publishes.
-
-use std::time::Duration;
+//! - [`settings`]: the `[product]` settings section and its checks.
 
 use agora_contracts::agora::product::v1::product_service_server::ProductServiceServer;
 use agora_platform::{
@@ -26,7 +25,6 @@ use agora_platform::{
     events::Stream,
     service::{Service, Serving, Shutdown, Startup},
 };
-use serde::Deserialize;
 use tokio::net::TcpListener;
 
 pub mod api;
@@ -35,30 +33,11 @@ pub mod currency;
 pub mod domain;
 pub mod events;
 pub mod listing;
+pub mod settings;
 pub mod store;
 pub mod update;
 
-/// The `[product]` settings section (`AGORA_PRODUCT__...`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProductSettings {
-    /// Prefix of the product service's cache keys, so deployments (and tests) sharing a Redis
-    /// stay apart.
-    pub cache_prefix: String,
-    /// How long a product read stays cached; `0s` disables the cache. Writes invalidate at once,
-    /// so this only bounds how long an entry missed by an invalidation (a Redis outage) lives.
-    #[serde(with = "humantime_serde")]
-    pub cache_ttl: Duration,
-}
-
-impl Default for ProductSettings {
-    fn default() -> Self {
-        Self {
-            cache_prefix: "agora:product:".into(),
-            cache_ttl: Duration::from_secs(5 * 60),
-        }
-    }
-}
+pub use settings::ProductSettings;
 
 /// The product service, as the mesh runs it.
 pub const SERVICE: Service = Service {

@@ -15,6 +15,7 @@
 //!   (no I/O).
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the consumer of auth's registrations.
+//! - [`settings`]: the `[user]` settings section and its checks.
 
 use agora_contracts::agora::user::v1::user_service_server::UserServiceServer;
 use agora_platform::{
@@ -22,20 +23,15 @@ use agora_platform::{
     events::Stream,
     service::{Service, Serving, Shutdown, Startup},
 };
-use serde::Deserialize;
 use tokio::net::TcpListener;
 
 pub mod api;
 pub mod domain;
 pub mod events;
+pub mod settings;
 pub mod store;
 
-/// The `[user]` settings section (`AGORA_USER__...`). The service needs no settings of its own
-/// yet (a profile read is one primary-key lookup, so nothing is cached); the section is still
-/// read, so that a stray `AGORA_USER__...` variable stops start-up instead of being ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UserSettings {}
+pub use settings::UserSettings;
 
 /// The user service, as the mesh runs it.
 pub const SERVICE: Service = Service {
