@@ -82,12 +82,14 @@ use prost::Message as _;
 use crate::config::Settings;
 
 mod consumer;
+mod decode;
 mod follower;
 mod memory;
 mod outbox;
 mod redis_streams;
 
 pub use consumer::{Handler, HandlerError, remember, spawn_consumer};
+pub use decode::decode;
 pub use follower::spawn_follower;
 pub use outbox::{Relay, enqueue};
 

@@ -11,7 +11,9 @@
 //! - [`server`]: the one server shape every service uses (health, reflection, layers, draining).
 //! - [`access`]: who may call which method, read from the contracts, and JWT verification.
 //! - [`error`]: one way to answer with rich `google.rpc` error details.
-//! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, and migrations.
+//! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, migrations, and the retry
+//!   of transactions that failed transiently.
+//! - [`time`]: time as stored (microseconds since the epoch) and its conversions.
 //! - [`datastore_tls`]: TLS to PostgreSQL and Redis, and the CA bundle that verifies them.
 //! - [`private_files`]: the data directory and secret files, created owner-only and checked at
 //!   start-up.
@@ -42,3 +44,4 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod testing;
+pub mod time;

@@ -1,7 +1,10 @@
 //! Auth's SQL: accounts, sessions and refresh tokens. Every multi-step change runs in one write
 //! transaction, so a failure leaves nothing half-written.
 
-use agora_platform::storage::{Database, Migrations, is_unique_violation, timestamp};
+use agora_platform::{
+    storage::{Database, Migrations, is_unique_violation},
+    time::{micros_or, timestamp},
+};
 use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{Email, Role, roles_from_column, roles_to_column};
@@ -15,7 +18,7 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &sqlx::migrate!("./migrations/sqlite"),
 };
 
-pub use agora_platform::storage::now_micros;
+pub use agora_platform::time::now_micros;
 
 /// Store failures the service distinguishes.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,9 @@ impl Store {
     pub fn new(db: Database, token_lifetime: std::time::Duration) -> Self {
         Self {
             db,
-            deny_for: i64::try_from(token_lifetime.as_micros()).unwrap_or(i64::MAX / 4),
+            // A quarter of i64 past what fits: `now + deny_for` and the deny_until sent in events
+            // stay far from overflowing.
+            deny_for: micros_or(token_lifetime, i64::MAX / 4),
         }
     }
 

@@ -10,7 +10,7 @@ use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
     events::Background,
-    storage::timestamp,
+    time::timestamp,
 };
 use tonic::{Request, Response, Status};
 

@@ -26,7 +26,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 const COLUMNS: &str = "user_id, email, display_name, addresses, language, currency_code, \
                        marketing_emails, created_at, updated_at";
 
-pub use agora_platform::storage::now_micros;
+use agora_platform::time::now_micros;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
