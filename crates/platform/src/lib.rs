@@ -14,6 +14,7 @@
 //! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, migrations, and the retry
 //!   of transactions that failed transiently.
 //! - [`time`]: time as stored (microseconds since the epoch) and its conversions.
+//! - [`paging`]: page sizes and opaque page tokens bound to the filter they were issued for.
 //! - [`datastore_tls`]: TLS to PostgreSQL and Redis, and the CA bundle that verifies them.
 //! - [`private_files`]: the data directory and secret files, created owner-only and checked at
 //!   start-up.
@@ -38,6 +39,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod mtls;
+pub mod paging;
 pub mod private_files;
 pub mod revocation;
 pub mod server;
