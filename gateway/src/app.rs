@@ -98,15 +98,8 @@ pub(crate) struct UpstreamDown(pub(crate) tonic::Status);
 #[derive(Debug, Clone)]
 pub(crate) struct EdgeTrace(pub(crate) HeaderMap);
 
-/// The client's `X-Request-Id` when it is a sane one (printable ASCII, at most 128 bytes: it ends
-/// up in logs and upstream metadata), or a new one.
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(agora_platform::context::new_request_id, str::to_owned)
-}
+// The client's `X-Request-Id` when it is a sane one, or a new one: the services' rule.
+pub use agora_platform::context::request_id;
 
 async fn transcode(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     transcode_request(&gateway, request).await

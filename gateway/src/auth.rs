@@ -17,8 +17,10 @@ use std::{
     sync::{Arc, RwLock},
 };
 
+// The rule of a method is read by the platform, as in the services.
+pub use agora_platform::access::{Rule, rule_of};
 use agora_platform::{
-    access::{Access, GrpcKeySource, Principal, TokenError, Verifier, authorize},
+    access::{GrpcKeySource, Principal, TokenError, Verifier, authorize, bearer_token},
     config::{ServiceKind, Settings},
     events::Background,
 };
@@ -29,53 +31,10 @@ use axum::{
     response::Response,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
-use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
+use prost_reflect::{DescriptorPool, MethodDescriptor};
 use tonic::{Code, Status};
 
 use crate::rules::Binding;
-
-/// The name of the access option in the contracts.
-const ACCESS_OPTION: &str = "agora.options.v1.access";
-
-/// The access rule of one method, as the edge sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// The method declares this level.
-    Declared(Access),
-    /// The method's descriptors know the option but the method declares none: nobody may call it.
-    Undeclared,
-    /// The method's file does not import the option (a service outside the contracts): its own
-    /// service decides.
-    Foreign,
-}
-
-/// Reads the access rule of a method from its descriptor.
-pub fn rule_of(method: &MethodDescriptor) -> Rule {
-    let Some(extension) = method.parent_pool().get_extension_by_name(ACCESS_OPTION) else {
-        return Rule::Foreign;
-    };
-    // A file that does not import the option cannot declare it: a service in another language
-    // that joined the edge by its reflection shares the pool but not the contracts' rules.
-    let declaring_file = extension.parent_file();
-    if !method
-        .parent_file()
-        .dependencies()
-        .any(|file| file.name() == declaring_file.name())
-    {
-        return Rule::Foreign;
-    }
-    let options = method.options();
-    if !options.has_extension(&extension) {
-        return Rule::Undeclared;
-    }
-    match *options.get_extension(&extension) {
-        Value::EnumNumber(1) => Rule::Declared(Access::Public),
-        Value::EnumNumber(2) => Rule::Declared(Access::User),
-        Value::EnumNumber(3) => Rule::Declared(Access::Admin),
-        Value::EnumNumber(4) => Rule::Declared(Access::Service),
-        _ => Rule::Undeclared,
-    }
-}
 
 /// The edge's auth: the verifier and each method's rule, read once.
 ///
@@ -204,8 +163,12 @@ impl EdgeAuth {
             Rule::Declared(access) => access,
         };
         let principal = match bearer_token(headers) {
-            Err(message) => {
-                return Err(challenge(Code::Unauthenticated, "invalid_request", message));
+            Err(error) => {
+                return Err(challenge(
+                    Code::Unauthenticated,
+                    "invalid_request",
+                    &error.to_string(),
+                ));
             }
             Ok(None) => None,
             Ok(Some(token)) => match self.verifier.verify(token).await {
@@ -251,24 +214,6 @@ fn challenge(code: Code, error: &str, description: &str) -> Refusal {
         status: Status::new(code, description),
         // The parts are fixed ASCII strings of this file, always a valid header value.
         challenge: HeaderValue::from_str(&header).ok(),
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` header, if any.
-fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
-    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| "malformed authorization header")?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err("the authorization header must be `Bearer <access token>`"),
     }
 }
 
@@ -348,7 +293,7 @@ pub fn refuse<B>(request: &http::Request<B>, status: &Status) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agora_platform::config::TokenSettings;
+    use agora_platform::{access::Access, config::TokenSettings};
     use agora_testkit::{TestBackend, TestMesh, email};
     use axum::{Router, routing::any};
     use tower::ServiceExt as _;

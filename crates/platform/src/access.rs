@@ -19,7 +19,7 @@ use std::{
 use agora_contracts::agora::auth::v1::Jwk;
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use prost_reflect::{DescriptorPool, Value};
+use prost_reflect::DescriptorPool;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock};
 use tonic::{Status, body::Body};
@@ -30,6 +30,12 @@ use crate::{
     mtls::PeerIdentity,
     revocation::Revocations,
 };
+
+mod bearer;
+mod rule;
+
+pub use bearer::{BearerError, bearer_token};
+pub use rule::{ACCESS_OPTION, Rule, rule_of};
 
 /// The access levels of `agora.options.v1.Access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,23 +138,18 @@ impl AccessPolicy {
     /// The set does not decode or does not declare the access option.
     pub fn from_descriptors(encoded: &[u8]) -> anyhow::Result<Self> {
         let pool = DescriptorPool::decode(encoded)?;
-        let extension = pool
-            .get_extension_by_name("agora.options.v1.access")
-            .ok_or_else(|| anyhow::anyhow!("the descriptor set lacks agora.options.v1.access"))?;
+        if pool.get_extension_by_name(ACCESS_OPTION).is_none() {
+            anyhow::bail!("the descriptor set lacks {ACCESS_OPTION}");
+        }
         let mut methods = HashMap::new();
         for service in pool.services() {
             for method in service.methods() {
-                let options = method.options();
-                let access = options
-                    .has_extension(&extension)
-                    .then(|| match *options.get_extension(&extension) {
-                        Value::EnumNumber(1) => Some(Access::Public),
-                        Value::EnumNumber(2) => Some(Access::User),
-                        Value::EnumNumber(3) => Some(Access::Admin),
-                        Value::EnumNumber(4) => Some(Access::Service),
-                        _ => None,
-                    })
-                    .flatten();
+                // A method that cannot declare the option (its file does not import it) is
+                // denied like one that declares none: a service is secure by default.
+                let access = match rule_of(&method) {
+                    Rule::Declared(access) => Some(access),
+                    Rule::Undeclared | Rule::Foreign => None,
+                };
                 methods.insert(
                     format!("/{}/{}", service.full_name(), method.name()),
                     access,
@@ -618,26 +619,6 @@ async fn admit(
     Ok(())
 }
 
-/// The token of an `authorization: Bearer <token>` header, if any.
-fn bearer_token(headers: &http::HeaderMap) -> Result<Option<&str>, Status> {
-    let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(Status::unauthenticated(
-            "the authorization header must be `Bearer <access token>`",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,17 +772,5 @@ mod tests {
             Some(PermissionDenied)
         );
         assert_eq!(code(who(Both, None, Some(&order))), Some(Unauthenticated));
-    }
-
-    #[test]
-    fn only_bearer_authorization_is_accepted() {
-        let mut headers = http::HeaderMap::new();
-        assert_eq!(bearer_token(&headers).expect("none is fine"), None);
-        headers.insert("authorization", "Bearer abc".parse().expect("valid header"));
-        assert_eq!(bearer_token(&headers).expect("bearer"), Some("abc"));
-        headers.insert("authorization", "Basic abc".parse().expect("valid header"));
-        assert!(bearer_token(&headers).is_err());
-        headers.insert("authorization", "Bearer ".parse().expect("valid header"));
-        assert!(bearer_token(&headers).is_err());
     }
 }

@@ -30,17 +30,9 @@ tokio::task_local! {
 }
 
 impl CallContext {
-    /// Reads the context from request headers, generating a request id when there is none or it is
-    /// not a sane one (printable ASCII, at most 128 bytes: it ends up in logs and responses).
+    /// Reads the context from request headers; the request id is [`request_id`]'s.
     pub fn from_headers(headers: &HeaderMap) -> Self {
-        let request_id = headers
-            .get(REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(str::to_owned)
-            .unwrap_or_else(new_request_id);
+        let request_id = request_id(headers);
         let deadline = headers
             .get(GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
@@ -67,6 +59,23 @@ impl CallContext {
         self.deadline
             .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
+}
+
+/// The longest request id kept from a caller, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The caller's `x-request-id` when it is a sane one (printable ASCII without spaces, at most
+/// [`MAX_REQUEST_ID_LEN`] bytes: it ends up in logs, metadata and responses), or a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(new_request_id, str::to_owned)
 }
 
 /// A fresh request id: a UUIDv7, so ids sort by time in logs.
@@ -210,6 +219,30 @@ mod tests {
 
         headers.insert(REQUEST_ID, HeaderValue::from_static("has space"));
         assert_ne!(CallContext::from_headers(&headers).request_id, "has space");
+    }
+
+    #[test]
+    fn a_request_id_of_128_visible_ascii_bytes_is_kept_and_a_longer_one_replaced() {
+        let with = |id: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                REQUEST_ID,
+                HeaderValue::from_str(id).expect("a header value"),
+            );
+            headers
+        };
+        let longest = "x".repeat(MAX_REQUEST_ID_LEN);
+        assert_eq!(request_id(&with(&longest)), longest);
+        let too_long = "x".repeat(MAX_REQUEST_ID_LEN + 1);
+        assert_ne!(request_id(&with(&too_long)), too_long);
+        assert_ne!(request_id(&with("")), "");
+        assert_ne!(request_id(&with("tab\there")), "tab\there");
+        let mut not_text = HeaderMap::new();
+        not_text.insert(
+            REQUEST_ID,
+            HeaderValue::from_bytes(b"caf\xc3\xa9").expect("a header value"),
+        );
+        assert!(uuid::Uuid::parse_str(&request_id(&not_text)).is_ok());
     }
 
     #[tokio::test]

@@ -76,6 +76,7 @@
 mod background;
 mod bus;
 mod consumer;
+mod decode;
 mod follower;
 mod memory;
 mod outbox;
@@ -86,6 +87,7 @@ mod stream;
 pub use background::Background;
 pub use bus::Bus;
 pub use consumer::{Handler, HandlerError, remember, spawn_consumer};
+pub use decode::decode;
 pub use follower::spawn_follower;
 pub use outbox::{Relay, enqueue};
 pub(crate) use reader::Reader;

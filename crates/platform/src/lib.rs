@@ -13,7 +13,10 @@
 //! - [`server`]: the one server shape every service uses (health, reflection, layers, draining).
 //! - [`access`]: who may call which method, read from the contracts, and JWT verification.
 //! - [`error`]: one way to answer with rich `google.rpc` error details.
-//! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, and migrations.
+//! - [`storage`]: PostgreSQL or embedded SQLite pools, chosen by URL, migrations, and the retry
+//!   of transactions that failed transiently.
+//! - [`time`]: time as stored (microseconds since the epoch) and its conversions.
+//! - [`paging`]: page sizes and opaque page tokens bound to the filter they were issued for.
 //! - [`datastore_tls`]: TLS to PostgreSQL and Redis, and the CA bundle that verifies them.
 //! - [`private_files`]: the data directory and secret files, created owner-only and checked at
 //!   start-up.
@@ -38,6 +41,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod mtls;
+pub mod paging;
 pub mod private_files;
 pub mod revocation;
 pub mod server;
@@ -45,3 +49,4 @@ pub mod service;
 pub mod storage;
 pub mod telemetry;
 pub mod testing;
+pub mod time;

@@ -16,6 +16,10 @@ use sqlx::{
 
 use crate::private_files;
 
+mod retry;
+
+pub use retry::{DatabaseFailure, WRITE_ATTEMPTS, is_transient, retry_transient};
+
 /// Which server a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -164,21 +168,9 @@ fn prepare_sqlite_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(file))
 }
 
-/// Microseconds since the Unix epoch: the one time type both backends store alike.
-pub fn now_micros() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_micros()).unwrap_or(i64::MAX)
-}
-
-/// Microseconds since the Unix epoch, as stored, as a Protobuf timestamp.
-pub fn timestamp(micros: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1000).unwrap_or(0),
-    }
-}
+// Time lives in `time`; these two names stay here for the event bus and auth's handlers, which
+// still import them from `storage`.
+pub use crate::time::{now_micros, timestamp};
 
 /// Whether an error is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {

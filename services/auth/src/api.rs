@@ -6,7 +6,7 @@
 //! `service_tokens` (IssueServiceToken), `admin` (SetUserRoles) and `keys` (GetJwks,
 //! RotateSigningKey).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use agora_contracts::agora::auth::v1::{self as pb, auth_service_server::AuthService};
 use agora_platform::{
@@ -65,10 +65,6 @@ impl From<crate::hashing::HashError> for ApiError {
     fn from(error: crate::hashing::HashError) -> Self {
         ApiError::internal(error)
     }
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX / 2)
 }
 
 /// SHA-256 of a refresh token: what the store keeps instead of the token.
@@ -152,7 +148,7 @@ impl AuthApi {
         let token = URL_SAFE_NO_PAD.encode(bytes);
         let record = NewRefresh {
             token_hash: token_hash(&token),
-            expires_at: now_micros() + micros(self.settings.refresh_ttl),
+            expires_at: now_micros() + agora_platform::time::span_micros(self.settings.refresh_ttl),
         };
         (token, record)
     }

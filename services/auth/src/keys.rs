@@ -197,7 +197,7 @@ impl Keyring {
 
     /// How long after its retirement a key still verifies tokens, in microseconds.
     fn grace(&self) -> i64 {
-        i64::try_from((self.token_lifetime + self.tokens.leeway).as_micros()).unwrap_or(i64::MAX)
+        agora_platform::time::micros(self.token_lifetime + self.tokens.leeway)
     }
 
     /// The published key set, current key first: the current key and every retired key that

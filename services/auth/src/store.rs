@@ -2,7 +2,10 @@
 //! transaction, so a failure leaves nothing half-written. Accounts are here; sessions and their
 //! refresh tokens in `sessions`.
 
-use agora_platform::storage::{Database, Migrations, is_unique_violation, timestamp};
+use agora_platform::{
+    storage::{Database, Migrations, is_unique_violation},
+    time::{micros_or, timestamp},
+};
 use sqlx::{Any, Row, Transaction};
 
 use crate::domain::{Email, Role, roles_from_column, roles_to_column};
@@ -20,7 +23,7 @@ pub const MIGRATIONS: Migrations = Migrations {
     sqlite: &sqlx::migrate!("./migrations/sqlite"),
 };
 
-pub use agora_platform::storage::now_micros;
+pub use agora_platform::time::now_micros;
 
 /// Store failures the service distinguishes.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +101,9 @@ impl Store {
     pub fn new(db: Database, token_lifetime: std::time::Duration) -> Self {
         Self {
             db,
-            deny_for: i64::try_from(token_lifetime.as_micros()).unwrap_or(i64::MAX / 4),
+            // A quarter of i64 past what fits: `now + deny_for` and the deny_until sent in events
+            // stay far from overflowing.
+            deny_for: micros_or(token_lifetime, i64::MAX / 4),
         }
     }
 

@@ -10,8 +10,11 @@
 //!   when a product's available stock reaches zero; see `store::apply_movement`.
 
 use agora_contracts::agora::events::v1::{EventEnvelope, ProductArchived, ProductCreated};
-use agora_platform::events::{self, HandlerError};
-use prost::{Message, Name};
+use agora_platform::{
+    events::{self, HandlerError},
+    time::{now_micros, timestamp_micros},
+};
+use prost::Name;
 
 use crate::{domain::ProductId, store::Store};
 
@@ -33,26 +36,6 @@ impl ProductEvents {
     }
 }
 
-/// Decodes the payload of `event` as `M`, refusing an envelope whose payload is missing or of
-/// another type (it would never decode on a retry either).
-fn payload<M: Message + Name + Default>(event: &EventEnvelope) -> Result<M, HandlerError> {
-    let any = event
-        .payload
-        .as_ref()
-        .ok_or_else(|| HandlerError::Reject(format!("event {} has no payload", event.id)))?;
-    // Compared by the type name after the last `/`, whatever host the type URL names.
-    let name = M::full_name();
-    if any.type_url.rsplit('/').next() != Some(name.as_str()) {
-        return Err(HandlerError::Reject(format!(
-            "event {} says {} but carries {}",
-            event.id, event.r#type, any.type_url
-        )));
-    }
-    M::decode(any.value.as_slice()).map_err(|error| {
-        HandlerError::Reject(format!("event {} does not decode: {error}", event.id))
-    })
-}
-
 fn product_id(event: &EventEnvelope, raw: &str) -> Result<ProductId, HandlerError> {
     ProductId::parse(raw).map_err(|error| {
         HandlerError::Reject(format!(
@@ -68,7 +51,7 @@ impl events::Handler for ProductEvents {
             return Err(HandlerError::Reject("event without an id".into()));
         }
         if event.r#type == ProductCreated::full_name() {
-            let created: ProductCreated = payload(event)?;
+            let created: ProductCreated = events::decode(event)?;
             let product_id = product_id(event, &created.product_id)?;
             let opened = self
                 .store
@@ -79,15 +62,11 @@ impl events::Handler for ProductEvents {
                 tracing::info!(%product_id, "stock record opened");
             }
         } else if event.r#type == ProductArchived::full_name() {
-            let archived: ProductArchived = payload(event)?;
+            let archived: ProductArchived = events::decode(event)?;
             let product_id = product_id(event, &archived.product_id)?;
             let archived_at = archived
                 .archive_time
-                .map_or_else(crate::store::now_micros, |t| {
-                    t.seconds
-                        .saturating_mul(1_000_000)
-                        .saturating_add(i64::from(t.nanos / 1000))
-                });
+                .map_or_else(now_micros, |t| timestamp_micros(&t));
             let known = self
                 .store
                 .archive(GROUP, &event.id, &product_id, archived_at)

@@ -7,11 +7,9 @@
 //! line, and a `StockDepleted` event in the outbox when `available` reaches zero, all in the
 //! caller's write transaction. CHECK constraints in the schema back this up.
 
-use std::{future::Future, time::Duration};
-
 use agora_platform::{
     events,
-    storage::{Backend, Database, Migrations},
+    storage::{Backend, Database, DatabaseFailure, Migrations, retry_transient},
 };
 use sqlx::{Row, any::AnyRow};
 
@@ -32,16 +30,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 /// The producer name of inventory's events, and the name of its stream on the bus.
 pub const PRODUCER: &str = agora_platform::events::Stream::Inventory.name();
 
-/// Attempts of a write transaction that PostgreSQL aborted as a deadlock or serialization
-/// failure, or that SQLite found busy past its timeout.
-const WRITE_ATTEMPTS: u32 = 4;
-
-pub use agora_platform::storage::now_micros;
-
-/// A duration in microseconds, saturating.
-pub fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX / 2)
-}
+pub use agora_platform::time::now_micros;
 
 /// A product whose stock cannot cover a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +75,15 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+impl DatabaseFailure for StoreError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Database(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
 /// A product's stock level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Level {
@@ -119,37 +117,6 @@ fn level(row: &AnyRow) -> Result<Level, StoreError> {
         reserved: row.try_get("reserved")?,
         updated_at: row.try_get("updated_at")?,
     })
-}
-
-/// Whether a failed transaction is worth running again: PostgreSQL gave up on it to break a
-/// deadlock or a serialization conflict, or SQLite stayed busy past its timeout.
-fn is_transient(error: &StoreError) -> bool {
-    let StoreError::Database(error) = error else {
-        return false;
-    };
-    error
-        .as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| matches!(code.as_ref(), "40001" | "40P01" | "5" | "517"))
-}
-
-/// Runs a write transaction again, a few times, when it failed transiently.
-pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(error) if tries < WRITE_ATTEMPTS && is_transient(&error) => {
-                tracing::debug!(error = %error, tries, "transient write failure; trying again");
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
 }
 
 impl Store {
@@ -216,7 +183,7 @@ impl Store {
         note: &str,
         actor: &str,
     ) -> Result<Level, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             let context = LineContext {
@@ -262,7 +229,7 @@ impl Store {
         event_id: &str,
         product_id: &ProductId,
     ) -> Result<bool, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             if !events::remember(&mut tx, consumer, event_id).await? {
@@ -305,7 +272,7 @@ impl Store {
         product_id: &ProductId,
         archived_at: i64,
     ) -> Result<bool, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let mut tx = self.db.begin_write().await?;
             if !events::remember(&mut tx, consumer, event_id).await? {
                 tx.rollback().await?;

@@ -13,7 +13,7 @@ use crate::{
     domain::{AdjustReason, MovementKind, ReservationState},
     store::{Level, MovementRow, Shortage, StoreError, reservations::ReservationRow},
 };
-pub use agora_platform::storage::timestamp;
+pub use agora_platform::time::timestamp;
 
 /// The ErrorInfo reason of a reservation or adjustment that stock cannot cover.
 pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";

@@ -7,8 +7,8 @@ use agora_contracts::agora::order::v1::{self as pb, order_service_server::OrderS
 use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
+    paging,
 };
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -18,9 +18,6 @@ use crate::{
     watch::{self, Slots, WatchStream},
 };
 
-/// The default and the largest page of ListOrders.
-const DEFAULT_PAGE: usize = 20;
-const MAX_PAGE: usize = 100;
 /// How long one WatchOrder stream lasts at most, as the contract allows.
 const WATCH_LIMIT: Duration = Duration::from_secs(15 * 60);
 
@@ -64,21 +61,32 @@ impl OrderApi {
     }
 }
 
-/// The fingerprint of a listing's filters, so a token cannot be replayed with other filters.
-fn filters_tag(user: Option<&str>, status: Option<OrderStatus>) -> String {
-    let digest = Sha256::digest(format!("{user:?}|{:?}", status.map(OrderStatus::as_str)));
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// Reads a ListOrders page token, bound to the listing's user and status filters: `None` for
+/// the first page.
+fn parse_token(
+    token: &str,
+    user: Option<&str>,
+    status: Option<OrderStatus>,
+) -> Result<Option<Cursor>, &'static str> {
+    const REFUSED: &str = "is malformed or was issued for other filters";
+    let cursor: Option<Cursor> =
+        paging::decode_token(token, &(user, status.map(OrderStatus::as_str)))
+            .map_err(|_| REFUSED)?;
+    match cursor {
+        Some((created, id)) => {
+            let id = OrderId::parse(&id).map_err(|_| REFUSED)?;
+            Ok(Some((created, id.to_string())))
+        }
+        None => Ok(None),
+    }
 }
 
-fn page_token(last: &OrderRow, tag: &str) -> String {
-    format!("{}.{}.{tag}", last.created_at, last.id)
-}
-
-fn parse_token(token: &str, tag: &str) -> Option<Cursor> {
-    let mut parts = token.splitn(3, '.');
-    let created = parts.next()?.parse().ok()?;
-    let id = OrderId::parse(parts.next()?).ok()?;
-    (parts.next()? == tag).then(|| (created, id.to_string()))
+/// The token of the page after `last`, bound like [`parse_token`] reads it.
+fn page_token(last: &OrderRow, user: Option<&str>, status: Option<OrderStatus>) -> String {
+    paging::encode_token(
+        &(last.created_at, &last.id),
+        &(user, status.map(OrderStatus::as_str)),
+    )
 }
 
 #[tonic::async_trait]
@@ -114,9 +122,7 @@ impl OrderService for OrderApi {
         let principal = Principal::of(&request)?.clone();
         let request = request.into_inner();
         let mut violations = FieldViolations::default();
-        if request.page_size < 0 {
-            violations.add("page_size", "must not be negative");
-        }
+        let size = violations.take("page_size", paging::page_size(request.page_size));
         let user: Option<String> = match request.user_id.as_str() {
             "" => Some(principal.subject.clone()),
             "-" => None,
@@ -131,27 +137,20 @@ impl OrderService for OrderApi {
         let status = pb::OrderStatus::try_from(request.status)
             .map_err(|_| ApiError::invalid_field("status", "unknown status"))?;
         let status = OrderStatus::from_proto(status);
-        let tag = filters_tag(user.as_deref(), status);
-        let after = if request.page_token.is_empty() {
-            None
-        } else {
-            let cursor = parse_token(&request.page_token, &tag);
-            if cursor.is_none() {
-                violations.add("page_token", "is malformed or was issued for other filters");
-            }
-            cursor
-        };
+        let after =
+            parse_token(&request.page_token, user.as_deref(), status).unwrap_or_else(|problem| {
+                violations.add("page_token", problem);
+                None
+            });
         violations.finish()?;
+        // Without violations the size was read, so the default is never used.
+        let size = size.unwrap_or(paging::DEFAULT_PAGE_SIZE);
         if user.as_deref() != Some(principal.subject.as_str()) && !principal.is_admin() {
             return Err(ApiError::PermissionDenied(
                 "only admins may list the orders of other users".into(),
             )
             .into());
         }
-        let size = match usize::try_from(request.page_size).unwrap_or(0) {
-            0 => DEFAULT_PAGE,
-            n => n.min(MAX_PAGE),
-        };
         // One more than the page tells whether another page follows.
         let mut rows = self
             .saga
@@ -161,7 +160,7 @@ impl OrderService for OrderApi {
         let more = rows.len() > size;
         rows.truncate(size);
         let next_page_token = match rows.last() {
-            Some(last) if more => page_token(last, &tag),
+            Some(last) if more => page_token(last, user.as_deref(), status),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListOrdersResponse {

@@ -10,10 +10,9 @@
 
 use std::time::Duration;
 
-use crate::{
-    saga::Saga,
-    store::{micros, now_micros},
-};
+use agora_platform::time::span_micros;
+
+use crate::{saga::Saga, store::now_micros};
 
 /// Runs one pass; returns how many claims and orders it repaired.
 ///
@@ -28,7 +27,7 @@ pub async fn run_once(saga: &Saga, stuck_after: Duration) -> anyhow::Result<usiz
             repaired += 1;
         }
     }
-    for order in store.stuck(now_micros() - micros(stuck_after)).await? {
+    for order in store.stuck(now_micros() - span_micros(stuck_after)).await? {
         saga.finish(&order).await;
         repaired += 1;
     }

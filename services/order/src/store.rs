@@ -1,8 +1,6 @@
 //! Order's SQL: orders and the outbox events written with them; idempotency claims live in
 //! [`claims`].
 
-use std::{future::Future, time::Duration};
-
 use agora_contracts::agora::{
     common::v1::Money,
     events::v1::{OrderCancelled, OrderPlaced, OrderPlacedLine},
@@ -10,8 +8,8 @@ use agora_contracts::agora::{
 };
 use agora_platform::{
     events,
-    storage::timestamp,
-    storage::{Database, Migrations},
+    storage::{Database, DatabaseFailure, Migrations, retry_transient},
+    time::timestamp,
 };
 use prost::Message;
 use sqlx::{Row, any::AnyRow};
@@ -31,15 +29,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 /// The producer name of order's events, and the name of its stream on the bus.
 pub const PRODUCER: &str = agora_platform::events::Stream::Order.name();
 
-/// Attempts of a write transaction that failed transiently.
-const WRITE_ATTEMPTS: u32 = 4;
-
-pub use agora_platform::storage::now_micros;
-
-/// A duration in microseconds, saturating.
-pub fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX / 2)
-}
+pub use agora_platform::time::now_micros;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -64,31 +54,11 @@ impl From<StoreError> for tonic::Status {
     }
 }
 
-/// Whether a failed transaction is worth running again (deadlock, serialization, SQLite busy).
-fn is_transient(error: &StoreError) -> bool {
-    let StoreError::Database(error) = error else {
-        return false;
-    };
-    error
-        .as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| matches!(code.as_ref(), "40001" | "40P01" | "5" | "517"))
-}
-
-/// Runs a write transaction again, a few times, when it failed transiently.
-pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(error) if tries < WRITE_ATTEMPTS && is_transient(&error) => {
-                tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
-                tries += 1;
-            }
-            other => return other,
+impl DatabaseFailure for StoreError {
+    fn database_error(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Database(error) => Some(error),
+            Self::Corrupt(_) => None,
         }
     }
 }
@@ -228,7 +198,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn insert(&self, order: &OrderRow, hold: &Hold) -> Result<bool, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let mut tx = self.db.begin_write().await?;
             // The claim first: on PostgreSQL this locks it, so a take-over waits for this
             // transaction and then finds the claim placed.
@@ -296,16 +266,16 @@ impl Store {
              WHERE id = $4 AND status IN ({}) RETURNING version",
             from_list.join(", ")
         );
-        let version: Option<i64> = retrying(|| {
+        let version: Option<i64> = retry_transient(|| {
             let sql = sql.clone();
             async move {
-                Ok(sqlx::query_scalar::<_, i64>(&sql)
+                sqlx::query_scalar::<_, i64>(&sql)
                     .bind(to.as_str())
                     .bind(failure_reason)
                     .bind(now_micros())
                     .bind(id)
                     .fetch_optional(self.db.pool())
-                    .await?)
+                    .await
             }
         })
         .await?;
@@ -322,7 +292,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn cancel(&self, order: &OrderRow, reason: &str) -> Result<bool, StoreError> {
-        let version = retrying(|| async move {
+        let version = retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             let version: Option<i64> = sqlx::query_scalar::<_, i64>(
@@ -345,7 +315,7 @@ impl Store {
                 events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
             }
             tx.commit().await?;
-            Ok(version)
+            Ok::<_, StoreError>(version)
         })
         .await?;
         if let Some(version) = version {

@@ -276,7 +276,7 @@ impl pb::product_service_server::ProductService for ProductApi {
             .into());
         }
         let mut products = self.store.list(&listing).await.map_err(ApiError::from)?;
-        let page_size = usize::try_from(listing.page_size).unwrap_or(usize::MAX);
+        let page_size = listing.page_size;
         let next_page_token = if products.len() > page_size {
             products.truncate(page_size);
             products

@@ -7,7 +7,7 @@
 use agora_contracts::agora::{common::v1::Money, events::v1 as ev};
 
 use crate::domain::Product;
-pub use agora_platform::storage::timestamp;
+pub use agora_platform::time::timestamp;
 
 /// The producer name of the product service's events: the name of its stream.
 pub const PRODUCER: &str = agora_platform::events::Stream::Product.name();

@@ -1,23 +1,20 @@
 //! What a ListProducts asks for: filters, order, page size, and the keyset page token that says
 //! where the previous page ended.
 //!
-//! A page token carries the sort key and id of the last product returned (never an offset, so
-//! paging stays stable while products are added) and a fingerprint of the filters and order it
-//! was issued for, so a token replayed with other filters is refused instead of silently
-//! skipping or repeating products. Tokens need no signature: a forged one can only move the
-//! start of a listing the caller may read anyway.
+//! A page token (the platform's format, [`agora_platform::paging`]) carries the sort key and id
+//! of the last product returned (never an offset, so paging stays stable while products are
+//! added) and is bound to the filters and order it was issued for, so a token replayed with
+//! other filters is refused instead of silently skipping or repeating products.
 
 use agora_contracts::agora::product::v1 as pb;
-use agora_platform::error::FieldViolations;
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use prost::Message as _;
+use agora_platform::{
+    error::FieldViolations,
+    paging::{self, PageTokenError},
+};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Currency, Product, parse_id};
 
-/// Products per page when the request says 0.
-pub const DEFAULT_PAGE_SIZE: i64 = 20;
-/// The most products per page; larger requests are capped.
-pub const MAX_PAGE_SIZE: i64 = 100;
 /// The longest text query, in characters.
 pub const MAX_QUERY: usize = 200;
 
@@ -81,7 +78,7 @@ pub struct Filter {
 }
 
 /// A sort key value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SortKey {
     /// Creation time or price amount.
     Int(i64),
@@ -89,8 +86,8 @@ pub enum SortKey {
     Text(String),
 }
 
-/// A place in a listing: the sort key and id of a product.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A place in a listing: the sort key and id of a product (what a page token carries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     /// The product's sort key in the listing's order.
     pub key: SortKey,
@@ -101,8 +98,8 @@ pub struct Position {
 /// A parsed ListProducts request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listing {
-    /// Products to return, 1 to [`MAX_PAGE_SIZE`].
-    pub page_size: i64,
+    /// Products to return, 1 to [`paging::MAX_PAGE_SIZE`].
+    pub page_size: usize,
     /// Which products.
     pub filter: Filter,
     /// In which order.
@@ -111,24 +108,6 @@ pub struct Listing {
     pub after: Option<Position>,
 }
 
-/// The page token as encoded (protobuf, then URL-safe base64).
-#[derive(Clone, PartialEq, prost::Message)]
-struct PageToken {
-    #[prost(uint32, tag = "1")]
-    version: u32,
-    /// [`fingerprint`] of the filters and order the token was issued for.
-    #[prost(fixed64, tag = "2")]
-    binding: u64,
-    #[prost(int64, optional, tag = "3")]
-    int_key: Option<i64>,
-    #[prost(string, optional, tag = "4")]
-    text_key: Option<String>,
-    #[prost(string, tag = "5")]
-    id: String,
-}
-
-const TOKEN_VERSION: u32 = 1;
-
 impl Listing {
     /// Parses a request, recording every violation. `include_archived` is parsed, not judged:
     /// whether the caller may ask for it is the handler's decision.
@@ -136,29 +115,18 @@ impl Listing {
         request: &pb::ListProductsRequest,
         violations: &mut FieldViolations,
     ) -> Option<Self> {
-        let page_size = match request.page_size {
-            size if size < 0 => {
-                violations.add("page_size", "must not be negative");
-                None
-            }
-            0 => Some(DEFAULT_PAGE_SIZE),
-            size => Some(i64::from(size).min(MAX_PAGE_SIZE)),
-        };
+        let page_size = violations.take("page_size", paging::page_size(request.page_size));
         let order = Order::from_proto(request.order_by);
         if order.is_none() {
             violations.add("order_by", "must be a known ProductOrder");
         }
         let filter = parse_filter(request, violations);
         let (page_size, order, filter) = (page_size?, order?, filter?);
-        let after = if request.page_token.is_empty() {
-            None
-        } else {
-            match decode_token(&request.page_token, fingerprint(&filter, order), order) {
-                Ok(position) => Some(position),
-                Err(problem) => {
-                    violations.add("page_token", problem);
-                    return None;
-                }
+        let after = match decode_token(&request.page_token, &filter, order) {
+            Ok(position) => position,
+            Err(problem) => {
+                violations.add("page_token", problem);
+                return None;
             }
         };
         Some(Self {
@@ -171,19 +139,10 @@ impl Listing {
 
     /// The token of the page that follows `last`.
     pub fn token_after(&self, last: &Product) -> String {
-        let position = self.order.position(last);
-        let (int_key, text_key) = match position.key {
-            SortKey::Int(value) => (Some(value), None),
-            SortKey::Text(value) => (None, Some(value)),
-        };
-        let token = PageToken {
-            version: TOKEN_VERSION,
-            binding: fingerprint(&self.filter, self.order),
-            int_key,
-            text_key,
-            id: position.id,
-        };
-        URL_SAFE_NO_PAD.encode(token.encode_to_vec())
+        paging::encode_token(
+            &self.order.position(last),
+            &binding(&self.filter, self.order),
+        )
     }
 }
 
@@ -236,60 +195,58 @@ fn parse_filter(
     })
 }
 
-fn decode_token(raw: &str, binding: u64, order: Order) -> Result<Position, &'static str> {
+/// The position a page token carries, if any, checked against the listing's filters and
+/// order: its key must be of the order's kind and its id a product id.
+fn decode_token(
+    raw: &str,
+    filter: &Filter,
+    order: Order,
+) -> Result<Option<Position>, &'static str> {
     const MALFORMED: &str = "is malformed: pass back a next_page_token unchanged";
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| MALFORMED)?;
-    let token = PageToken::decode(bytes.as_slice()).map_err(|_| MALFORMED)?;
-    if token.version != TOKEN_VERSION {
-        return Err(MALFORMED);
-    }
-    if token.binding != binding {
-        return Err("was issued for other filters or another order");
-    }
-    let key = match (order, token.int_key, token.text_key) {
-        (Order::Name, None, Some(text)) => SortKey::Text(text),
-        (Order::Newest | Order::PriceAsc | Order::PriceDesc, Some(value), None) => {
-            SortKey::Int(value)
-        }
-        _ => return Err(MALFORMED),
+    let position: Option<Position> =
+        paging::decode_token(raw, &binding(filter, order)).map_err(|error| match error {
+            PageTokenError::Malformed => MALFORMED,
+            PageTokenError::OtherFilter => "was issued for other filters or another order",
+        })?;
+    let Some(Position { key, id }) = position else {
+        return Ok(None);
     };
-    let id = parse_id(&token.id).map_err(|_| MALFORMED)?;
-    Ok(Position { key, id })
+    match (order, &key) {
+        (Order::Name, SortKey::Text(_))
+        | (Order::Newest | Order::PriceAsc | Order::PriceDesc, SortKey::Int(_)) => {}
+        _ => return Err(MALFORMED),
+    }
+    let id = parse_id(&id).map_err(|_| MALFORMED)?;
+    Ok(Some(Position { key, id }))
 }
 
-/// A stable 64-bit FNV-1a hash of the filters and order, each part length-prefixed so no two
-/// different filters hash the same bytes. FNV rather than std's hasher, whose output may change
-/// between Rust releases (a token must survive a redeploy).
-fn fingerprint(filter: &Filter, order: Order) -> u64 {
+/// What binds a token to its listing: the order and every filter, in a fixed shape.
+type Binding<'a> = (
+    &'static str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i64>,
+    Option<i64>,
+    &'a [String],
+    bool,
+);
+
+fn binding(filter: &Filter, order: Order) -> Binding<'_> {
     let order_tag = match order {
         Order::Newest => "newest",
         Order::PriceAsc => "price-asc",
         Order::PriceDesc => "price-desc",
         Order::Name => "name",
     };
-    let bound = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
-    let parts = [
-        order_tag.to_owned(),
-        filter.category.clone().unwrap_or_default(),
-        filter
-            .currency
-            .as_ref()
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_default(),
-        bound(filter.min_price),
-        bound(filter.max_price),
-        filter.words.join(" "),
-        filter.include_archived.to_string(),
-    ];
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in &parts {
-        let length = u64::try_from(part.len()).unwrap_or(u64::MAX).to_le_bytes();
-        for byte in length.iter().chain(part.as_bytes()) {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    (
+        order_tag,
+        filter.category.as_deref(),
+        filter.currency.as_ref().map(Currency::as_str),
+        filter.min_price,
+        filter.max_price,
+        &filter.words,
+        filter.include_archived,
+    )
 }
 
 #[cfg(test)]
@@ -304,20 +261,11 @@ mod tests {
     }
 
     fn token(order: Order, filter: Filter, key: SortKey) -> String {
-        let (int_key, text_key) = match key {
-            SortKey::Int(v) => (Some(v), None),
-            SortKey::Text(v) => (None, Some(v)),
+        let position = Position {
+            key,
+            id: uuid::Uuid::now_v7().to_string(),
         };
-        URL_SAFE_NO_PAD.encode(
-            PageToken {
-                version: TOKEN_VERSION,
-                binding: fingerprint(&filter, order),
-                int_key,
-                text_key,
-                id: uuid::Uuid::now_v7().to_string(),
-            }
-            .encode_to_vec(),
-        )
+        paging::encode_token(&position, &binding(&filter, order))
     }
 
     #[test]

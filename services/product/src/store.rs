@@ -28,7 +28,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 const COLUMNS: &str = "id, sku, name, description, category, price_minor, currency, image_url, \
                        status, created_at, updated_at";
 
-pub use agora_platform::storage::now_micros;
+pub use agora_platform::time::now_micros;
 
 /// Store failures the service distinguishes.
 #[derive(Debug, thiserror::Error)]

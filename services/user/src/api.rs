@@ -9,7 +9,7 @@ use agora_contracts::agora::user::v1::{self as pb, user_service_server::UserServ
 use agora_platform::{
     access::Principal,
     error::{ApiError, FieldViolations},
-    storage::timestamp,
+    time::timestamp,
 };
 use tonic::{Request, Response, Status};
 
@@ -283,8 +283,8 @@ impl UserService for UserApi {
             .list_profiles(&filter, cursor.as_ref(), size + 1)
             .await
             .map_err(store_error)?;
-        let more = i64::try_from(profiles.len()).unwrap_or(i64::MAX) > size;
-        profiles.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let more = profiles.len() > size;
+        profiles.truncate(size);
         let next_page_token = match profiles.last() {
             Some(last) if more => PageToken {
                 cursor: Cursor {

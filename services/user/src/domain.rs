@@ -9,10 +9,9 @@ mod codes;
 mod paging;
 mod update;
 
+pub use agora_platform::paging::{NegativePageSize, page_size};
 pub use codes::{is_country_code, is_currency_code};
-pub use paging::{
-    Cursor, EmailPrefix, EmailPrefixError, PageSizeError, PageToken, PageTokenError, page_size,
-};
+pub use paging::{Cursor, EmailPrefix, EmailPrefixError, PageToken, PageTokenError};
 pub use update::{MaskError, ProfileChange, Selection};
 
 /// Saved addresses a profile may hold.

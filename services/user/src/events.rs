@@ -3,8 +3,11 @@
 //! profile changes yet).
 
 use agora_contracts::agora::events::v1::{EventEnvelope, UserRegistered};
-use agora_platform::events::{Handler, HandlerError};
-use prost::{Message as _, Name as _};
+use agora_platform::{
+    events::{Handler, HandlerError, decode},
+    time::{now_micros, timestamp_micros},
+};
+use prost::Name as _;
 
 use crate::{
     domain::Registration,
@@ -33,14 +36,14 @@ impl Registrations {
             // Auth's stream may carry other events one day; they are not ours to handle.
             return Ok(());
         }
-        let registered = decode(event)?;
+        let registered: UserRegistered = decode(event)?;
         // An event without its own time still has its envelope's; either is the account's
         // registration time to within a transaction.
         let registered_at = registered
             .register_time
             .as_ref()
             .or(event.occur_time.as_ref())
-            .map_or_else(crate::store::now_micros, micros);
+            .map_or_else(now_micros, timestamp_micros);
         let registration =
             Registration::parse(&registered.user_id, &registered.email, registered_at).map_err(
                 |error| HandlerError::Reject(format!("invalid UserRegistered: {error}")),
@@ -74,31 +77,4 @@ impl Handler for Registrations {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send {
         self.apply(event)
     }
-}
-
-/// The envelope's payload as a `UserRegistered`.
-fn decode(event: &EventEnvelope) -> Result<UserRegistered, HandlerError> {
-    let payload = event
-        .payload
-        .as_ref()
-        .ok_or_else(|| HandlerError::Reject("the event carries no payload".into()))?;
-    // The type URL's host part is not meaningful (`type.googleapis.com/` or none): compare the
-    // message name after the last slash.
-    let name = payload.type_url.rsplit('/').next().unwrap_or_default();
-    if name != UserRegistered::full_name() {
-        return Err(HandlerError::Reject(format!(
-            "the envelope says {} but the payload is {}",
-            event.r#type, payload.type_url
-        )));
-    }
-    UserRegistered::decode(payload.value.as_slice())
-        .map_err(|error| HandlerError::Reject(format!("the payload does not decode: {error}")))
-}
-
-/// A protobuf timestamp in microseconds since the epoch.
-fn micros(timestamp: &prost_types::Timestamp) -> i64 {
-    timestamp
-        .seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(timestamp.nanos) / 1000)
 }

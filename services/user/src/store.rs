@@ -26,7 +26,7 @@ pub const MIGRATIONS: Migrations = Migrations {
 const COLUMNS: &str = "user_id, email, display_name, addresses, language, currency_code, \
                        marketing_emails, created_at, updated_at";
 
-pub use agora_platform::storage::now_micros;
+use agora_platform::time::now_micros;
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ impl Store {
         &self,
         filter: &EmailPrefix,
         after: Option<&Cursor>,
-        limit: i64,
+        limit: usize,
     ) -> Result<Vec<Profile>, StoreError> {
         let mut sql = format!("SELECT {COLUMNS} FROM profiles WHERE 1 = 1");
         let mut binds = Vec::new();
@@ -187,8 +187,7 @@ impl Store {
             ));
         }
         sql.push_str(&format!(
-            " ORDER BY created_at DESC, user_id DESC LIMIT {}",
-            limit.max(0)
+            " ORDER BY created_at DESC, user_id DESC LIMIT {limit}"
         ));
         let rows = bound(&sql, binds).fetch_all(self.db.pool()).await?;
         rows.iter().map(profile_from_row).collect()

@@ -1,12 +1,11 @@
 //! The ledger's rules: what each kind of movement does to a stock level, when a level counts as
 //! depleted, and how the ledger is paged.
 
-use super::ProductId;
+use agora_platform::paging::{self, PageTokenError as TokenError};
+// Page sizes are the platform's, like every listing's.
+pub use agora_platform::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, NegativePageSize, page_size};
 
-/// Movements per page when the caller does not say.
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-/// Most movements per page.
-pub const MAX_PAGE_SIZE: usize = 100;
+use super::ProductId;
 
 /// What a ledger line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,23 +93,6 @@ pub fn depleted(available_delta: i64, available_after: i64) -> bool {
     available_delta < 0 && available_after == 0
 }
 
-/// Why a page size was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must not be negative")]
-pub struct NegativePageSize;
-
-/// The number of movements a page holds: 0 means the default, larger values are capped.
-///
-/// # Errors
-/// The size is negative.
-pub fn page_size(raw: i32) -> Result<usize, NegativePageSize> {
-    match usize::try_from(raw) {
-        Err(_) => Err(NegativePageSize),
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(size) => Ok(size.min(MAX_PAGE_SIZE)),
-    }
-}
-
 /// Why a page token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PageTokenError {
@@ -123,8 +105,8 @@ pub enum PageTokenError {
 }
 
 /// Where the next page of a product's ledger starts: the movements older than `before`.
-/// Encoded as hex of `<product id>/<seq>`: opaque to callers, and bound to its product so a
-/// token cannot be replayed against another ledger.
+/// Encoded in the platform's page-token format, bound to its product so a token cannot be
+/// replayed against another ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageToken {
     /// The ledger sequence number of the last movement of the previous page.
@@ -134,10 +116,7 @@ pub struct PageToken {
 impl PageToken {
     /// The token continuing `product_id`'s ledger after sequence number `before`.
     pub fn encode(product_id: &ProductId, before: i64) -> String {
-        format!("{product_id}/{before}")
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        paging::encode_token(&before, product_id.as_str())
     }
 
     /// Reads a token; an empty one means the first page (`None`).
@@ -145,31 +124,18 @@ impl PageToken {
     /// # Errors
     /// The token is malformed or was made for another product.
     pub fn decode(product_id: &ProductId, token: &str) -> Result<Option<Self>, PageTokenError> {
-        if token.is_empty() {
-            return Ok(None);
+        let before = paging::decode_token::<i64, _>(token, product_id.as_str()).map_err(
+            |error| match error {
+                TokenError::Malformed => PageTokenError::Malformed,
+                TokenError::OtherFilter => PageTokenError::OtherProduct,
+            },
+        )?;
+        match before {
+            None => Ok(None),
+            Some(before) if before >= 1 => Ok(Some(Self { before })),
+            // Sequence numbers start at 1: no page ends before the first movement.
+            Some(_) => Err(PageTokenError::Malformed),
         }
-        if !token.len().is_multiple_of(2) || token.len() > 256 {
-            return Err(PageTokenError::Malformed);
-        }
-        let bytes = (0..token.len())
-            .step_by(2)
-            .map(|i| {
-                token
-                    .get(i..i + 2)
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-            })
-            .collect::<Option<Vec<u8>>>()
-            .ok_or(PageTokenError::Malformed)?;
-        let text = String::from_utf8(bytes).map_err(|_| PageTokenError::Malformed)?;
-        let (product, seq) = text.split_once('/').ok_or(PageTokenError::Malformed)?;
-        let before: i64 = seq.parse().map_err(|_| PageTokenError::Malformed)?;
-        if before < 1 {
-            return Err(PageTokenError::Malformed);
-        }
-        if product != product_id.as_str() {
-            return Err(PageTokenError::OtherProduct);
-        }
-        Ok(Some(Self { before }))
     }
 }
 

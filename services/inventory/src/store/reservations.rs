@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use agora_platform::{storage::retry_transient, time::span_micros};
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    LineContext, PRODUCER, Shortage, Store, StoreError, apply_movement, available, micros,
-    now_micros, retrying,
+    LineContext, PRODUCER, Shortage, Store, StoreError, apply_movement, available, now_micros,
 };
 use crate::domain::{Line, Lines, MovementKind, OrderId, ProductId, ReservationState};
 
@@ -45,9 +45,9 @@ impl Store {
         ttl: Duration,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
-            let expires_at = now.saturating_add(micros(ttl));
+            let expires_at = now.saturating_add(span_micros(ttl));
             let mut tx = self.db.begin_write().await?;
             // The reservation's row first: on PostgreSQL a concurrent call for the same order
             // waits here for the first to finish, then finds its reservation.
@@ -154,7 +154,7 @@ impl Store {
         order_id: &OrderId,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             let Some(mut found) = self.load(&mut tx, order_id, true).await? else {
@@ -205,7 +205,7 @@ impl Store {
         return_committed: bool,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             let Some(mut found) = self.load(&mut tx, order_id, true).await? else {
@@ -272,7 +272,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn expire(&self, order_id: &OrderId) -> Result<bool, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             let found = self.load(&mut tx, order_id, true).await?;

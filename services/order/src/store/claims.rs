@@ -14,10 +14,13 @@
 
 use std::time::Duration;
 
-use agora_platform::storage::is_unique_violation;
+use agora_platform::{
+    storage::{is_unique_violation, retry_transient},
+    time::span_micros,
+};
 use sqlx::{Row, any::AnyRow};
 
-use super::{Store, StoreError, micros, now_micros, retrying};
+use super::{Store, StoreError, now_micros};
 use crate::domain::OrderId;
 
 /// One generation of a claim, held by this caller: the only one allowed to change it.
@@ -114,7 +117,7 @@ impl Store {
         retention: Duration,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        retrying(|| async move {
+        retry_transient(|| async move {
             let now = now_micros();
             let mut tx = self.db.begin_write().await?;
             sqlx::query(
@@ -136,8 +139,8 @@ impl Store {
             .bind(fingerprint)
             .bind(order_id.as_str())
             .bind(now)
-            .bind(now.saturating_add(micros(retention)))
-            .bind(now.saturating_add(micros(lease)))
+            .bind(now.saturating_add(span_micros(retention)))
+            .bind(now.saturating_add(span_micros(lease)))
             .execute(&mut *tx)
             .await;
             match inserted {
@@ -206,7 +209,7 @@ impl Store {
              WHERE user_id = $2 AND idem_key = $3 AND order_id = $4 AND fence = $5
                AND placed = 0 AND lease_until <= $6",
         )
-        .bind(now.saturating_add(micros(lease)))
+        .bind(now.saturating_add(span_micros(lease)))
         .bind(&seen.user_id)
         .bind(&seen.key)
         .bind(&seen.order_id)
@@ -242,7 +245,7 @@ impl Store {
              WHERE user_id = $3 AND idem_key = $4 AND order_id = $5 AND fence = $6 AND placed = 0",
         )
         .bind(order_id.as_str())
-        .bind(now.saturating_add(micros(lease)))
+        .bind(now.saturating_add(span_micros(lease)))
         .bind(&hold.user_id)
         .bind(&hold.key)
         .bind(hold.order_id.as_str())

@@ -178,6 +178,5 @@ pub fn reason(status: &Status) -> String {
 
 /// A timestamp as microseconds since the epoch, for comparisons.
 pub fn micros(timestamp: Option<&prost_types::Timestamp>) -> i64 {
-    let timestamp = timestamp.expect("a timestamp");
-    timestamp.seconds * 1_000_000 + i64::from(timestamp.nanos) / 1000
+    agora_platform::time::timestamp_micros(timestamp.expect("a timestamp"))
 }

@@ -1,35 +1,12 @@
-//! ListUsers' paging rules: page sizes, the email prefix filter, and page tokens.
+//! ListUsers' paging rules: the email prefix filter and the page token's cursor (page sizes and
+//! the token format are the platform's, [`agora_platform::paging`]).
 //!
 //! Pages are cut by keyset (the last profile's `(created_at, user_id)`), not by offset, so a user
 //! who registers while an admin pages through the list lands before the first page and never
 //! shifts or repeats the later ones. A token also carries the filter it was issued for, so that
 //! reusing it with another filter is refused instead of silently skipping profiles.
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-
-/// The page size when the request says 0.
-const DEFAULT_PAGE_SIZE: i64 = 20;
-/// The largest page; larger requests are capped to it.
-const MAX_PAGE_SIZE: i64 = 100;
-/// The version tag of the token format, so a future format can tell old tokens apart.
-const TOKEN_VERSION: &str = "v1";
-
-/// Why a page size was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must not be negative")]
-pub struct PageSizeError;
-
-/// The number of profiles a page holds: 0 means 20, and more than 100 means 100.
-///
-/// # Errors
-/// A negative size.
-pub fn page_size(raw: i32) -> Result<i64, PageSizeError> {
-    match i64::from(raw) {
-        size if size < 0 => Err(PageSizeError),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        size => Ok(size.min(MAX_PAGE_SIZE)),
-    }
-}
+use agora_platform::paging::{self, PageTokenError as TokenError};
 
 /// Why an email prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,16 +89,13 @@ pub struct PageToken {
 }
 
 impl PageToken {
-    /// The opaque text form: base64url of `v1|created_at|user_id|prefix`. The prefix comes last
-    /// because it may itself contain `|`.
+    /// The opaque text form, in the platform's format: the cursor as `(created_at, user_id)`,
+    /// bound to the prefix.
     pub fn encode(&self) -> String {
-        let plain = format!(
-            "{TOKEN_VERSION}|{}|{}|{}",
-            self.cursor.created_at,
-            self.cursor.user_id,
-            self.filter.as_str()
-        );
-        URL_SAFE_NO_PAD.encode(plain)
+        paging::encode_token(
+            &(self.cursor.created_at, &self.cursor.user_id),
+            self.filter.as_str(),
+        )
     }
 
     /// Reads a token and checks it belongs to a listing with `filter`.
@@ -129,28 +103,20 @@ impl PageToken {
     /// # Errors
     /// The token is not one this service issued, or was issued for another filter.
     pub fn decode(raw: &str, filter: &EmailPrefix) -> Result<Cursor, PageTokenError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(raw.trim())
-            .map_err(|_| PageTokenError::Malformed)?;
-        let plain = String::from_utf8(bytes).map_err(|_| PageTokenError::Malformed)?;
-        let mut parts = plain.splitn(4, '|');
-        let (Some(TOKEN_VERSION), Some(created_at), Some(user_id), Some(prefix)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (created_at, user_id): (i64, String) =
+            paging::decode_token(raw.trim(), filter.as_str())
+                .map_err(|error| match error {
+                    TokenError::Malformed => PageTokenError::Malformed,
+                    TokenError::OtherFilter => PageTokenError::OtherFilter,
+                })?
+                // The handler reads an empty token as the first page and never passes one here.
+                .ok_or(PageTokenError::Malformed)?;
+        if uuid::Uuid::parse_str(&user_id).is_err() {
             return Err(PageTokenError::Malformed);
-        };
-        let created_at = created_at
-            .parse::<i64>()
-            .map_err(|_| PageTokenError::Malformed)?;
-        if uuid::Uuid::parse_str(user_id).is_err() {
-            return Err(PageTokenError::Malformed);
-        }
-        if prefix != filter.as_str() {
-            return Err(PageTokenError::OtherFilter);
         }
         Ok(Cursor {
             created_at,
-            user_id: user_id.to_owned(),
+            user_id,
         })
     }
 }

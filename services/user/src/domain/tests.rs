@@ -231,7 +231,7 @@ fn page_sizes_default_to_20_and_are_capped_at_100() {
     assert_eq!(page_size(0), Ok(20));
     assert_eq!(page_size(7), Ok(7));
     assert_eq!(page_size(1000), Ok(100));
-    assert_eq!(page_size(-1), Err(PageSizeError));
+    assert_eq!(page_size(-1), Err(NegativePageSize));
 }
 
 #[test]
