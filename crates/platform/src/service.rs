@@ -68,3 +68,23 @@ impl Service {
         db.migrate(self.migrations).await
     }
 }
+
+/// Declares a service crate's `SERVICE`: its [`ServiceKind`], its [`Migrations`] and its
+/// `serve(&Config, TcpListener, impl Future<Output = ()>)` function, boxed into a [`Serve`].
+///
+/// ```ignore
+/// agora_platform::service!(ServiceKind::User, store::MIGRATIONS, serve);
+/// ```
+#[macro_export]
+macro_rules! service {
+    ($kind:expr, $migrations:expr, $serve:path) => {
+        /// This service, as the mesh runs it (the binary and the test kit start it from here).
+        pub const SERVICE: $crate::service::Service = $crate::service::Service {
+            kind: $kind,
+            migrations: $migrations,
+            serve: |config, listener, shutdown| {
+                ::std::boxed::Box::pin(async move { $serve(&config, listener, shutdown).await })
+            },
+        };
+    };
+}

@@ -22,7 +22,7 @@ use agora_platform::{
     cache::Cache,
     config::{Config, ServiceKind},
     events::{Bus, Stream},
-    service::{Service, Serving, Shutdown, Startup},
+    service::Startup,
 };
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
@@ -42,12 +42,7 @@ pub use settings::AuthSettings;
 /// How often keys are re-read (other replicas may rotate) and checked for age.
 const KEY_MAINTENANCE: Duration = Duration::from_secs(60);
 
-/// The auth service, as the mesh runs it.
-pub const SERVICE: Service = Service {
-    kind: ServiceKind::Auth,
-    migrations: store::MIGRATIONS,
-    serve: serve_owned,
-};
+agora_platform::service!(ServiceKind::Auth, store::MIGRATIONS, serve);
 
 /// Serves the auth service on `listener` until `shutdown` resolves.
 ///
@@ -119,9 +114,4 @@ pub async fn serve(
             Ok(AuthServiceServer::new(api))
         })
         .await
-}
-
-/// [`serve`] with its arguments owned, for [`SERVICE`].
-fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
-    Box::pin(async move { serve(&config, listener, shutdown).await })
 }

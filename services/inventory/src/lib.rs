@@ -29,7 +29,7 @@ use agora_contracts::agora::inventory::v1::inventory_service_server::InventorySe
 use agora_platform::{
     config::{Config, ServiceKind},
     events::Stream,
-    service::{Service, Serving, Shutdown, Startup},
+    service::Startup,
 };
 use tokio::net::TcpListener;
 
@@ -43,12 +43,7 @@ pub mod wire;
 
 pub use settings::InventorySettings;
 
-/// The inventory service, as the mesh runs it.
-pub const SERVICE: Service = Service {
-    kind: ServiceKind::Inventory,
-    migrations: store::MIGRATIONS,
-    serve: serve_owned,
-};
+agora_platform::service!(ServiceKind::Inventory, store::MIGRATIONS, serve);
 
 /// Serves the inventory service on `listener` until `shutdown` resolves.
 ///
@@ -83,9 +78,4 @@ pub async fn serve(
             Ok(InventoryServiceServer::new(api))
         })
         .await
-}
-
-/// [`serve`] with its arguments owned, for [`SERVICE`].
-fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
-    Box::pin(async move { serve(&config, listener, shutdown).await })
 }

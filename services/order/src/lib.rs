@@ -22,7 +22,7 @@ use agora_platform::{
     client::{Propagate, ServiceCredentials, service_channel},
     config::{Config, ServiceKind},
     events::{Background, Stream},
-    service::{Service, Serving, Shutdown, Startup},
+    service::Startup,
     storage::Database,
 };
 use anyhow::Context as _;
@@ -41,12 +41,7 @@ pub use settings::{OrderSettings, WatchSettings};
 
 pub use saga::{Hooks, Pause, Step};
 
-/// The order service, as the mesh runs it.
-pub const SERVICE: Service = Service {
-    kind: ServiceKind::Order,
-    migrations: store::MIGRATIONS,
-    serve: serve_owned,
-};
+agora_platform::service!(ServiceKind::Order, store::MIGRATIONS, serve);
 
 /// Serves the order service on `listener` until `shutdown` resolves.
 ///
@@ -58,11 +53,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     serve_with_hooks(config, listener, shutdown, Hooks::default()).await
-}
-
-/// [`serve`] with its arguments owned, for [`SERVICE`].
-fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
-    Box::pin(async move { serve(&config, listener, shutdown).await })
 }
 
 /// [`serve`] with failure points that tests arm; production code calls [`serve`].

@@ -23,7 +23,7 @@ use agora_platform::{
     cache::Cache,
     config::{Config, ServiceKind},
     events::Stream,
-    service::{Service, Serving, Shutdown, Startup},
+    service::Startup,
 };
 use tokio::net::TcpListener;
 
@@ -39,12 +39,7 @@ pub mod update;
 
 pub use settings::ProductSettings;
 
-/// The product service, as the mesh runs it.
-pub const SERVICE: Service = Service {
-    kind: ServiceKind::Product,
-    migrations: store::MIGRATIONS,
-    serve: serve_owned,
-};
+agora_platform::service!(ServiceKind::Product, store::MIGRATIONS, serve);
 
 /// Serves the product service on `listener` until `shutdown` resolves.
 ///
@@ -67,9 +62,4 @@ pub async fn serve(
             Ok(ProductServiceServer::new(api))
         })
         .await
-}
-
-/// [`serve`] with its arguments owned, for [`SERVICE`].
-fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
-    Box::pin(async move { serve(&config, listener, shutdown).await })
 }

@@ -21,7 +21,7 @@ use agora_contracts::agora::user::v1::user_service_server::UserServiceServer;
 use agora_platform::{
     config::{Config, ServiceKind},
     events::Stream,
-    service::{Service, Serving, Shutdown, Startup},
+    service::Startup,
 };
 use tokio::net::TcpListener;
 
@@ -33,12 +33,7 @@ pub mod store;
 
 pub use settings::UserSettings;
 
-/// The user service, as the mesh runs it.
-pub const SERVICE: Service = Service {
-    kind: ServiceKind::User,
-    migrations: store::MIGRATIONS,
-    serve: serve_owned,
-};
+agora_platform::service!(ServiceKind::User, store::MIGRATIONS, serve);
 
 /// Serves the user service on `listener` until `shutdown` resolves.
 ///
@@ -58,9 +53,4 @@ pub async fn serve(
             Ok(UserServiceServer::new(api::UserApi::new(store)))
         })
         .await
-}
-
-/// [`serve`] with its arguments owned, for [`SERVICE`].
-fn serve_owned(config: Config, listener: TcpListener, shutdown: Shutdown) -> Serving {
-    Box::pin(async move { serve(&config, listener, shutdown).await })
 }
