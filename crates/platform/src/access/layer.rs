@@ -8,9 +8,11 @@ use std::{
 use futures::future::BoxFuture;
 use tonic::{Status, body::Body};
 
+use super::{
+    Access, AccessPolicy, GrpcKeySource, TokenError, Verifier, authorize, authorize_service,
+    bearer_token,
+};
 use crate::{config::ServiceAccess, events::Background, mtls::PeerIdentity};
-
-use super::*;
 
 /// A tower layer that enforces the access rule of every call before the service sees it.
 #[derive(Clone)]

@@ -10,9 +10,8 @@ use agora_contracts::agora::auth::v1::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tokio::sync::{Mutex, RwLock};
 
+use super::{Claims, Principal};
 use crate::{config::TokenSettings, revocation::Revocations};
-
-use super::*;
 
 /// Where a [`Verifier`] gets the public keys from.
 #[async_trait::async_trait]

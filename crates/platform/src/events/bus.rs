@@ -201,13 +201,7 @@ impl Bus {
         producer: &str,
         since: Option<std::time::SystemTime>,
     ) -> anyhow::Result<()> {
-        let since = since.map_or(0, |since| {
-            let micros = since
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros();
-            i64::try_from(micros).unwrap_or(i64::MAX)
-        });
+        let since = since.map_or(0, crate::time::micros_since_epoch);
         let fields = vec![("since".to_owned(), since.to_string().into_bytes())];
         self.add(&self.replay_stream(producer), fields).await?;
         Ok(())

@@ -50,7 +50,7 @@ pub async fn remember(
     consumer: &str,
     event_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    let now = crate::storage::now_micros();
+    let now = crate::time::now_micros();
     let inserted = sqlx::query(
         "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT (consumer, event_id) DO NOTHING",

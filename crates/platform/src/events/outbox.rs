@@ -18,7 +18,8 @@ use sqlx::{Any, Row as _, Transaction};
 use super::{Background, Bus, Reader, StreamId};
 use crate::{
     config::EventSettings,
-    storage::{Backend, Database, now_micros},
+    storage::{Backend, Database},
+    time::now_micros,
 };
 
 mod replay;
@@ -214,7 +215,7 @@ impl Relay {
     /// # Errors
     /// The database failed.
     pub async fn prune(&self) -> anyhow::Result<u64> {
-        let retention = i64::try_from(self.settings.retention.as_micros()).unwrap_or(i64::MAX);
+        let retention = crate::time::micros(self.settings.retention);
         let before = now_micros().saturating_sub(retention);
         let deleted =
             sqlx::query("DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < $1")
