@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 mod mesh;
 pub use mesh::{TestMesh, grpc_service_name};
 
+pub mod assertions;
 pub mod flaky;
 mod redis;
 

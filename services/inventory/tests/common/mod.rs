@@ -11,11 +11,12 @@ use agora_contracts::agora::{
     inventory::v1::{self as pb, inventory_service_client::InventoryServiceClient},
 };
 use agora_platform::config::ServiceKind;
+#[allow(unused_imports)] // Not every test binary that shares this module reads statuses.
+pub use agora_testkit::assertions::{missing_resource, reason, violated_fields};
 use agora_testkit::{TestBackend, TestMesh, authed, email, eventually};
 use prost::{Message, Name};
 use sqlx::Row;
-use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt;
+use tonic::{Status, transport::Channel};
 
 /// A test's mesh (auth + inventory) and the tokens its callers use.
 pub struct Inventory {
@@ -315,34 +316,4 @@ pub fn figures(level: &pb::StockLevel) -> (i64, i64, i64) {
 
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// The fields of an INVALID_ARGUMENT's BadRequest detail, in order.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .expect("a BadRequest detail")
-        .field_violations
-        .iter()
-        .map(|violation| violation.field.clone())
-        .collect()
-}
-
-/// The ErrorInfo reason of a status.
-pub fn reason(status: &Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|info| info.reason.clone())
-        .unwrap_or_default()
-}
-
-/// The ResourceInfo of a NOT_FOUND: (type, name).
-pub fn missing_resource(status: &Status) -> (String, String) {
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
-    let details = status.get_error_details();
-    let info = details.resource_info().expect("a ResourceInfo detail");
-    (info.resource_type.clone(), info.resource_name.clone())
 }

@@ -8,9 +8,10 @@ use agora_contracts::agora::{
     product::v1::{self as pb, product_service_client::ProductServiceClient},
 };
 use agora_platform::config::ServiceKind;
+#[allow(unused_imports)] // Not every test binary that shares this module reads statuses.
+pub use agora_testkit::assertions::reason;
 use agora_testkit::{TestBackend, TestMesh, authed};
-use tonic::{Code, Request, Status, transport::Channel};
-use tonic_types::StatusExt as _;
+use tonic::{Request, Status, transport::Channel};
 
 /// A mesh running auth and product, and the admin's token.
 pub struct Catalog {
@@ -150,33 +151,15 @@ pub fn draft(
     }
 }
 
-/// The fields named by an INVALID_ARGUMENT's field violations, sorted.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let mut fields: Vec<String> = status
-        .get_error_details()
-        .bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .iter()
-                .map(|v| v.field.clone())
-                .collect()
-        })
-        .unwrap_or_default();
-    fields.sort();
-    fields
-}
-
-/// The ErrorInfo reason of a status.
-pub fn reason(status: &Status) -> String {
-    status
-        .get_error_details()
-        .error_info()
-        .map(|info| info.reason.clone())
-        .unwrap_or_default()
-}
-
 /// A timestamp as microseconds since the epoch, for comparisons.
 pub fn micros(timestamp: Option<&prost_types::Timestamp>) -> i64 {
     agora_platform::time::timestamp_micros(timestamp.expect("a timestamp"))
+}
+
+/// The fields of an INVALID_ARGUMENT's field violations, sorted, for comparisons that ignore the
+/// order of the checks.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    let mut fields = agora_testkit::assertions::violated_fields(status);
+    fields.sort();
+    fields
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use agora_contracts::agora::user::v1::{self as pb, user_service_client::UserServiceClient};
 use agora_platform::config::ServiceKind;
+#[allow(unused_imports)] // Not every test binary that shares this module reads statuses.
+pub use agora_testkit::assertions::violated_fields;
 use agora_testkit::{TestBackend, TestMesh, authed, email, eventually};
 use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt as _;
 
 /// How long a registration may take to become a profile.
 pub const PROFILE_DEADLINE: Duration = Duration::from_secs(10);
@@ -100,21 +101,6 @@ pub async fn update(
         ))
         .await?;
     Ok(response.into_inner().profile.expect("a profile"))
-}
-
-/// The fields named by the BadRequest detail of an INVALID_ARGUMENT, in order.
-pub fn violated_fields(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|bad| {
-            bad.field_violations
-                .iter()
-                .map(|v| v.field.clone())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A valid address.
