@@ -1,20 +1,22 @@
-//! The gRPC handlers of `agora.inventory.v1.InventoryService`. Each parses its request into
-//! domain types (collecting every field violation), calls the store, and maps the result. Who may
-//! call what is enforced before these run, from the contract's access options.
+//! The gRPC handlers of `agora.inventory.v1.InventoryService`. Each parses its request into a
+//! domain value (every field violation at once, see [`crate::domain::requests`]), calls the
+//! store, and maps the result ([`crate::wire`]). Who may call what is enforced before these run,
+//! from the contract's access options.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use agora_contracts::agora::inventory::v1::{
     self as pb, inventory_service_server::InventoryService,
 };
-use agora_platform::{
-    access::Principal,
-    error::{ApiError, FieldViolations},
-};
+use agora_platform::access::Principal;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{self, Lines, MAX_BATCH, OrderId, PageToken, ProductId},
+    domain::{
+        Adjustment, MovementsQuery, NewReservation, OrderId, ProductId, Release, StockBatch,
+        TtlPolicy,
+    },
+    error::ServiceError,
     store::{Store, now_micros},
     wire,
 };
@@ -23,31 +25,20 @@ use crate::{
 #[derive(Debug)]
 pub struct InventoryApi {
     store: Store,
-    /// The TTL of a reservation that asks for none.
-    default_ttl: Duration,
-    /// The longest TTL a reservation may ask for.
-    max_ttl: Duration,
-}
-
-/// Records violations from a domain parser that reports several at once.
-fn add_all(violations: &mut FieldViolations, found: Vec<domain::Violation>) {
-    for (field, description) in found {
-        violations.add(field, description);
-    }
-}
-
-/// The parsed values of a request whose violations were all empty; a missing value then is a bug.
-fn parsed<T>(value: Option<T>) -> Result<T, Status> {
-    value.ok_or_else(|| ApiError::internal(anyhow::anyhow!("a parsed field is missing")).into())
+    /// How long reservations hold, which Reserve requests are read under.
+    ttl: TtlPolicy,
 }
 
 impl InventoryApi {
-    /// Builds the handlers over `store`.
+    /// Builds the handlers over `store`; a reservation holds `default_ttl` unless it asks for
+    /// another TTL, at most `max_ttl`.
     pub fn new(store: Store, default_ttl: Duration, max_ttl: Duration) -> Self {
         Self {
             store,
-            default_ttl,
-            max_ttl,
+            ttl: TtlPolicy {
+                default: default_ttl,
+                max: max_ttl,
+            },
         }
     }
 }
@@ -58,21 +49,13 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::GetStockRequest>,
     ) -> Result<Response<pb::GetStockResponse>, Status> {
-        let mut violations = FieldViolations::default();
-        let product_id = violations.take(
-            "product_id",
-            ProductId::parse(&request.get_ref().product_id),
-        );
-        violations.finish()?;
-        let product_id = parsed(product_id)?;
+        let product_id = ProductId::try_from(request.into_inner())?;
         let level = self
             .store
             .level(&product_id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound {
-                resource: "stock",
-                id: product_id.to_string(),
-            })?;
+            .await
+            .map_err(ServiceError::from)?;
+        let level = level.ok_or(ServiceError::NoStock(product_id))?;
         Ok(Response::new(pb::GetStockResponse {
             stock_level: Some(wire::stock_level(&level)),
         }))
@@ -82,42 +65,13 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::BatchGetStockRequest>,
     ) -> Result<Response<pb::BatchGetStockResponse>, Status> {
-        let raw = &request.get_ref().product_ids;
-        let mut violations = FieldViolations::default();
-        if raw.is_empty() {
-            violations.add("product_ids", "must name at least one product");
-        }
-        if raw.len() > MAX_BATCH {
-            violations.add(
-                "product_ids",
-                format!("must name at most {MAX_BATCH} products"),
-            );
-        }
-        let mut ids: Vec<ProductId> = Vec::with_capacity(raw.len());
-        for (i, id) in raw.iter().enumerate() {
-            if let Some(id) = violations.take(&format!("product_ids[{i}]"), ProductId::parse(id)) {
-                // A repeated id is answered once, at its first position.
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-        violations.finish()?;
-        let mut found: HashMap<ProductId, pb::StockLevel> = self
+        let batch = StockBatch::try_from(request.into_inner())?;
+        let levels = self
             .store
-            .levels(&ids)
-            .await?
-            .iter()
-            .map(|level| (level.product_id.clone(), wire::stock_level(level)))
-            .collect();
-        let mut response = pb::BatchGetStockResponse::default();
-        for id in ids {
-            match found.remove(&id) {
-                Some(level) => response.stock_levels.push(level),
-                None => response.missing_product_ids.push(id.to_string()),
-            }
-        }
-        Ok(Response::new(response))
+            .levels(&batch.product_ids)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(wire::stock_batch(batch.product_ids, &levels)))
     }
 
     async fn adjust_stock(
@@ -125,29 +79,17 @@ impl InventoryService for InventoryApi {
         request: Request<pb::AdjustStockRequest>,
     ) -> Result<Response<pb::AdjustStockResponse>, Status> {
         let actor = Principal::of(&request)?.subject.clone();
-        let request = request.into_inner();
-        let mut violations = FieldViolations::default();
-        let product_id = violations.take("product_id", ProductId::parse(&request.product_id));
-        let delta = violations.take("delta", domain::adjustment_delta(request.delta));
-        let reason = wire::parse_adjustment_reason(request.reason);
-        if reason.is_none() {
-            violations.add(
-                "reason",
-                "must be one of RESTOCK, CORRECTION, DAMAGE, RETURN",
-            );
-        }
-        let note = violations.take("note", domain::note(&request.note));
-        violations.finish()?;
-        let (product_id, delta, reason, note) = (
-            parsed(product_id)?,
-            parsed(delta)?,
-            parsed(reason)?,
-            parsed(note)?,
-        );
+        let Adjustment {
+            product_id,
+            delta,
+            reason,
+            note,
+        } = Adjustment::try_from(request.into_inner())?;
         let level = self
             .store
             .adjust(&product_id, delta, reason, &note, &actor)
-            .await?;
+            .await
+            .map_err(ServiceError::from)?;
         tracing::info!(%product_id, delta, reason = reason.name(), actor, "stock adjusted");
         Ok(Response::new(pb::AdjustStockResponse {
             stock_level: Some(wire::stock_level(&level)),
@@ -158,28 +100,16 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<pb::ListMovementsRequest>,
     ) -> Result<Response<pb::ListMovementsResponse>, Status> {
-        let request = request.into_inner();
-        let mut violations = FieldViolations::default();
-        let product_id = violations.take("product_id", ProductId::parse(&request.product_id));
-        let page_size = violations.take("page_size", domain::page_size(request.page_size));
-        // A token is bound to its product, so it can only be read once the product id is known.
-        let token = product_id.as_ref().and_then(|product_id| {
-            violations.take(
-                "page_token",
-                PageToken::decode(product_id, &request.page_token),
-            )
-        });
-        violations.finish()?;
-        let (product_id, page_size, token) =
-            (parsed(product_id)?, parsed(page_size)?, parsed(token)?);
-        let page = self.store.movements(&product_id, page_size, token).await?;
-        Ok(Response::new(pb::ListMovementsResponse {
-            movements: page.movements.iter().map(wire::movement).collect(),
-            next_page_token: page
-                .next
-                .map(|next| PageToken::encode(&product_id, next.before))
-                .unwrap_or_default(),
-        }))
+        let query = MovementsQuery::try_from(request.into_inner())?;
+        let page = self
+            .store
+            .movements(&query.product_id, query.page_size, query.token)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(wire::movements_page(
+            &query.product_id,
+            &page,
+        )))
     }
 
     async fn reserve(
@@ -187,31 +117,16 @@ impl InventoryService for InventoryApi {
         request: Request<pb::ReserveRequest>,
     ) -> Result<Response<pb::ReserveResponse>, Status> {
         let actor = Principal::of(&request)?.subject.clone();
-        let request = request.into_inner();
-        let mut violations = FieldViolations::default();
-        let order_id = violations.take("order_id", OrderId::parse(&request.order_id));
-        let lines = match Lines::parse(
-            request
-                .lines
-                .iter()
-                .map(|line| (line.product_id.as_str(), line.quantity)),
-        ) {
-            Ok(lines) => Some(lines),
-            Err(found) => {
-                add_all(&mut violations, found);
-                None
-            }
-        };
-        let requested_ttl = request
-            .ttl
-            .map(|ttl| Duration::try_from(ttl).map_err(|_| ()));
-        let ttl = violations.take(
-            "ttl",
-            domain::reservation_ttl(requested_ttl, self.default_ttl, self.max_ttl),
-        );
-        violations.finish()?;
-        let (order_id, lines, ttl) = (parsed(order_id)?, parsed(lines)?, parsed(ttl)?);
-        let reservation = self.store.reserve(&order_id, &lines, ttl, &actor).await?;
+        let NewReservation {
+            order_id,
+            lines,
+            ttl,
+        } = NewReservation::try_from((request.into_inner(), self.ttl))?;
+        let reservation = self
+            .store
+            .reserve(&order_id, &lines, ttl, &actor)
+            .await
+            .map_err(ServiceError::from)?;
         tracing::info!(%order_id, lines = lines.as_slice().len(), actor, "stock reserved");
         Ok(Response::new(pb::ReserveResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
@@ -223,11 +138,12 @@ impl InventoryService for InventoryApi {
         request: Request<pb::CommitReservationRequest>,
     ) -> Result<Response<pb::CommitReservationResponse>, Status> {
         let actor = Principal::of(&request)?.subject.clone();
-        let mut violations = FieldViolations::default();
-        let order_id = violations.take("order_id", OrderId::parse(&request.get_ref().order_id));
-        violations.finish()?;
-        let order_id = parsed(order_id)?;
-        let reservation = self.store.commit(&order_id, &actor).await?;
+        let order_id = OrderId::try_from(request.into_inner())?;
+        let reservation = self
+            .store
+            .commit(&order_id, &actor)
+            .await
+            .map_err(ServiceError::from)?;
         Ok(Response::new(pb::CommitReservationResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
         }))
@@ -238,16 +154,17 @@ impl InventoryService for InventoryApi {
         request: Request<pb::ReleaseReservationRequest>,
     ) -> Result<Response<pb::ReleaseReservationResponse>, Status> {
         let actor = Principal::of(&request)?.subject.clone();
-        let request = request.into_inner();
-        let mut violations = FieldViolations::default();
-        let order_id = violations.take("order_id", OrderId::parse(&request.order_id));
-        let reason = violations.take("reason", domain::note(&request.reason));
-        violations.finish()?;
-        let (order_id, reason) = (parsed(order_id)?, parsed(reason)?);
+        let release = Release::try_from(request.into_inner())?;
         let reservation = self
             .store
-            .release(&order_id, &reason, request.return_committed, &actor)
-            .await?;
+            .release(
+                &release.order_id,
+                &release.reason,
+                release.return_committed,
+                &actor,
+            )
+            .await
+            .map_err(ServiceError::from)?;
         Ok(Response::new(pb::ReleaseReservationResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
         }))

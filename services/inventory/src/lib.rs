@@ -15,12 +15,15 @@
 //! database is their only truth, so a cached level would only ever be a wrong one.
 //!
 //! # Layout
-//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store and
+//! - [`api`]: the gRPC handlers; each parses its request into a domain value, calls the store and
 //!   maps the result.
-//! - [`domain`]: ids, lines, TTLs, reasons, movement kinds and their deltas (no I/O).
+//! - [`domain`]: ids, lines, TTLs, reasons, movement kinds and their deltas (no I/O);
+//!   [`domain::requests`]: each request parsed into its domain value, every violation at once.
+//! - [`error`]: [`error::ServiceError`], every failure a caller can see.
 //! - [`store`]: the SQL of levels and the ledger, and the migrations; [`store::reservations`]:
 //!   reserve, commit, release and expire.
-//! - [`wire`]: store results as Protobuf messages, store failures as rich gRPC statuses.
+//! - [`wire`]: every Protobuf <-> domain mapping, and the one mapping of
+//!   [`error::ServiceError`] to rich gRPC statuses.
 //! - [`events`]: the product events consumed, and the event published.
 //! - [`sweeper`]: the task that expires reservations.
 //! - [`settings`]: the `[inventory]` settings section and its checks.
@@ -35,6 +38,7 @@ use tokio::net::TcpListener;
 
 pub mod api;
 pub mod domain;
+pub mod error;
 pub mod events;
 pub mod settings;
 pub mod store;

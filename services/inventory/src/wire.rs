@@ -1,5 +1,8 @@
-//! Between the store and the wire: store results as their Protobuf messages, and store failures
-//! as gRPC statuses with the `google.rpc` details the contract promises.
+//! Between the domain and the wire: every Protobuf <-> domain mapping of the service (store
+//! results as their messages, wire enums and durations as domain values), and the one mapping of
+//! [`ServiceError`] to gRPC statuses with the `google.rpc` details the contract promises.
+
+use std::{collections::HashMap, time::Duration};
 
 use agora_contracts::agora::inventory::v1 as pb;
 use agora_platform::{
@@ -10,8 +13,9 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
-    domain::{AdjustReason, MovementKind, ReservationState},
-    store::{Level, MovementRow, Shortage, StoreError, reservations::ReservationRow},
+    domain::{AdjustReason, MovementKind, PageToken, ProductId, ReservationState},
+    error::ServiceError,
+    store::{Level, MovementPage, MovementRow, Shortage, StoreError, reservations::ReservationRow},
 };
 pub use agora_platform::time::timestamp;
 
@@ -104,6 +108,40 @@ pub fn reservation(row: &ReservationRow, now: i64) -> pb::Reservation {
     }
 }
 
+/// A BatchGetStock answer: the levels found, in the order the products were asked for, and the
+/// products without a record.
+pub fn stock_batch(product_ids: Vec<ProductId>, levels: &[Level]) -> pb::BatchGetStockResponse {
+    let mut found: HashMap<&ProductId, &Level> = levels
+        .iter()
+        .map(|level| (&level.product_id, level))
+        .collect();
+    let mut response = pb::BatchGetStockResponse::default();
+    for id in product_ids {
+        match found.remove(&id) {
+            Some(level) => response.stock_levels.push(stock_level(level)),
+            None => response.missing_product_ids.push(id.to_string()),
+        }
+    }
+    response
+}
+
+/// A page of `product_id`'s ledger, with the token of the next page (empty on the last).
+pub fn movements_page(product_id: &ProductId, page: &MovementPage) -> pb::ListMovementsResponse {
+    pb::ListMovementsResponse {
+        movements: page.movements.iter().map(movement).collect(),
+        next_page_token: page
+            .next
+            .map(|next| PageToken::encode(product_id, next.before))
+            .unwrap_or_default(),
+    }
+}
+
+/// A reservation's TTL from the wire: `None` when none was asked for, `Err(())` for a negative
+/// duration (which no `std` duration can hold).
+pub fn requested_ttl(ttl: Option<prost_types::Duration>) -> Option<Result<Duration, ()>> {
+    ttl.map(|ttl| Duration::try_from(ttl).map_err(|_| ()))
+}
+
 /// FAILED_PRECONDITION with reason INSUFFICIENT_STOCK and one PreconditionFailure violation per
 /// short product, so the caller can tell its user which lines to change.
 fn insufficient_stock(shortages: &[Shortage]) -> Status {
@@ -134,82 +172,55 @@ fn insufficient_stock(shortages: &[Shortage]) -> Status {
     Status::with_error_details(Code::FailedPrecondition, message, details)
 }
 
-impl From<StoreError> for Status {
-    fn from(error: StoreError) -> Self {
+/// The one table of inventory's failures and their statuses. Internal failures are logged with
+/// their chain and answered INTERNAL with the request id only.
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
         let error = match error {
-            StoreError::InsufficientStock(shortages) => return insufficient_stock(&shortages),
-            StoreError::UnknownProduct(product_id) => ApiError::NotFound {
+            ServiceError::InvalidRequest(violations) => violations.into_error(),
+            ServiceError::NoStock(product_id)
+            | ServiceError::Store(StoreError::UnknownProduct(product_id)) => ApiError::NotFound {
                 resource: "stock",
                 id: product_id.to_string(),
             },
-            StoreError::StockLimit(_) => ApiError::FailedPrecondition {
-                reason: "STOCK_LIMIT",
-                message: error.to_string(),
-            },
-            StoreError::NoReservation(order_id) => ApiError::NotFound {
+            ServiceError::Store(StoreError::InsufficientStock(shortages)) => {
+                return insufficient_stock(&shortages);
+            }
+            ServiceError::Store(error @ StoreError::StockLimit(_)) => {
+                ApiError::FailedPrecondition {
+                    reason: "STOCK_LIMIT",
+                    message: error.to_string(),
+                }
+            }
+            ServiceError::Store(StoreError::NoReservation(order_id)) => ApiError::NotFound {
                 resource: "reservation",
                 id: order_id.to_string(),
             },
-            StoreError::ReservationConflict(_) => ApiError::AlreadyExists {
-                reason: "RESERVATION_EXISTS",
-                message: error.to_string(),
-            },
-            StoreError::ReservationReleased(_) => ApiError::FailedPrecondition {
-                reason: "RESERVATION_RELEASED",
-                message: error.to_string(),
-            },
-            StoreError::ReservationExpired(_) => ApiError::FailedPrecondition {
-                reason: "RESERVATION_EXPIRED",
-                message: error.to_string(),
-            },
-            StoreError::Corrupt(_) | StoreError::Database(_) => ApiError::internal(error),
+            ServiceError::Store(error @ StoreError::ReservationConflict(_)) => {
+                ApiError::AlreadyExists {
+                    reason: "RESERVATION_EXISTS",
+                    message: error.to_string(),
+                }
+            }
+            ServiceError::Store(error @ StoreError::ReservationReleased(_)) => {
+                ApiError::FailedPrecondition {
+                    reason: "RESERVATION_RELEASED",
+                    message: error.to_string(),
+                }
+            }
+            ServiceError::Store(error @ StoreError::ReservationExpired(_)) => {
+                ApiError::FailedPrecondition {
+                    reason: "RESERVATION_EXPIRED",
+                    message: error.to_string(),
+                }
+            }
+            ServiceError::Store(error @ (StoreError::Corrupt(_) | StoreError::Database(_))) => {
+                ApiError::internal(error)
+            }
         };
         error.into()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ProductId;
-
-    #[test]
-    fn a_shortage_names_every_short_product_with_what_was_asked_and_what_is_left() {
-        let product = |raw: &str| ProductId::parse(raw).expect("a UUID");
-        let status = Status::from(StoreError::InsufficientStock(vec![
-            Shortage {
-                product_id: product("0190a0b0-0000-7000-8000-00000000000a"),
-                requested: 3,
-                available: 1,
-            },
-            Shortage {
-                product_id: product("0190a0b0-0000-7000-8000-00000000000b"),
-                requested: 2,
-                available: 0,
-            },
-        ]));
-        assert_eq!(status.code(), Code::FailedPrecondition);
-        let details = status.get_error_details();
-        assert_eq!(
-            details.error_info().map(|info| info.reason.as_str()),
-            Some(INSUFFICIENT_STOCK)
-        );
-        let violations = &details
-            .precondition_failure()
-            .expect("a PreconditionFailure")
-            .violations;
-        assert_eq!(violations.len(), 2);
-        assert_eq!(violations[0].r#type, "STOCK");
-        assert_eq!(
-            violations[0].subject,
-            "0190a0b0-0000-7000-8000-00000000000a"
-        );
-        assert_eq!(violations[0].description, "requested 3 units, 1 available");
-    }
-
-    #[test]
-    fn timestamps_keep_their_microseconds() {
-        let ts = timestamp(1_700_000_000_123_456);
-        assert_eq!((ts.seconds, ts.nanos), (1_700_000_000, 123_456_000));
-    }
-}
+mod tests;
