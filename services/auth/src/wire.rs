@@ -114,3 +114,6 @@ impl From<ServiceError> for Status {
         error.into()
     }
 }
+
+#[cfg(test)]
+mod tests;
