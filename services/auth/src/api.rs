@@ -1,5 +1,6 @@
-//! The gRPC handlers of `agora.auth.v1.AuthService`. Each parses its request into domain types
-//! (collecting every field violation), calls the store, and maps the result.
+//! The gRPC handlers of `agora.auth.v1.AuthService`. Each parses its request into its domain
+//! value (`TryFrom`, collecting every field violation), calls the store, and maps the result;
+//! failures are [`ServiceError`]s, which `crate::wire` turns into statuses.
 //!
 //! This file holds what the handlers share and dispatches each method to the file of its job:
 //! `accounts` (Register, Login), `sessions` (Refresh, Logout, ListSessions, RevokeSession),
@@ -9,11 +10,7 @@
 use std::sync::Arc;
 
 use agora_contracts::agora::auth::v1::{self as pb, auth_service_server::AuthService};
-use agora_platform::{
-    cache::Cache,
-    error::{ApiError, FieldViolations},
-    storage::timestamp,
-};
+use agora_platform::cache::Cache;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -23,10 +20,12 @@ use crate::{
     AuthSettings,
     device::DeviceTokens,
     domain::{Email, Password, Role},
+    error::ServiceError,
     hashing::Hasher,
     keys::Keyring,
-    store::{NewRefresh, Store, StoreError, now_micros},
+    store::{NewRefresh, Store, now_micros},
     throttle::{Limits, LoginThrottle, RegistrationBudget},
+    wire,
 };
 
 mod accounts;
@@ -49,39 +48,10 @@ pub struct AuthApi {
     devices: DeviceTokens,
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::EmailTaken => ApiError::AlreadyExists {
-                reason: "EMAIL_TAKEN",
-                message: "an account with this email exists already".into(),
-            },
-            StoreError::Database(error) => ApiError::internal(error),
-        }
-    }
-}
-
-impl From<crate::hashing::HashError> for ApiError {
-    fn from(error: crate::hashing::HashError) -> Self {
-        ApiError::internal(error)
-    }
-}
-
 /// SHA-256 of a refresh token: what the store keeps instead of the token.
 fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The id in `raw` in its canonical form, or a violation of `field`.
-fn parse_uuid(field: &str, raw: &str, violations: &mut FieldViolations) -> Option<String> {
-    match uuid::Uuid::parse_str(raw) {
-        Ok(id) => Some(id.hyphenated().to_string()),
-        Err(_) => {
-            violations.add(field, "must be a UUID");
-            None
-        }
-    }
 }
 
 impl AuthApi {
@@ -162,21 +132,15 @@ impl AuthApi {
         roles: &[Role],
         refresh: String,
         record: &NewRefresh,
-    ) -> Result<pb::Tokens, ApiError> {
+    ) -> Result<pb::Tokens, ServiceError> {
         let names = roles.iter().map(|r| r.name().to_owned()).collect();
+        let ttl = self.settings.access_ttl;
         let (access, exp) = self
             .keys
-            .sign(user_id, names, Some(session_id), self.settings.access_ttl)
+            .sign(user_id, names, Some(session_id), ttl)
             .await
-            .map_err(ApiError::internal)?;
-        Ok(pb::Tokens {
-            access_token: access,
-            token_type: "Bearer".into(),
-            access_token_expire_time: Some(timestamp(exp * 1_000_000)),
-            expires_in: i64::try_from(self.settings.access_ttl.as_secs()).unwrap_or(i64::MAX),
-            refresh_token: refresh,
-            refresh_token_expire_time: Some(timestamp(record.expires_at)),
-        })
+            .map_err(ServiceError::Keys)?;
+        Ok(wire::tokens(access, exp, ttl, refresh, record))
     }
 }
 

@@ -2,9 +2,12 @@
 //! public keys every other service verifies tokens with.
 //!
 //! # Layout
-//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store and
-//!   maps the result.
-//! - [`domain`]: emails, the password policy and roles (no I/O).
+//! - [`api`]: the gRPC handlers; each parses its request into its domain value, calls the store
+//!   and maps the result.
+//! - [`domain`]: emails, the password policy and roles, and each method's request as a domain
+//!   value parsed by `TryFrom` (no I/O).
+//! - [`wire`]: proto <-> domain mappings, and [`error::ServiceError`] -> `tonic::Status`.
+//! - [`error`]: [`error::ServiceError`], every way a call fails once its request parsed.
 //! - [`hashing`]: argon2id with a cap on hashes in flight.
 //! - [`keys`]: signing keys, rotation, the JWKS and token signing.
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
@@ -31,11 +34,13 @@ use tokio::net::TcpListener;
 pub mod api;
 pub mod device;
 pub mod domain;
+pub mod error;
 pub mod hashing;
 pub mod keys;
 pub mod settings;
 pub mod store;
 pub mod throttle;
+pub mod wire;
 
 pub use settings::AuthSettings;
 

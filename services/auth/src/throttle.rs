@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use agora_platform::{cache::Cache, error::ApiError};
+use agora_platform::cache::Cache;
 
 use crate::domain::Email;
 
@@ -39,6 +39,24 @@ pub struct Limits {
     pub total: u64,
     /// The fixed window every counter counts in.
     pub window: Duration,
+}
+
+/// An attempt refused because a budget is spent; `crate::wire` answers it RESOURCE_EXHAUSTED
+/// with its delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Throttled {
+    /// A login counter is spent.
+    #[error("too many failed sign-in attempts; try again later")]
+    Logins {
+        /// The time until the spent counter's window ends (at least a second).
+        retry_after: Duration,
+    },
+    /// The registration budget of the client's address is spent.
+    #[error("too many registrations from this address; try again later")]
+    Registrations {
+        /// The time until the window ends (at least a second).
+        retry_after: Duration,
+    },
 }
 
 /// Who is signing in, as far as throttling goes.
@@ -107,8 +125,8 @@ impl LoginThrottle {
     /// spent (and then counts nothing).
     ///
     /// # Errors
-    /// RESOURCE_EXHAUSTED with the time until the spent counter's window ends.
-    pub async fn admit(&self, attempt: Attempt<'_>) -> Result<Reservation, ApiError> {
+    /// [`Throttled::Logins`] with the time until the spent counter's window ends.
+    pub async fn admit(&self, attempt: Attempt<'_>) -> Result<Reservation, Throttled> {
         let mut reservation = Reservation {
             keys: Vec::new(),
             known_device: matches!(attempt, Attempt::KnownDevice(_)),
@@ -127,9 +145,7 @@ impl LoginThrottle {
                 // A refused attempt costs nothing: it must not spend the wider budgets (one
                 // address hammering a locked account would otherwise use up everyone's total).
                 self.take_back(&reservation.keys).await;
-                return Err(ApiError::ResourceExhausted {
-                    reason: "LOGIN_THROTTLED",
-                    message: "too many failed sign-in attempts; try again later".into(),
+                return Err(Throttled::Logins {
                     retry_after: hit.reset_after.max(Duration::from_secs(1)),
                 });
             }
@@ -184,17 +200,15 @@ impl RegistrationBudget {
     /// TCP) is not counted.
     ///
     /// # Errors
-    /// RESOURCE_EXHAUSTED with the time until the window ends.
-    pub async fn spend(&self, address: Option<&str>) -> Result<(), ApiError> {
+    /// [`Throttled::Registrations`] with the time until the window ends.
+    pub async fn spend(&self, address: Option<&str>) -> Result<(), Throttled> {
         let Some(address) = address else {
             return Ok(());
         };
         let key = format!("registrations:address:{address}");
         // The cache is not the source of truth: if it is down, registrations go on uncounted.
         match self.cache.hit(&key, self.window).await {
-            Ok(hit) if hit.count > self.per_address => Err(ApiError::ResourceExhausted {
-                reason: "REGISTRATIONS_THROTTLED",
-                message: "too many registrations from this address; try again later".into(),
+            Ok(hit) if hit.count > self.per_address => Err(Throttled::Registrations {
                 retry_after: hit.reset_after.max(Duration::from_secs(1)),
             }),
             Ok(_) => Ok(()),
@@ -214,6 +228,8 @@ mod tests;
 
 #[cfg(test)]
 mod registration_tests {
+    use agora_platform::error::ApiError;
+
     use super::*;
 
     #[tokio::test]
@@ -223,7 +239,7 @@ mod registration_tests {
         budget.spend(one).await.expect("the first");
         budget.spend(one).await.expect("the second");
         let refused = budget.spend(one).await.expect_err("past the budget");
-        let ApiError::ResourceExhausted { retry_after, .. } = refused else {
+        let ApiError::ResourceExhausted { retry_after, .. } = ApiError::from(refused) else {
             panic!("{refused:?}");
         };
         assert!(retry_after >= Duration::from_secs(1) && retry_after <= Duration::from_secs(60));

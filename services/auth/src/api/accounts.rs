@@ -2,12 +2,13 @@
 //! registration budget are spent.
 
 use agora_contracts::agora::auth::v1 as pb;
-use agora_platform::error::{ApiError, FieldViolations};
 use tonic::{Request, Response, Status};
 
 use super::{AuthApi, address::client_address};
 use crate::{
-    domain::{Email, Password, PresentedPassword},
+    device::Device,
+    domain::{Credentials, NewAccount},
+    error::ServiceError,
     throttle::Attempt,
 };
 
@@ -17,34 +18,8 @@ pub(super) async fn register(
     request: Request<pb::RegisterRequest>,
 ) -> Result<Response<pb::RegisterResponse>, Status> {
     let address = client_address(&request, &api.settings.trusted_proxies);
-    let request = request.into_inner();
-    let mut violations = FieldViolations::default();
-    let email = violations.take("email", Email::parse(&request.email));
-    let password = violations.take(
-        "password",
-        Password::parse(&request.password, email.as_ref()),
-    );
-    violations.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::internal(anyhow::anyhow!("parsed fields missing")).into());
-    };
-    api.registrations.spend(address.as_deref()).await?;
-    let hash = api
-        .hasher
-        .hash(password.expose().to_owned())
-        .await
-        .map_err(ApiError::from)?;
-    let user_id = uuid::Uuid::now_v7().to_string();
-    let session_id = uuid::Uuid::now_v7().to_string();
-    let (refresh, record) = api.new_refresh();
-    api.store
-        .register(&user_id, &email, &hash, &[], &session_id, &record)
-        .await
-        .map_err(ApiError::from)?;
-    tracing::info!(user_id, "registered");
-    let tokens = api
-        .tokens(&user_id, &session_id, &[], refresh, &record)
-        .await?;
+    let account = NewAccount::try_from(request.into_inner())?;
+    let (user_id, tokens) = open_account(api, account, address.as_deref()).await?;
     // The device that registered is the account's first known device.
     let mut response = Response::new(pb::RegisterResponse {
         user_id: user_id.clone(),
@@ -61,27 +36,58 @@ pub(super) async fn login(
 ) -> Result<Response<pb::LoginResponse>, Status> {
     let address = client_address(&request, &api.settings.trusted_proxies);
     let presented = api.devices.presented(&request);
-    let request = request.into_inner();
-    let mut violations = FieldViolations::default();
-    // Bounded before anything else: no lookup, no throttle count, no hash of megabytes.
-    let password = violations.take("password", PresentedPassword::parse(request.password));
-    let email = violations.take("email", Email::parse(&request.email));
-    violations.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::internal(anyhow::anyhow!("parsed fields missing")).into());
-    };
-    let account = api
-        .store
-        .account_by_email(&email)
-        .await
-        .map_err(ApiError::from)?;
+    let credentials = Credentials::try_from(request.into_inner())?;
+    let (user_id, tokens) = sign_in(api, credentials, presented, address.as_deref()).await?;
+    let mut response = Response::new(pb::LoginResponse {
+        user_id: user_id.clone(),
+        tokens: Some(tokens),
+    });
+    api.devices.attach(response.metadata_mut(), &user_id);
+    Ok(response)
+}
+
+/// Creates the account and its first session, within the registration budget of `address`:
+/// the new user's id and tokens.
+async fn open_account(
+    api: &AuthApi,
+    account: NewAccount,
+    address: Option<&str>,
+) -> Result<(String, pb::Tokens), ServiceError> {
+    api.registrations.spend(address).await?;
+    let hash = api
+        .hasher
+        .hash(account.password.expose().to_owned())
+        .await?;
+    let user_id = uuid::Uuid::now_v7().to_string();
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let (refresh, record) = api.new_refresh();
+    api.store
+        .register(&user_id, &account.email, &hash, &[], &session_id, &record)
+        .await?;
+    tracing::info!(user_id, "registered");
+    let tokens = api
+        .tokens(&user_id, &session_id, &[], refresh, &record)
+        .await?;
+    Ok((user_id, tokens))
+}
+
+/// Opens a session when the password matches, within the login throttle of the `presented`
+/// device or of an unknown one at `address`: the user's id and tokens.
+async fn sign_in(
+    api: &AuthApi,
+    credentials: Credentials,
+    presented: Option<Device>,
+    address: Option<&str>,
+) -> Result<(String, pb::Tokens), ServiceError> {
+    let Credentials { email, password } = credentials;
+    let account = api.store.account_by_email(&email).await?;
     // A device token counts only for the account it was issued to.
     let known = presented.filter(|d| account.as_ref().is_some_and(|a| a.id == d.user_id));
     let attempt = match &known {
         Some(device) => Attempt::KnownDevice(&device.nonce),
         None => Attempt::Unknown {
             email: &email,
-            address: address.as_deref(),
+            address,
         },
     };
     // Counted as a failure until the password matches.
@@ -92,26 +98,19 @@ pub(super) async fn login(
             password.into_inner(),
             account.as_ref().map(|a| a.password_hash.clone()),
         )
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
     let Some(account) = account.filter(|_| matches) else {
         // The same answer whether the email exists or not.
-        return Err(ApiError::Unauthenticated("wrong email or password".into()).into());
+        return Err(ServiceError::WrongCredentials);
     };
     api.throttle.succeeded(reservation).await;
     let session_id = uuid::Uuid::now_v7().to_string();
     let (refresh, record) = api.new_refresh();
     api.store
         .open_session(&account.id, &session_id, &record)
-        .await
-        .map_err(ApiError::from)?;
+        .await?;
     let tokens = api
         .tokens(&account.id, &session_id, &account.roles, refresh, &record)
         .await?;
-    let mut response = Response::new(pb::LoginResponse {
-        user_id: account.id.clone(),
-        tokens: Some(tokens),
-    });
-    api.devices.attach(response.metadata_mut(), &account.id);
-    Ok(response)
+    Ok((account.id, tokens))
 }

@@ -1,10 +1,10 @@
 //! The signing keys: GetJwks (the public keys every verifier reads) and RotateSigningKey.
 
 use agora_contracts::agora::auth::v1 as pb;
-use agora_platform::error::ApiError;
 use tonic::{Request, Response, Status};
 
 use super::AuthApi;
+use crate::error::ServiceError;
 
 /// GetJwks: the public keys tokens are verified with.
 pub(super) async fn get_jwks(
@@ -26,12 +26,7 @@ pub(super) async fn rotate_signing_key(
     api: &AuthApi,
     _: Request<pb::RotateSigningKeyRequest>,
 ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
-    match api.keys.rotate().await.map_err(ApiError::internal)? {
-        Some(kid) => Ok(Response::new(pb::RotateSigningKeyResponse { kid })),
-        None => Err(ApiError::FailedPrecondition {
-            reason: "KEYS_FROM_CONFIGURATION",
-            message: "the signing key comes from configuration; rotate it there".into(),
-        }
-        .into()),
-    }
+    let rotated = api.keys.rotate().await.map_err(ServiceError::Keys)?;
+    let kid = rotated.ok_or(ServiceError::KeysFromConfiguration)?;
+    Ok(Response::new(pb::RotateSigningKeyResponse { kid }))
 }

@@ -1,16 +1,13 @@
 //! Service tokens: IssueServiceToken, for the services configured as clients.
 
 use agora_contracts::agora::auth::v1 as pb;
-use agora_platform::{
-    access::ROLE_SERVICE,
-    error::{ApiError, FieldViolations},
-    storage::timestamp,
-};
+use agora_platform::access::ROLE_SERVICE;
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::AuthApi;
+use crate::{domain::ClientCredentials, error::ServiceError, wire};
 
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
@@ -26,35 +23,26 @@ pub(super) async fn issue_service_token(
     api: &AuthApi,
     request: Request<pb::IssueServiceTokenRequest>,
 ) -> Result<Response<pb::IssueServiceTokenResponse>, Status> {
-    let request = request.into_inner();
-    let mut violations = FieldViolations::default();
-    if request.client_id.is_empty() {
-        violations.add("client_id", "is required");
-    }
-    if request.client_secret.is_empty() {
-        violations.add("client_secret", "is required");
-    }
-    violations.finish()?;
+    let client = ClientCredentials::try_from(request.into_inner())?;
+    let (token, exp) = issue(api, &client).await?;
+    Ok(Response::new(wire::service_token(token, exp)))
+}
+
+/// A service token for `client` and its expiry (Unix seconds), if its secret is the
+/// configured one.
+async fn issue(api: &AuthApi, client: &ClientCredentials) -> Result<(String, i64), ServiceError> {
     let known = api
         .settings
         .service_clients
-        .get(&request.client_id)
-        .is_some_and(|secret| same_secret(secret.expose_secret(), &request.client_secret));
+        .get(&client.client_id)
+        .is_some_and(|secret| same_secret(secret.expose_secret(), client.secret()));
     if !known {
-        return Err(ApiError::Unauthenticated("unknown client or wrong secret".into()).into());
+        return Err(ServiceError::UnknownClient);
     }
-    let (token, exp) = api
-        .keys
-        .sign(
-            &request.client_id,
-            vec![ROLE_SERVICE.to_owned()],
-            None,
-            api.settings.service_token_ttl,
-        )
+    let roles = vec![ROLE_SERVICE.to_owned()];
+    let ttl = api.settings.service_token_ttl;
+    api.keys
+        .sign(&client.client_id, roles, None, ttl)
         .await
-        .map_err(ApiError::internal)?;
-    Ok(Response::new(pb::IssueServiceTokenResponse {
-        access_token: token,
-        expire_time: Some(timestamp(exp * 1_000_000)),
-    }))
+        .map_err(ServiceError::Keys)
 }

@@ -1,3 +1,5 @@
+use agora_platform::error::ApiError;
+
 use super::*;
 
 const LIMITS: Limits = Limits {
@@ -48,7 +50,7 @@ async fn an_account_allows_its_unknown_device_failures_from_all_addresses_togeth
         .admit(unknown(&victim, "203.0.113.1"))
         .await
         .expect_err("the account's budget is spent");
-    let ApiError::ResourceExhausted { retry_after, .. } = refused else {
+    let ApiError::ResourceExhausted { retry_after, .. } = ApiError::from(refused) else {
         panic!("refused with a retry delay: {refused:?}");
     };
     assert!(retry_after > Duration::ZERO && retry_after <= LIMITS.window);
