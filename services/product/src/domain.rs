@@ -1,5 +1,5 @@
-//! The catalog's rules, without I/O: what a SKU, a name, a category, a price and an image URL
-//! are, what an update may change, and how a product is stored for searching and sorting.
+//! The catalog's rules, without I/O: what a SKU, a name, a category, a price, an image URL and a
+//! product id are, and how a product is stored for searching and sorting.
 //! Requests are parsed into these types at the boundary, so the rest of the service never sees
 //! unchecked input.
 
