@@ -1,15 +1,14 @@
-//! The catalog's rules, without I/O: what a SKU, a name, a category, a price and an image URL
-//! are, what an update may change, and how a product is stored for searching and sorting.
+//! The catalog's rules, without I/O: what a SKU, a name, a category, a price, an image URL and a
+//! product id are, and how a product is stored for searching and sorting.
 //! Requests are parsed into these types at the boundary, so the rest of the service never sees
 //! unchecked input.
 
-use agora_contracts::agora::product::v1 as pb;
-use agora_platform::error::FieldViolations;
-
 use crate::currency::is_known_currency;
 
+mod ids;
 mod image_url;
 
+pub use ids::{BatchLookup, MAX_BATCH, ProductId, parse_id};
 pub use image_url::ImageUrl;
 
 /// Why one field was refused; the message completes "`<field>` ...".
@@ -218,35 +217,18 @@ impl Price {
     /// order contract's bounds (50 lines of at most 999 units) no order total can overflow.
     pub const MAX_MINOR: i64 = 100_000_000_000;
 
-    /// Checks a price, recording every violation under `field` (e.g. `product.price`).
-    pub fn parse(
-        field: &str,
-        raw: Option<&agora_contracts::agora::common::v1::Money>,
-        violations: &mut FieldViolations,
-    ) -> Option<Self> {
-        let Some(money) = raw else {
-            violations.add(field, FieldError::Required.to_string());
-            return None;
-        };
-        let currency = violations.take(
-            &format!("{field}.currency_code"),
-            Currency::parse(&money.currency_code),
-        );
-        let out_of_range = if money.amount_minor < 0 {
-            Some(FieldError::Negative)
-        } else if money.amount_minor > Self::MAX_MINOR {
-            Some(FieldError::TooLarge)
+    /// Checks an amount in minor units.
+    ///
+    /// # Errors
+    /// Negative, or above [`Price::MAX_MINOR`].
+    pub fn amount(amount_minor: i64) -> Result<i64, FieldError> {
+        if amount_minor < 0 {
+            Err(FieldError::Negative)
+        } else if amount_minor > Self::MAX_MINOR {
+            Err(FieldError::TooLarge)
         } else {
-            None
-        };
-        if let Some(error) = out_of_range {
-            violations.add(format!("{field}.amount_minor"), error.to_string());
-            return None;
+            Ok(amount_minor)
         }
-        Some(Self {
-            currency: currency?,
-            amount_minor: money.amount_minor,
-        })
     }
 }
 
@@ -311,28 +293,6 @@ pub struct ProductFields {
 }
 
 impl ProductFields {
-    /// Parses the settable fields of `product`, recording every violation as `product.<field>`;
-    /// the read-only fields are ignored, as CreateProduct documents.
-    pub fn parse(product: &pb::Product, violations: &mut FieldViolations) -> Option<Self> {
-        let sku = violations.take("product.sku", Sku::parse(&product.sku));
-        let name = violations.take("product.name", ProductName::parse(&product.name));
-        let description = violations.take(
-            "product.description",
-            Description::parse(&product.description),
-        );
-        let category = violations.take("product.category", CategorySlug::parse(&product.category));
-        let price = Price::parse("product.price", product.price.as_ref(), violations);
-        let image_url = violations.take("product.image_url", ImageUrl::parse(&product.image_url));
-        Some(Self {
-            sku: sku?,
-            name: name?,
-            description: description?,
-            category: category?,
-            price: price?,
-            image_url: image_url?,
-        })
-    }
-
     /// The lower-cased name products are sorted by. Lower-casing happens here, in Rust, so
     /// PostgreSQL and SQLite (whose `lower()` only knows ASCII) sort alike.
     pub fn name_key(&self) -> String {
@@ -361,18 +321,17 @@ pub struct Product {
     pub updated_at: i64,
 }
 
-/// Parses a product id: any UUID spelling, normalised to the hyphenated lower-case form ids are
-/// stored in.
-///
-/// # Errors
-/// Not a UUID.
-pub fn parse_id(raw: &str) -> Result<String, &'static str> {
-    if raw.is_empty() {
-        return Err("is required");
+impl Product {
+    /// A new product, on sale, created and last changed `now` (microseconds since the epoch).
+    pub fn new(id: String, fields: ProductFields, now: i64) -> Self {
+        Self {
+            id,
+            fields,
+            status: Status::Active,
+            created_at: now,
+            updated_at: now,
+        }
     }
-    uuid::Uuid::parse_str(raw)
-        .map(|id| id.hyphenated().to_string())
-        .map_err(|_| "must be a UUID")
 }
 
 #[cfg(test)]

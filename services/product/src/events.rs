@@ -6,17 +6,14 @@
 
 use agora_contracts::agora::{common::v1::Money, events::v1 as ev};
 
-use crate::domain::Product;
+use crate::{domain::Product, wire};
 pub use agora_platform::time::timestamp;
 
 /// The producer name of the product service's events: the name of its stream.
 pub const PRODUCER: &str = agora_platform::events::Stream::Product.name();
 
 fn price(product: &Product) -> Money {
-    Money {
-        currency_code: product.fields.price.currency.as_str().to_owned(),
-        amount_minor: product.fields.price.amount_minor,
-    }
+    wire::money(&product.fields.price)
 }
 
 /// The event of a new product.

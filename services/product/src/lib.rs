@@ -7,12 +7,15 @@
 //! transactional outbox.
 //!
 //! # Layout
-//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store or
-//!   the cache and maps the result.
-//! - [`domain`]: SKUs, names, categories, prices, image URLs and ids (no I/O).
+//! - [`api`]: the gRPC handlers; each parses its request into a domain value, calls the store
+//!   or the cache and maps the result.
+//! - [`domain`]: SKUs, names, categories, prices, image URLs, ids and batches of them (no I/O).
 //! - [`currency`]: the ISO 4217 codes a price may use.
-//! - [`update`]: what an UpdateProduct's field mask changes.
-//! - [`listing`]: ListProducts' filters, orders and page tokens.
+//! - [`update`]: what an UpdateProduct changes, parsed from its product and field mask.
+//! - [`listing`]: ListProducts' filters, orders, page tokens and who may list what.
+//! - [`wire`]: products as Protobuf messages, the contract's sub-messages as domain values, and
+//!   the one table of failures as gRPC statuses.
+//! - [`error`]: [`error::ServiceError`], every way a call fails.
 //! - [`cache`]: cache-aside for product reads.
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the events the service publishes.
@@ -31,11 +34,13 @@ pub mod api;
 pub mod cache;
 pub mod currency;
 pub mod domain;
+pub mod error;
 pub mod events;
 pub mod listing;
 pub mod settings;
 pub mod store;
 pub mod update;
+pub mod wire;
 
 pub use settings::ProductSettings;
 

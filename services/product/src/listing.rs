@@ -13,7 +13,11 @@ use agora_platform::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Currency, Product, parse_id};
+use crate::{
+    domain::{Currency, Product, parse_id},
+    error::ServiceError,
+    wire,
+};
 
 /// The longest text query, in characters.
 pub const MAX_QUERY: usize = 200;
@@ -32,15 +36,6 @@ pub enum Order {
 }
 
 impl Order {
-    fn from_proto(value: i32) -> Option<Self> {
-        match pb::ProductOrder::try_from(value).ok()? {
-            pb::ProductOrder::Unspecified | pb::ProductOrder::Newest => Some(Order::Newest),
-            pb::ProductOrder::PriceAsc => Some(Order::PriceAsc),
-            pb::ProductOrder::PriceDesc => Some(Order::PriceDesc),
-            pb::ProductOrder::Name => Some(Order::Name),
-        }
-    }
-
     /// Whether the order runs from high to low.
     pub fn descending(self) -> bool {
         matches!(self, Order::Newest | Order::PriceDesc)
@@ -108,33 +103,63 @@ pub struct Listing {
     pub after: Option<Position>,
 }
 
-impl Listing {
-    /// Parses a request, recording every violation. `include_archived` is parsed, not judged:
-    /// whether the caller may ask for it is the handler's decision.
-    pub fn parse(
-        request: &pb::ListProductsRequest,
-        violations: &mut FieldViolations,
-    ) -> Option<Self> {
+impl TryFrom<pb::ListProductsRequest> for Listing {
+    type Error = ServiceError;
+
+    /// Parses a request, reporting every violation at once. `include_archived` is parsed, not
+    /// judged: whether the caller may ask for it is [`Listing::check_access`]'s decision.
+    fn try_from(request: pb::ListProductsRequest) -> Result<Self, Self::Error> {
+        let mut violations = FieldViolations::default();
         let page_size = violations.take("page_size", paging::page_size(request.page_size));
-        let order = Order::from_proto(request.order_by);
+        let order = wire::order(request.order_by);
         if order.is_none() {
             violations.add("order_by", "must be a known ProductOrder");
         }
-        let filter = parse_filter(request, violations);
-        let (page_size, order, filter) = (page_size?, order?, filter?);
-        let after = match decode_token(&request.page_token, &filter, order) {
-            Ok(position) => position,
+        let filter = parse_filter(&request, &mut violations);
+        let (Some(page_size), Some(order), Some(filter)) = (page_size, order, filter) else {
+            return Err(violations.into());
+        };
+        // A token is checked only against filters and an order that are themselves valid.
+        match decode_token(&request.page_token, &filter, order) {
+            Ok(after) if violations.is_empty() => Ok(Self {
+                page_size,
+                filter,
+                order,
+                after,
+            }),
+            Ok(_) => Err(violations.into()),
             Err(problem) => {
                 violations.add("page_token", problem);
-                return None;
+                Err(violations.into())
             }
-        };
-        Some(Self {
-            page_size,
-            filter,
-            order,
-            after,
-        })
+        }
+    }
+}
+
+impl Listing {
+    /// Whether a caller may run this listing: archived products are for administrators only.
+    ///
+    /// # Errors
+    /// Archived products asked for by someone who is not an administrator.
+    pub fn check_access(&self, is_admin: bool) -> Result<(), ServiceError> {
+        if self.filter.include_archived && !is_admin {
+            return Err(ServiceError::ArchivedListingForbidden);
+        }
+        Ok(())
+    }
+
+    /// The page among `products` (what the store returned: up to one more than the page size)
+    /// and the token of the next page, empty when this page is the last.
+    pub fn page(&self, mut products: Vec<Product>) -> (Vec<Product>, String) {
+        if products.len() <= self.page_size {
+            return (products, String::new());
+        }
+        products.truncate(self.page_size);
+        let next_page_token = products
+            .last()
+            .map(|last| self.token_after(last))
+            .unwrap_or_default();
+        (products, next_page_token)
     }
 
     /// The token of the page that follows `last`.
@@ -250,115 +275,4 @@ fn binding(filter: &Filter, order: Order) -> Binding<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(request: &pb::ListProductsRequest) -> Result<Listing, tonic::Status> {
-        let mut violations = FieldViolations::default();
-        let listing = Listing::parse(request, &mut violations);
-        violations.finish().map_err(tonic::Status::from)?;
-        Ok(listing.expect("no violations, so parsed"))
-    }
-
-    fn token(order: Order, filter: Filter, key: SortKey) -> String {
-        let position = Position {
-            key,
-            id: uuid::Uuid::now_v7().to_string(),
-        };
-        paging::encode_token(&position, &binding(&filter, order))
-    }
-
-    #[test]
-    fn page_sizes_default_to_20_and_are_capped_at_100() {
-        let size = |page_size| {
-            parse(&pb::ListProductsRequest {
-                page_size,
-                ..Default::default()
-            })
-        };
-        assert_eq!(size(0).expect("valid").page_size, 20);
-        assert_eq!(size(7).expect("valid").page_size, 7);
-        assert_eq!(size(1000).expect("valid").page_size, 100);
-        assert_eq!(
-            size(-1).expect_err("negative").code(),
-            tonic::Code::InvalidArgument
-        );
-    }
-
-    #[test]
-    fn queries_become_lower_cased_words() {
-        let listing = parse(&pb::ListProductsRequest {
-            query: "  Blue   MUG ".into(),
-            ..Default::default()
-        })
-        .expect("valid");
-        assert_eq!(listing.filter.words, ["blue", "mug"]);
-    }
-
-    #[test]
-    fn every_filter_problem_is_reported_at_once() {
-        let status = parse(&pb::ListProductsRequest {
-            page_size: -5,
-            min_price_minor: Some(500),
-            max_price_minor: Some(100),
-            query: "x".repeat(201),
-            order_by: 42,
-            ..Default::default()
-        })
-        .expect_err("invalid");
-        // page_size, order_by, both bounds without currency, min > max, query.
-        assert!(status.message().contains("6 invalid fields"), "{status:?}");
-    }
-
-    #[test]
-    fn a_token_is_accepted_only_with_the_filters_and_order_it_was_issued_for() {
-        let filter = Filter {
-            category: Some("kitchen".into()),
-            ..Filter::default()
-        };
-        let issued = token(Order::PriceAsc, filter, SortKey::Int(1999));
-        let same = pb::ListProductsRequest {
-            category: "kitchen".into(),
-            order_by: pb::ProductOrder::PriceAsc as i32,
-            page_token: issued.clone(),
-            ..Default::default()
-        };
-        let listing = parse(&same).expect("valid");
-        assert_eq!(listing.after.map(|p| p.key), Some(SortKey::Int(1999)));
-        for other in [
-            pb::ListProductsRequest {
-                category: "garden".into(),
-                ..same.clone()
-            },
-            pb::ListProductsRequest {
-                order_by: pb::ProductOrder::PriceDesc as i32,
-                ..same.clone()
-            },
-            pb::ListProductsRequest {
-                include_archived: true,
-                ..same.clone()
-            },
-        ] {
-            assert!(parse(&other).is_err(), "{other:?}");
-        }
-    }
-
-    #[test]
-    fn garbage_tokens_are_invalid_arguments() {
-        for garbage in ["%%%", "bm90IGEgdG9rZW4", "AAAA"] {
-            let status = parse(&pb::ListProductsRequest {
-                page_token: garbage.into(),
-                ..Default::default()
-            })
-            .expect_err("malformed");
-            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{garbage}");
-        }
-    }
-
-    #[test]
-    fn an_unspecified_order_is_newest_first() {
-        let listing = parse(&pb::ListProductsRequest::default()).expect("valid");
-        assert_eq!(listing.order, Order::Newest);
-        assert!(listing.order.descending());
-    }
-}
+mod tests;

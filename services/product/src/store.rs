@@ -13,6 +13,7 @@ use crate::{
         CategorySlug, Currency, Description, ImageUrl, Price, Product, ProductFields, ProductName,
         Sku, Status,
     },
+    error::ServiceError,
     events::{self, PRODUCER},
     listing::{Listing, Order, SortKey},
     update::Changes,
@@ -29,23 +30,6 @@ const COLUMNS: &str = "id, sku, name, description, category, price_minor, curren
                        status, created_at, updated_at";
 
 pub use agora_platform::time::now_micros;
-
-/// Store failures the service distinguishes.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Another product has this SKU.
-    #[error("sku taken")]
-    SkuTaken,
-    /// No product has this id.
-    #[error("product {0} not found")]
-    NotFound(String),
-    /// The product is archived and cannot change.
-    #[error("product {0} is archived")]
-    Archived(String),
-    /// The database failed.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-}
 
 /// The catalog's database.
 #[derive(Debug, Clone)]
@@ -69,7 +53,7 @@ impl Store {
     ///
     /// # Errors
     /// The SKU is taken, or the database failed.
-    pub async fn create(&self, product: &Product) -> Result<(), StoreError> {
+    pub async fn create(&self, product: &Product) -> Result<(), ServiceError> {
         let mut tx = self.db.begin_write().await?;
         let fields = &product.fields;
         let inserted = sqlx::query(
@@ -93,7 +77,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(StoreError::SkuTaken),
+            Err(error) if is_unique_violation(&error) => return Err(ServiceError::SkuTaken),
             other => other?,
         };
         bus::enqueue(&mut tx, PRODUCER, &product.id, &events::created(product)).await?;
@@ -106,11 +90,11 @@ impl Store {
     ///
     /// # Errors
     /// The product is unknown or archived, the new SKU is taken, or the database failed.
-    pub async fn update(&self, id: &str, changes: &Changes) -> Result<Product, StoreError> {
+    pub async fn update(&self, id: &str, changes: &Changes) -> Result<Product, ServiceError> {
         let mut tx = self.db.begin_write().await?;
         let current = self.locked(&mut tx, id).await?;
         if current.status == Status::Archived {
-            return Err(StoreError::Archived(id.to_owned()));
+            return Err(ServiceError::Archived(id.to_owned()));
         }
         let fields = changes.apply(&current.fields);
         if fields == current.fields {
@@ -144,7 +128,7 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match updated {
-            Err(error) if is_unique_violation(&error) => return Err(StoreError::SkuTaken),
+            Err(error) if is_unique_violation(&error) => return Err(ServiceError::SkuTaken),
             other => other?,
         };
         bus::enqueue(&mut tx, PRODUCER, &product.id, &events::updated(&product)).await?;
@@ -157,7 +141,7 @@ impl Store {
     ///
     /// # Errors
     /// The product is unknown, or the database failed.
-    pub async fn archive(&self, id: &str) -> Result<Product, StoreError> {
+    pub async fn archive(&self, id: &str) -> Result<Product, ServiceError> {
         let mut tx = self.db.begin_write().await?;
         let current = self.locked(&mut tx, id).await?;
         if current.status == Status::Archived {
@@ -186,7 +170,7 @@ impl Store {
         &self,
         tx: &mut Transaction<'static, Any>,
         id: &str,
-    ) -> Result<Product, StoreError> {
+    ) -> Result<Product, ServiceError> {
         let lock = match self.db.backend() {
             Backend::Postgres => " FOR UPDATE",
             Backend::Sqlite => "",
@@ -199,7 +183,7 @@ impl Store {
         .await?;
         match row {
             Some(row) => product_from_row(&row),
-            None => Err(StoreError::NotFound(id.to_owned())),
+            None => Err(ServiceError::NotFound(id.to_owned())),
         }
     }
 
@@ -207,7 +191,7 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn get(&self, id: &str) -> Result<Option<Product>, StoreError> {
+    pub async fn get(&self, id: &str) -> Result<Option<Product>, ServiceError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM products WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.db.pool())
@@ -219,7 +203,7 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Product>, StoreError> {
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Product>, ServiceError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -241,7 +225,7 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn list(&self, listing: &Listing) -> Result<Vec<Product>, StoreError> {
+    pub async fn list(&self, listing: &Listing) -> Result<Vec<Product>, ServiceError> {
         let mut binds = Vec::new();
         let mut param = |bind: Bind| {
             binds.push(bind);
@@ -307,7 +291,7 @@ impl Store {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn categories(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn categories(&self) -> Result<Vec<(String, i64)>, ServiceError> {
         let rows = sqlx::query(
             "SELECT category, COUNT(*) AS products FROM products WHERE status = 'active'
              GROUP BY category ORDER BY category",
@@ -332,7 +316,7 @@ fn escape_like(word: &str) -> String {
     escaped
 }
 
-fn product_from_row(row: &AnyRow) -> Result<Product, StoreError> {
+fn product_from_row(row: &AnyRow) -> Result<Product, ServiceError> {
     let status: String = row.try_get("status")?;
     let status = Status::from_column(&status)
         .ok_or_else(|| sqlx::Error::Decode(format!("unknown product status {status:?}").into()))?;

@@ -3,7 +3,13 @@
 use agora_contracts::agora::product::v1 as pb;
 use agora_platform::error::FieldViolations;
 
-use crate::domain::{CategorySlug, Description, ImageUrl, Price, ProductFields, ProductName, Sku};
+use crate::{
+    domain::{
+        CategorySlug, Description, ImageUrl, Price, ProductFields, ProductId, ProductName, Sku,
+    },
+    error::ServiceError,
+    wire,
+};
 
 /// The fields an update may name, as the contract lists them.
 pub const UPDATABLE: [&str; 6] = [
@@ -17,6 +23,35 @@ pub const UPDATABLE: [&str; 6] = [
 
 /// The fields only the service sets.
 const READ_ONLY: [&str; 4] = ["id", "status", "create_time", "update_time"];
+
+/// A parsed UpdateProduct request: which product, and what changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductUpdate {
+    /// The product to change.
+    pub id: ProductId,
+    /// What to change.
+    pub changes: Changes,
+}
+
+impl TryFrom<pb::UpdateProductRequest> for ProductUpdate {
+    type Error = ServiceError;
+
+    /// The product's id and the changes, or every violation among them (`product.id`, the
+    /// mask's paths and the new values). Without a product there is nothing else to check.
+    fn try_from(request: pb::UpdateProductRequest) -> Result<Self, Self::Error> {
+        let mut violations = FieldViolations::default();
+        let Some(product) = &request.product else {
+            violations.add("product", "is required");
+            return Err(violations.into());
+        };
+        let id = violations.take("product.id", ProductId::parse(&product.id));
+        let changes = Changes::parse(product, request.update_mask.as_ref(), &mut violations);
+        match (id, changes) {
+            (Some(id), Some(changes)) if violations.is_empty() => Ok(Self { id, changes }),
+            _ => Err(violations.into()),
+        }
+    }
+}
 
 /// The new values of the fields an update names; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,7 +106,7 @@ impl Changes {
                     changes.category.is_some()
                 }
                 "price" => {
-                    changes.price = Price::parse(&path, product.price.as_ref(), violations);
+                    changes.price = wire::price(&path, product.price.as_ref(), violations);
                     changes.price.is_some()
                 }
                 _ => {
@@ -176,7 +211,7 @@ mod tests {
 
     fn fields() -> ProductFields {
         let mut violations = FieldViolations::default();
-        ProductFields::parse(
+        wire::product_fields(
             &pb::Product {
                 sku: "MUG".into(),
                 name: "Mug".into(),
@@ -252,5 +287,63 @@ mod tests {
         assert!(parsed.is_none());
         let status = tonic::Status::from(violations.into_error());
         assert!(status.message().contains("3 invalid fields"), "{status:?}");
+    }
+
+    fn update(product: Option<pb::Product>, paths: &[&str]) -> Result<ProductUpdate, ServiceError> {
+        ProductUpdate::try_from(pb::UpdateProductRequest {
+            product,
+            update_mask: Some(mask(paths)),
+        })
+    }
+
+    #[test]
+    fn a_valid_update_request_names_its_product_and_its_changes() {
+        let id = uuid::Uuid::now_v7();
+        let change = pb::Product {
+            id: id.simple().to_string(),
+            name: "Big mug".into(),
+            ..Default::default()
+        };
+        let parsed = update(Some(change), &["name"]).expect("valid");
+        assert_eq!(parsed.id.as_str(), id.to_string());
+        assert_eq!(
+            parsed.changes.name.as_ref().map(ProductName::as_str),
+            Some("Big mug")
+        );
+        assert_eq!(parsed.changes.sku, None);
+    }
+
+    #[test]
+    fn an_update_request_with_every_part_wrong_reports_every_violation() {
+        let change = pb::Product {
+            id: "not-a-uuid".into(),
+            name: " ".into(),
+            price: Some(Money {
+                currency_code: "eur".into(),
+                amount_minor: -5,
+            }),
+            ..Default::default()
+        };
+        let error = update(Some(change), &["name", "price", "status", "colour"]).expect_err("bad");
+        assert_eq!(
+            wire::tests::violated_fields(error),
+            [
+                "product.id",
+                "update_mask.paths[2]",
+                "update_mask.paths[3]",
+                "product.name",
+                "product.price.currency_code",
+                "product.price.amount_minor",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_update_request_without_a_product_reports_only_that() {
+        let error = update(None, &["name", "colour"]).expect_err("no product");
+        assert_eq!(
+            wire::tests::violations(error),
+            [("product".to_owned(), "is required".to_owned())]
+        );
     }
 }

@@ -85,49 +85,10 @@ fn currencies_must_be_real_iso_4217_codes() {
 }
 
 #[test]
-fn a_price_reports_its_currency_and_amount_problems_together() {
-    let mut violations = FieldViolations::default();
-    let money = agora_contracts::agora::common::v1::Money {
-        currency_code: "ZZZ".into(),
-        amount_minor: -1,
-    };
-    assert!(Price::parse("product.price", Some(&money), &mut violations).is_none());
-    let status = tonic::Status::from(violations.into_error());
-    assert!(status.message().contains("2 invalid fields"), "{status:?}");
-}
-
-#[test]
-fn a_price_is_bounded_so_no_order_total_overflows() {
-    let price = |amount_minor| {
-        let mut violations = FieldViolations::default();
-        let money = agora_contracts::agora::common::v1::Money {
-            currency_code: "EUR".into(),
-            amount_minor,
-        };
-        let parsed = Price::parse("product.price", Some(&money), &mut violations);
-        (parsed.map(|p| p.amount_minor), violations.finish().is_ok())
-    };
-    assert_eq!(price(Price::MAX_MINOR), (Some(Price::MAX_MINOR), true));
-    assert_eq!(price(Price::MAX_MINOR + 1), (None, false));
-    assert_eq!(price(i64::MAX), (None, false));
-    // The order contract's bounds: 50 lines of at most 999 units.
-    assert!(Price::MAX_MINOR.checked_mul(999 * 50).is_some());
-}
-
-#[test]
-fn ids_are_normalised_to_hyphenated_lower_case() {
-    let id = uuid::Uuid::now_v7();
-    let simple = id.simple().to_string().to_uppercase();
-    assert_eq!(parse_id(&simple), Ok(id.hyphenated().to_string()));
-    assert_eq!(parse_id("42"), Err("must be a UUID"));
-    assert_eq!(parse_id(""), Err("is required"));
-}
-
-#[test]
 fn sort_and_search_keys_are_lower_cased_in_rust() {
-    let mut violations = FieldViolations::default();
-    let fields = ProductFields::parse(
-        &pb::Product {
+    let mut violations = agora_platform::error::FieldViolations::default();
+    let fields = crate::wire::product_fields(
+        &agora_contracts::agora::product::v1::Product {
             sku: "MUG".into(),
             name: "Ärger MUG".into(),
             description: "Große Tasse".into(),
