@@ -6,12 +6,14 @@
 use serde::{Deserialize, Serialize};
 
 mod codes;
+mod identity;
 mod paging;
 mod update;
 
 pub use agora_platform::paging::{NegativePageSize, page_size};
 pub use codes::{is_country_code, is_currency_code};
-pub use paging::{Cursor, EmailPrefix, EmailPrefixError, PageToken, PageTokenError};
+pub use identity::{Registration, RegistrationError, UserId, UserIdError};
+pub use paging::{Cursor, EmailPrefix, EmailPrefixError, Listing, Page, PageToken, PageTokenError};
 pub use update::{MaskError, ProfileChange, Selection};
 
 /// Saved addresses a profile may hold.
@@ -320,54 +322,6 @@ pub struct Profile {
     pub created_at: i64,
     /// When the profile last changed, in microseconds since the epoch.
     pub updated_at: i64,
-}
-
-/// Why a registration event cannot become a profile.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegistrationError {
-    /// The user id is not a UUID.
-    #[error("user_id is not a UUID")]
-    UserId,
-    /// The email is empty.
-    #[error("email is empty")]
-    Email,
-}
-
-/// A registered account, as the profile it becomes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registration {
-    /// The account's id, as a hyphenated lower-case UUID.
-    pub user_id: String,
-    /// The account's email, trimmed and lower-cased (auth sends it so; this keeps it so).
-    pub email: String,
-    /// When the account was registered, in microseconds since the epoch.
-    pub registered_at: i64,
-}
-
-impl Registration {
-    /// Checks what a `UserRegistered` event says.
-    ///
-    /// # Errors
-    /// The user id is not a UUID, or the email is empty.
-    pub fn parse(
-        user_id: &str,
-        email: &str,
-        registered_at: i64,
-    ) -> Result<Self, RegistrationError> {
-        let user_id = uuid::Uuid::parse_str(user_id)
-            .map_err(|_| RegistrationError::UserId)?
-            .hyphenated()
-            .to_string();
-        let email = email.trim().to_lowercase();
-        if email.is_empty() {
-            return Err(RegistrationError::Email);
-        }
-        Ok(Self {
-            user_id,
-            email,
-            registered_at,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,13 @@
 //! the contract says, and the client retries.
 //!
 //! # Layout
-//! - [`api`]: the gRPC handlers; each parses its request into domain types, calls the store and
-//!   maps the result.
-//! - [`domain`]: display names, addresses, preferences, update masks and ListUsers' paging
-//!   (no I/O).
+//! - [`api`]: the gRPC handlers; each parses its request into a domain value, calls the store
+//!   and maps the result.
+//! - [`wire`]: the contract's side: requests parsed into domain values (every field violation
+//!   at once), domain values written as messages, and [`error::ServiceError`] to `Status`.
+//! - [`error`]: [`error::ServiceError`], every way a call fails.
+//! - [`domain`]: user ids, display names, addresses, preferences, update masks and ListUsers'
+//!   paging (no I/O).
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the consumer of auth's registrations.
 //! - [`settings`]: the `[user]` settings section and its checks.
@@ -27,9 +30,11 @@ use tokio::net::TcpListener;
 
 pub mod api;
 pub mod domain;
+pub mod error;
 pub mod events;
 pub mod settings;
 pub mod store;
+pub mod wire;
 
 pub use settings::UserSettings;
 

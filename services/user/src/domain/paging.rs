@@ -1,5 +1,6 @@
-//! ListUsers' paging rules: the email prefix filter and the page token's cursor (page sizes and
-//! the token format are the platform's, [`agora_platform::paging`]).
+//! ListUsers' paging rules: the email prefix filter, the page token's cursor, and how a listing
+//! is cut into pages (page sizes and the token format are the platform's,
+//! [`agora_platform::paging`]).
 //!
 //! Pages are cut by keyset (the last profile's `(created_at, user_id)`), not by offset, so a user
 //! who registers while an admin pages through the list lands before the first page and never
@@ -7,6 +8,8 @@
 //! reusing it with another filter is refused instead of silently skipping profiles.
 
 use agora_platform::paging::{self, PageTokenError as TokenError};
+
+use super::Profile;
 
 /// Why an email prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,5 +121,51 @@ impl PageToken {
             created_at,
             user_id,
         })
+    }
+}
+
+/// What one ListUsers call asks for, checked: how many profiles, which ones, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The page size (defaulted and capped by the platform's rule).
+    pub size: usize,
+    /// The email prefix filter.
+    pub filter: EmailPrefix,
+    /// The last profile of the previous page; `None` for the first page.
+    pub after: Option<Cursor>,
+}
+
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The profiles, newest account first.
+    pub profiles: Vec<Profile>,
+    /// The token of the next page; `None` when this page is the last.
+    pub next: Option<PageToken>,
+}
+
+impl Listing {
+    /// How many profiles to read: one more than the page holds tells whether a next page exists
+    /// without a second query.
+    pub fn fetch_limit(&self) -> usize {
+        self.size + 1
+    }
+
+    /// Cuts what the store read (at most [`Self::fetch_limit`] profiles) into this page and
+    /// the token of the next one.
+    pub fn page(self, mut profiles: Vec<Profile>) -> Page {
+        let more = profiles.len() > self.size;
+        profiles.truncate(self.size);
+        let next = match profiles.last() {
+            Some(last) if more => Some(PageToken {
+                cursor: Cursor {
+                    created_at: last.created_at,
+                    user_id: last.user_id.clone(),
+                },
+                filter: self.filter,
+            }),
+            _ => None,
+        };
+        Page { profiles, next }
     }
 }

@@ -269,3 +269,39 @@ fn page_tokens_round_trip_and_are_bound_to_their_filter() {
         );
     }
 }
+
+#[test]
+fn a_page_holds_at_most_its_size_and_a_next_token_only_when_more_follow() {
+    let profile = |n: i64| Profile {
+        user_id: format!("0190a4b2-7c3d-7e8f-9a0b-1c2d3e4f5a6{n}"),
+        email: format!("user{n}@example.com"),
+        display_name: String::new(),
+        addresses: Vec::new(),
+        language: String::new(),
+        currency_code: String::new(),
+        marketing_emails: false,
+        created_at: 100 - n,
+        updated_at: 100 - n,
+    };
+    let listing = Listing {
+        size: 2,
+        filter: EmailPrefix::parse("user").expect("valid"),
+        after: None,
+    };
+    assert_eq!(listing.fetch_limit(), 3);
+    let page = listing.clone().page((1..=3).map(profile).collect());
+    assert_eq!(page.profiles, [profile(1), profile(2)]);
+    assert_eq!(
+        page.next,
+        Some(PageToken {
+            cursor: Cursor {
+                created_at: 98,
+                user_id: profile(2).user_id,
+            },
+            filter: listing.filter.clone(),
+        })
+    );
+    let last = listing.page((1..=2).map(profile).collect());
+    assert_eq!(last.profiles.len(), 2);
+    assert_eq!(last.next, None);
+}
