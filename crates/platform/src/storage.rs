@@ -168,10 +168,6 @@ fn prepare_sqlite_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
     Ok(Some(file))
 }
 
-// Time lives in `time`; these two names stay here for the event bus and auth's handlers, which
-// still import them from `storage`.
-pub use crate::time::{now_micros, timestamp};
-
 /// Whether an error is a unique-constraint violation (on either backend).
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     error

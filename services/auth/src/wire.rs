@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use agora_contracts::agora::auth::v1 as pb;
-use agora_platform::{error::ApiError, storage::timestamp};
+use agora_platform::{error::ApiError, time::timestamp};
 use tonic::Status;
 
 use crate::{

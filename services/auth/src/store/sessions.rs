@@ -1,7 +1,7 @@
 //! Sessions and their refresh tokens: opening, rotating (with reuse detection), listing and
 //! revoking them. A revocation is announced (`SessionRevoked`) in its own transaction.
 
-use agora_platform::storage::timestamp;
+use agora_platform::time::timestamp;
 use sqlx::{Any, Row, Transaction};
 
 use super::{NewRefresh, PRODUCER, RefreshOutcome, SessionRow, Store, StoreError, now_micros};
