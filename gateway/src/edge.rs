@@ -62,6 +62,13 @@ pub(crate) struct Steps {
 #[derive(Clone)]
 pub struct EdgeService(Arc<Steps>);
 
+impl std::fmt::Debug for EdgeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The steps are routing tables, limiters and clients: too large to print usefully.
+        f.debug_struct("EdgeService").finish_non_exhaustive()
+    }
+}
+
 impl EdgeService {
     pub(crate) fn new(steps: Steps) -> Self {
         Self(Arc::new(steps))

@@ -113,6 +113,7 @@ fn default_discover_timeout() -> Duration {
 pub type EdgeApp = tower_http::cors::Cors<EdgeService>;
 
 /// The edge, built and ready to serve.
+#[derive(Debug)]
 pub struct Edge {
     /// Every route: REST, gRPC passthrough, probes and documents, with every check.
     pub service: EdgeApp,
@@ -352,7 +353,7 @@ mod tests {
             .expect("defaults")
             .with("gateway.rate_limit.trust_forwarded_for", true)
             .expect("a valid setting");
-        let error = build(&config).await.err().expect("refused");
+        let error = build(&config).await.expect_err("refused");
         assert!(error.to_string().contains("trusted_proxies"), "{error}");
     }
 
@@ -362,7 +363,7 @@ mod tests {
             .expect("defaults")
             .with("gateway.probe_interval", "0s")
             .expect("a valid setting");
-        let error = build(&config).await.err().expect("refused");
+        let error = build(&config).await.expect_err("refused");
         assert!(
             error.to_string().contains("gateway.probe_interval"),
             "{error}"

@@ -25,6 +25,22 @@ pub struct TestMesh {
     services: HashMap<ServiceKind, Running>,
 }
 
+impl std::fmt::Debug for TestMesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The running services hold their serve functions and tasks, which print nothing useful.
+        let running: HashMap<_, _> = self
+            .services
+            .iter()
+            .map(|(kind, r)| (kind, r.addr))
+            .collect();
+        f.debug_struct("TestMesh")
+            .field("backend", &self.backend)
+            .field("prefix", &self.prefix)
+            .field("services", &running)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Running {
     addr: SocketAddr,
     channel: Channel,

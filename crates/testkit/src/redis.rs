@@ -8,6 +8,7 @@ use std::{
 };
 
 /// A `redis-server` on a free port in a temporary directory; killed when dropped.
+#[derive(Debug)]
 pub struct PrivateRedis {
     child: Option<Child>,
     port: u16,

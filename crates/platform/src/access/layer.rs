@@ -15,7 +15,7 @@ use super::{
 use crate::{config::ServiceAccess, events::Background, mtls::PeerIdentity};
 
 /// A tower layer that enforces the access rule of every call before the service sees it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AccessLayer {
     policy: Arc<AccessPolicy>,
     verifier: Arc<Verifier>,
@@ -109,7 +109,7 @@ impl<S> tower::Layer<S> for AccessLayer {
 }
 
 /// The service [`AccessLayer`] makes.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AccessService<S> {
     inner: S,
     policy: Arc<AccessPolicy>,

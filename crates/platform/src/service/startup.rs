@@ -28,6 +28,7 @@ use crate::{
 ///     })
 ///     .await
 /// ```
+#[derive(Debug)]
 pub struct Startup<'a> {
     config: &'a Config,
     kind: ServiceKind,
