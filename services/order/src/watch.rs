@@ -39,7 +39,7 @@ mod slots;
 mod stream;
 
 pub use slots::{Slot, Slots};
-pub use stream::{WatchStream, parse_resume_token, resume_token, stream};
+pub use stream::{WatchStream, stream};
 
 /// The newest state of one order that the hub knows, shared by its watchers.
 pub type Latest = Option<Arc<OrderRow>>;
