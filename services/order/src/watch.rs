@@ -12,7 +12,7 @@
 //! pub/sub channel, and one subscriber connection per process feeds the notices of every replica
 //! to its own hub, which reads the row once per notice that has watchers here (see `redis`).
 //! Redis pub/sub keeps nothing for a subscriber that is away, so after the subscriber
-//! reconnects the hub reads every watched order once ([`Hub::refresh_all`]).
+//! reconnects the hub reads every watched order once (`Hub::refresh_all`).
 //!
 //! A watch subscribes before it reads its order, so a change committed between the read and the
 //! subscription cannot be missed: it is either in the read or announced to the subscription.
