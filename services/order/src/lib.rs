@@ -8,10 +8,15 @@
 //! periodically, and by the reservation's own TTL.
 //!
 //! # Layout
-//! - [`api`]: the gRPC handlers.
+//! - [`api`]: the gRPC handlers: parse the request once, call the saga or the store, map the
+//!   result.
 //! - [`watch`]: WatchOrder by push: the hub that hands each committed change to the watches of
 //!   the order, in this process and, through Redis pub/sub, in every replica; caps on watches.
-//! - [`domain`]: request validation, statuses, the request fingerprint (no I/O).
+//! - [`domain`]: the rules (no I/O): what a valid CreateOrder is (`PlaceOrder`, parsed from
+//!   the request), statuses, ids, the request fingerprint, money.
+//! - [`wire`]: proto <-> domain: orders and events as messages, statuses, tokens, the requests
+//!   that are plumbing, and the one mapping of [`error::ServiceError`] to `tonic::Status`.
+//! - [`error`]: [`error::ServiceError`], every way an order call fails.
 //! - [`store`]: the SQL of orders with their outbox events; [`store::claims`]: idempotency claims.
 //! - [`saga`]: the calls to product and inventory, compensation, cancellation.
 //! - [`recovery`]: repairs sagas that did not finish.
@@ -31,11 +36,13 @@ use tokio::net::TcpListener;
 
 pub mod api;
 pub mod domain;
+pub mod error;
 pub mod recovery;
 pub mod saga;
 pub mod settings;
 pub mod store;
 pub mod watch;
+pub mod wire;
 
 pub use settings::{OrderSettings, WatchSettings};
 

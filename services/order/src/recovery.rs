@@ -22,7 +22,7 @@ pub async fn run_once(saga: &Saga, stuck_after: Duration) -> anyhow::Result<usiz
     let store = saga.store();
     let mut repaired = 0;
     for seen in store.lapsed_claims(now_micros()).await? {
-        if saga.recover(&seen).await.map_err(anyhow::Error::msg)? {
+        if saga.recover(&seen).await? {
             tracing::info!(order_id = %seen.order_id, "released the reservation of an unfinished saga");
             repaired += 1;
         }

@@ -18,7 +18,7 @@
 //! This file takes the claim and waits for duplicates; the steps live by job: `run` (price,
 //! reserve, store, commit under a claim), `compensation` (releases, take-overs, recovery of
 //! lapsed claims), `settle` (commit and cancel a stored order), `hooks` (test interleavings) and
-//! `statuses` (upstream answers and money refusals in the contract's terms). The money itself
+//! `statuses` (upstream answers in the order's terms). The money itself
 //! is computed by [`crate::domain::money`].
 
 use std::{sync::Arc, time::Duration};
@@ -30,9 +30,8 @@ use agora_contracts::agora::{
 use agora_platform::{
     client::{BreakerSettings, Propagate, Resilient, RetrySettings},
     context::CallContext,
-    error::ApiError,
 };
-use tonic::{Status, transport::Channel};
+use tonic::transport::Channel;
 
 mod compensation;
 mod hooks;
@@ -44,6 +43,7 @@ pub use hooks::{Hooks, Pause, Step};
 
 use crate::{
     domain::{OrderId, PlaceOrder, Status as OrderStatus},
+    error::ServiceError,
     store::{Claim, Held, OrderRow, Store, now_micros},
 };
 
@@ -135,7 +135,11 @@ impl Saga {
     ///
     /// # Errors
     /// See the contract of CreateOrder.
-    pub async fn place(&self, user_id: &str, request: &PlaceOrder) -> Result<OrderRow, Status> {
+    pub async fn place(
+        &self,
+        user_id: &str,
+        request: &PlaceOrder,
+    ) -> Result<OrderRow, ServiceError> {
         let key = &request.idempotency_key;
         // A duplicate waits for the first call's order for as long as the call may last, and at
         // most a little longer than a lease, after which it can take a dead holder's claim.
@@ -144,12 +148,9 @@ impl Saga {
             + CallContext::current()
                 .and_then(|c| c.remaining())
                 .map_or(longest, |r| r.min(longest));
-        let in_progress = || {
-            Status::aborted("a call with this idempotency key is still in progress; retry shortly")
-        };
         loop {
             if tokio::time::Instant::now() >= wait_until {
-                return Err(in_progress());
+                return Err(ServiceError::KeyInProgress);
             }
             let claim = self
                 .store
@@ -170,11 +171,7 @@ impl Saga {
                 Claim::Held(held) => held,
             };
             if seen.fingerprint != request.fingerprint {
-                return Err(ApiError::FailedPrecondition {
-                    reason: "IDEMPOTENCY_KEY_REUSED",
-                    message: "this idempotency key was already used for a different request".into(),
-                }
-                .into());
+                return Err(ServiceError::KeyReused);
             }
             // Another call holds the key: wait for its order, or take its claim over once its
             // holder's lease ran out (it died or gave up).
@@ -191,7 +188,7 @@ impl Saga {
                     }
                 }
                 if tokio::time::Instant::now() >= wait_until {
-                    return Err(in_progress());
+                    return Err(ServiceError::KeyInProgress);
                 }
                 self.hooks.at(Step::DuplicateWaiting).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -205,12 +202,12 @@ impl Saga {
     }
 
     /// The order of a placed claim; one its holder left PENDING past its lease is finished here.
-    async fn placed(&self, seen: &Held) -> Result<OrderRow, Status> {
+    async fn placed(&self, seen: &Held) -> Result<OrderRow, ServiceError> {
         let order = self
             .store
             .get(&seen.order_id)
             .await?
-            .ok_or_else(|| Status::internal("a placed claim has no order"))?;
+            .ok_or_else(|| ServiceError::internal("a placed claim has no order"))?;
         if order.status != OrderStatus::Pending || seen.lease_until > now_micros() {
             return Ok(order);
         }

@@ -1,20 +1,15 @@
 //! Order's SQL: orders and the outbox events written with them; idempotency claims live in
 //! [`claims`].
 
-use agora_contracts::agora::{
-    common::v1::Money,
-    events::v1::{OrderCancelled, OrderPlaced, OrderPlacedLine},
-    order::v1 as pb,
-};
+use agora_contracts::agora::{events::v1::OrderPlaced, order::v1 as pb};
 use agora_platform::{
     events,
     storage::{Database, DatabaseFailure, Migrations, retry_transient},
-    time::timestamp,
 };
 use prost::Message;
 use sqlx::{Row, any::AnyRow};
 
-use crate::{domain::Status, watch::Hub};
+use crate::{domain::Status, watch::Hub, wire};
 
 pub mod claims;
 
@@ -40,18 +35,6 @@ pub enum StoreError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-impl From<StoreError> for agora_platform::error::ApiError {
-    fn from(error: StoreError) -> Self {
-        agora_platform::error::ApiError::internal(error)
-    }
-}
-
-impl From<StoreError> for tonic::Status {
-    fn from(error: StoreError) -> Self {
-        agora_platform::error::ApiError::from(error).into()
-    }
 }
 
 impl DatabaseFailure for StoreError {
@@ -88,49 +71,6 @@ pub struct OrderRow {
     pub updated_at: i64,
     /// Goes up by one with every change of the row (1 when placed): which state is newer.
     pub version: i64,
-}
-
-impl OrderRow {
-    /// The order as the contract shows it.
-    pub fn to_proto(&self) -> pb::Order {
-        pb::Order {
-            id: self.id.clone(),
-            user_id: self.user_id.clone(),
-            status: self.status.to_proto() as i32,
-            lines: self.body.lines.clone(),
-            total: Some(Money {
-                currency_code: self.currency_code.clone(),
-                amount_minor: self.total_minor,
-            }),
-            shipping_address: self.body.shipping_address.clone(),
-            cancel_reason: self.cancel_reason.clone(),
-            failure_reason: self.failure_reason.clone(),
-            create_time: Some(timestamp(self.created_at)),
-            update_time: Some(timestamp(self.updated_at)),
-        }
-    }
-
-    /// The OrderPlaced event of this order.
-    pub fn placed_event(&self) -> OrderPlaced {
-        OrderPlaced {
-            order_id: self.id.clone(),
-            user_id: self.user_id.clone(),
-            lines: self
-                .body
-                .lines
-                .iter()
-                .map(|l| OrderPlacedLine {
-                    product_id: l.product_id.clone(),
-                    quantity: l.quantity,
-                })
-                .collect(),
-            total: Some(Money {
-                currency_code: self.currency_code.clone(),
-                amount_minor: self.total_minor,
-            }),
-            place_time: Some(timestamp(self.created_at)),
-        }
-    }
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, status, currency_code, total_minor, body, \
@@ -231,7 +171,7 @@ impl Store {
             .bind(order.version)
             .execute(&mut *tx)
             .await?;
-            events::enqueue(&mut tx, PRODUCER, &order.id, &order.placed_event()).await?;
+            events::enqueue(&mut tx, PRODUCER, &order.id, &OrderPlaced::from(order)).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -306,12 +246,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             if version.is_some() {
-                let event = OrderCancelled {
-                    order_id: order.id.clone(),
-                    user_id: order.user_id.clone(),
-                    reason: reason.to_owned(),
-                    cancel_time: Some(timestamp(now)),
-                };
+                let event = wire::cancelled_event(order, reason, now);
                 events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
             }
             tx.commit().await?;

@@ -12,7 +12,7 @@
 //! pub/sub channel, and one subscriber connection per process feeds the notices of every replica
 //! to its own hub, which reads the row once per notice that has watchers here (see `redis`).
 //! Redis pub/sub keeps nothing for a subscriber that is away, so after the subscriber
-//! reconnects the hub reads every watched order once ([`Hub::refresh_all`]).
+//! reconnects the hub reads every watched order once (`Hub::refresh_all`).
 //!
 //! A watch subscribes before it reads its order, so a change committed between the read and the
 //! subscription cannot be missed: it is either in the read or announced to the subscription.
@@ -39,7 +39,7 @@ mod slots;
 mod stream;
 
 pub use slots::{Slot, Slots};
-pub use stream::{WatchStream, parse_resume_token, resume_token, stream};
+pub use stream::{WatchStream, stream};
 
 /// The newest state of one order that the hub knows, shared by its watchers.
 pub type Latest = Option<Arc<OrderRow>>;

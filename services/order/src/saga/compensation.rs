@@ -8,14 +8,19 @@ use tonic::{Code, Status};
 use super::{Ran, Saga, Step, statuses::unreachable};
 use crate::{
     domain::{OrderId, PlaceOrder},
-    store::{Held, Hold},
+    error::ServiceError,
+    store::{Held, Hold, StoreError},
 };
 
 impl Saga {
     /// Goes on with a claim taken over from a holder whose lease ran out: that generation's
     /// order can no longer be stored, so its stock goes back; then the saga runs again under a
     /// fresh order id.
-    pub(super) async fn resume(&self, request: &PlaceOrder, hold: Hold) -> Result<Ran, Status> {
+    pub(super) async fn resume(
+        &self,
+        request: &PlaceOrder,
+        hold: Hold,
+    ) -> Result<Ran, ServiceError> {
         self.hooks.at(Step::TakeOverBeforeRelease).await;
         if let Err(status) = self
             .release(hold.order_id.as_str(), "order not placed")
@@ -40,7 +45,7 @@ impl Saga {
     ///
     /// # Errors
     /// The database failed.
-    pub async fn recover(&self, seen: &Held) -> Result<bool, Status> {
+    pub async fn recover(&self, seen: &Held) -> Result<bool, StoreError> {
         let Some(hold) = self.store.take_over(seen, self.timing.claim_lease).await? else {
             return Ok(false);
         };
@@ -53,13 +58,13 @@ impl Saga {
             self.store.let_go(&hold).await?;
             return Ok(false);
         }
-        Ok(self.store.drop_claim(&hold).await?)
+        self.store.drop_claim(&hold).await
     }
 
     /// Compensates a saga that stored nothing after its reservation may have landed: releases
     /// the reservation and drops the claim; when inventory cannot be reached, lets the claim go
     /// so the next retry (or recovery) takes it over at once.
-    pub(super) async fn give_up(&self, hold: &Hold) -> Result<(), Status> {
+    pub(super) async fn give_up(&self, hold: &Hold) -> Result<(), StoreError> {
         if self
             .release(hold.order_id.as_str(), "order not placed")
             .await
@@ -76,7 +81,7 @@ impl Saga {
     /// one has nothing to release, and a committed one is left as it is by inventory.
     ///
     /// # Errors
-    /// Inventory could not be reached or refused.
+    /// Inventory's answer, when it could not be reached or refused.
     pub async fn release(&self, order_id: &str, reason: &str) -> Result<(), Status> {
         self.release_with(order_id, reason, false).await
     }

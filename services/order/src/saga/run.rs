@@ -6,35 +6,36 @@ use std::sync::atomic::Ordering;
 use agora_contracts::agora::{
     common::v1::Money, inventory::v1 as inv, order::v1 as pb, product::v1 as prod,
 };
-use agora_platform::{client::Idempotency, error::ApiError};
+use agora_platform::client::Idempotency;
 use tonic::Status;
 
 use super::{
     Ran, Saga, Step,
-    statuses::{is_transport, precondition, refused_money, reserve_refused, unreachable},
+    statuses::{is_transport, reserve_refused, unreachable},
 };
 use crate::{
     domain::{
         OrderId, PlaceOrder, Status as OrderStatus,
         money::{self, MoneyError},
     },
+    error::ServiceError,
     store::{Hold, OrderRow, now_micros},
 };
 
 impl Saga {
     /// Runs the saga under a claim this call holds.
-    pub(super) async fn run(&self, request: &PlaceOrder, hold: Hold) -> Result<Ran, Status> {
+    pub(super) async fn run(&self, request: &PlaceOrder, hold: Hold) -> Result<Ran, ServiceError> {
         // 1. Names and prices, from the product service only; then the whole order, so a
         // total that cannot be computed is refused before any stock is touched.
         let order = match self
             .price(request)
             .await
-            .and_then(|body| order(&hold, body).map_err(refused_money))
+            .and_then(|body| order(&hold, body).map_err(ServiceError::from))
         {
             Ok(order) => order,
-            Err(status) => {
+            Err(error) => {
                 self.store.drop_claim(&hold).await?;
-                return Err(status);
+                return Err(error);
             }
         };
         // 2. Reserve every line at once.
@@ -49,19 +50,19 @@ impl Saga {
             return Err(reserve_refused(&status));
         }
         if self.hooks.crash_after_reserve.swap(false, Ordering::SeqCst) {
-            return Err(Status::unavailable(
-                "the saga was abandoned after its reservation",
-            ));
+            return Err(ServiceError::Abandoned);
         }
         // 3. Store the order and its OrderPlaced event together, if the claim is still ours.
         self.hooks.at(Step::BeforeInsert).await;
         let stored = if self.hooks.fail_after_reserve.swap(false, Ordering::SeqCst) {
-            Err(ApiError::internal(anyhow::anyhow!(
-                "injected failure before the order was stored"
+            Err(ServiceError::internal(
+                "injected failure before the order was stored",
             ))
-            .into())
         } else {
-            self.store.insert(&order, &hold).await.map_err(Status::from)
+            self.store
+                .insert(&order, &hold)
+                .await
+                .map_err(ServiceError::from)
         };
         match stored {
             Ok(true) => {}
@@ -73,10 +74,10 @@ impl Saga {
                     .await;
                 return Ok(Ran::Superseded);
             }
-            Err(status) => {
+            Err(error) => {
                 // Compensate at once: nothing was stored, so nothing may stay reserved.
                 self.give_up(&hold).await?;
-                return Err(status);
+                return Err(error);
             }
         }
         if self.hooks.hold_before_commit.swap(false, Ordering::SeqCst) {
@@ -90,7 +91,7 @@ impl Saga {
     }
 
     /// Reads the products and builds the order's lines with their names and prices.
-    async fn price(&self, request: &PlaceOrder) -> Result<pb::Order, Status> {
+    async fn price(&self, request: &PlaceOrder) -> Result<pb::Order, ServiceError> {
         let message = prod::BatchGetProductsRequest {
             product_ids: request.lines.iter().map(|l| l.product_id.clone()).collect(),
         };
@@ -114,16 +115,7 @@ impl Saga {
             .map(|line| line.product_id.clone())
             .collect();
         if !unavailable.is_empty() {
-            let named: Vec<(String, String)> = unavailable
-                .iter()
-                .map(|id| (id.clone(), "unknown or archived".to_owned()))
-                .collect();
-            return Err(precondition(
-                "PRODUCT_UNAVAILABLE",
-                format!("unknown or archived products: {}", unavailable.join(", ")),
-                "PRODUCT",
-                &named,
-            ));
+            return Err(ServiceError::ProductsUnavailable(unavailable));
         }
         let mut lines = Vec::with_capacity(request.lines.len());
         for line in &request.lines {
@@ -131,10 +123,9 @@ impl Saga {
                 .products
                 .iter()
                 .find(|p| p.id == line.product_id)
-                .ok_or_else(|| Status::internal("a checked product vanished"))?;
+                .ok_or_else(|| ServiceError::internal("a checked product vanished"))?;
             let price = product.price.clone().unwrap_or_default();
-            let line_total =
-                money::line_total(price.amount_minor, line.quantity).map_err(refused_money)?;
+            let line_total = money::line_total(price.amount_minor, line.quantity)?;
             lines.push(pb::OrderLine {
                 product_id: product.id.clone(),
                 product_name: product.name.clone(),
@@ -146,7 +137,7 @@ impl Saga {
                 }),
             });
         }
-        money::one_currency(lines.iter().map(currency_of)).map_err(refused_money)?;
+        money::one_currency(lines.iter().map(currency_of))?;
         Ok(pb::Order {
             lines,
             shipping_address: request.shipping_address.clone(),

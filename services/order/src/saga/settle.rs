@@ -1,11 +1,11 @@
 //! Settling a stored order: committing its reservation, or cancelling it.
 
 use agora_contracts::agora::inventory::v1 as inv;
-use agora_platform::{client::Idempotency, error::ApiError};
-use tonic::{Code, Status};
+use agora_platform::client::Idempotency;
+use tonic::Code;
 
 use super::{Saga, statuses::unreachable};
-use crate::{domain::Status as OrderStatus, store::OrderRow};
+use crate::{domain::Status as OrderStatus, error::ServiceError, store::OrderRow};
 
 impl Saga {
     /// Commits a PENDING order's reservation and confirms it; a reservation that was released
@@ -65,15 +65,11 @@ impl Saga {
     ///
     /// # Errors
     /// FAILED_PRECONDITION for a FAILED order; UNAVAILABLE when inventory cannot be reached.
-    pub async fn cancel(&self, order: OrderRow, reason: &str) -> Result<OrderRow, Status> {
+    pub async fn cancel(&self, order: OrderRow, reason: &str) -> Result<OrderRow, ServiceError> {
         match order.status {
             OrderStatus::Cancelled => return Ok(order),
             OrderStatus::Failed => {
-                return Err(ApiError::FailedPrecondition {
-                    reason: "ORDER_FAILED",
-                    message: "the order failed; there is nothing to cancel".into(),
-                }
-                .into());
+                return Err(ServiceError::OrderFailed);
             }
             OrderStatus::Pending | OrderStatus::Confirmed => {}
         }
@@ -92,6 +88,6 @@ impl Saga {
         self.store
             .get(&order.id)
             .await?
-            .ok_or_else(|| Status::internal("a cancelled order vanished"))
+            .ok_or_else(|| ServiceError::internal("a cancelled order vanished"))
     }
 }

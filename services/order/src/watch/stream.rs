@@ -13,19 +13,6 @@ use super::{Slot, Subscription};
 /// The stream a WatchOrder call answers with.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchOrderResponse, Status>> + Send>>;
 
-/// The resume token of a state: its version in base 10. Clients treat it as opaque.
-pub fn resume_token(version: i64) -> String {
-    version.to_string()
-}
-
-/// The version a resume token names; `None` for a token this service did not issue.
-pub fn parse_resume_token(token: &str) -> Option<i64> {
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    token.parse().ok()
-}
-
 /// What a stream holds between messages.
 struct Watching {
     subscription: Subscription,
@@ -58,10 +45,7 @@ pub fn stream(subscription: Subscription, slot: Slot, seen: i64, ends: Instant) 
             };
             if order.version > state.sent {
                 state.sent = order.version;
-                let message = pb::WatchOrderResponse {
-                    order: Some(order.to_proto()),
-                    resume_token: resume_token(order.version),
-                };
+                let message = pb::WatchOrderResponse::from(order.as_ref());
                 return Some((Ok(message), state));
             }
             // A final state the client has is never followed by another.
@@ -82,18 +66,5 @@ impl Watching {
             tokio::time::timeout_at(self.ends, self.subscription.receiver().changed()).await,
             Ok(Ok(()))
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_versions_and_anything_else_is_refused() {
-        assert_eq!(parse_resume_token(&resume_token(42)), Some(42));
-        for bad in ["", "-1", "+3", "1.5", "abc", "99999999999999999999", " 7"] {
-            assert_eq!(parse_resume_token(bad), None, "{bad:?}");
-        }
     }
 }
