@@ -95,6 +95,16 @@ impl Upstream {
         self.channel.clone()
     }
 
+    /// A client on the channel once it can take a call, or UNAVAILABLE.
+    async fn ready_client(&self) -> Result<tonic::client::Grpc<Channel>, tonic::Status> {
+        let mut client = tonic::client::Grpc::new(self.channel.clone());
+        client
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
+        Ok(client)
+    }
+
     fn path(method: &MethodDescriptor) -> Result<PathAndQuery, tonic::Status> {
         format!("/{}/{}", method.parent_service().full_name(), method.name())
             .parse()
@@ -111,11 +121,7 @@ impl Upstream {
         method: &MethodDescriptor,
         request: tonic::Request<DynamicMessage>,
     ) -> Result<tonic::Response<DynamicMessage>, tonic::Status> {
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
-        client
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
+        let mut client = self.ready_client().await?;
         client
             .unary(
                 request,
@@ -135,11 +141,7 @@ impl Upstream {
         method: &MethodDescriptor,
         request: tonic::Request<DynamicMessage>,
     ) -> Result<tonic::Response<Streaming<DynamicMessage>>, tonic::Status> {
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
-        client
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
+        let mut client = self.ready_client().await?;
         client
             .server_streaming(
                 request,

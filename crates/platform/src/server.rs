@@ -79,12 +79,7 @@ where
         None
     };
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(S::NAME, ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(WHOLE_SERVER, ServingStatus::NotServing)
-        .await;
+    set_health::<S>(&health, ServingStatus::NotServing).await;
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -183,8 +178,7 @@ where
             match ready {
                 Ok(service) => {
                     let _ = slot.set(service);
-                    health.set_service_status(S::NAME, ServingStatus::Serving).await;
-                    health.set_service_status(WHOLE_SERVER, ServingStatus::Serving).await;
+                    set_health::<S>(&health, ServingStatus::Serving).await;
                     tracing::info!(service = S::NAME, %addr, mtls = tls.is_some(), "serving");
                 }
                 Err(error) => {
@@ -215,12 +209,7 @@ where
     // Drain: say NOT_SERVING first so probes and balancers stop routing here, keep serving for
     // the drain delay, then stop accepting and give in-flight calls the drain timeout.
     tracing::info!(service = S::NAME, "draining");
-    health
-        .set_service_status(S::NAME, ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(WHOLE_SERVER, ServingStatus::NotServing)
-        .await;
+    set_health::<S>(&health, ServingStatus::NotServing).await;
     tokio::time::sleep(settings.drain_delay).await;
     stop.send_replace(true);
     match tokio::time::timeout(settings.drain_timeout, &mut server).await {
@@ -263,4 +252,13 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// Reports `status` for the service and for the whole server (`""`), which probes ask about.
+async fn set_health<S: NamedService>(
+    health: &tonic_health::server::HealthReporter,
+    status: ServingStatus,
+) {
+    health.set_service_status(S::NAME, status).await;
+    health.set_service_status(WHOLE_SERVER, status).await;
 }
