@@ -1,14 +1,8 @@
 //! Auth's rules, without I/O: what an email, a password and a role are. Requests are parsed into
-//! these types at the boundary (each method's request into its value in `requests`), so the
-//! rest of the service never sees unchecked input.
+//! these types at the boundary (each method's request into its value in
+//! [`crate::wire::requests`]), so the rest of the service never sees unchecked input.
 
 use std::fmt;
-
-mod requests;
-
-pub use requests::{
-    ClientCredentials, Credentials, NewAccount, RefreshToken, RoleChange, SessionToRevoke,
-};
 
 /// A normalised email address: trimmed, lower-cased, plausibly deliverable.
 #[derive(Debug, Clone, PartialEq, Eq)]

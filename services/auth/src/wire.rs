@@ -14,6 +14,12 @@ use crate::{
     throttle::Throttled,
 };
 
+pub mod requests;
+
+pub use requests::{
+    ClientCredentials, Credentials, NewAccount, RefreshToken, RoleChange, SessionToRevoke,
+};
+
 /// A role from the wire; `None` for UNSPECIFIED and unknown values.
 pub fn role(raw: i32) -> Option<Role> {
     match pb::Role::try_from(raw).ok()? {

@@ -1,5 +1,5 @@
 //! The gRPC handlers of `agora.inventory.v1.InventoryService`. Each parses its request into a
-//! domain value (every field violation at once, see [`crate::domain::requests`]), calls the
+//! domain value (every field violation at once, see [`crate::wire::requests`]), calls the
 //! store, and maps the result ([`crate::wire`]). Who may call what is enforced before these run,
 //! from the contract's access options.
 
@@ -12,13 +12,10 @@ use agora_platform::access::Principal;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{
-        Adjustment, MovementsQuery, NewReservation, OrderId, ProductId, Release, StockBatch,
-        TtlPolicy,
-    },
+    domain::{OrderId, ProductId},
     error::ServiceError,
     store::{Store, now_micros},
-    wire,
+    wire::{self, Adjustment, MovementsQuery, NewReservation, Release, StockBatch, TtlPolicy},
 };
 
 /// The inventory service's handlers and what they share.

@@ -1,18 +1,16 @@
 //! Inventory's rules, without I/O: ids, quantities, reservation lines and their TTL, adjustment
 //! reasons and notes, and reservation states; [`ledger`]: the kinds of ledger lines, what each
-//! does to a stock level, and the pagination of the ledger; [`requests`]: each request of the
-//! contract parsed into these types at the boundary, so the store never sees unchecked input.
+//! does to a stock level, and the pagination of the ledger. Requests are parsed into these types
+//! at the boundary ([`crate::wire::requests`]), so the store never sees unchecked input.
 
 use std::{fmt, time::Duration};
 
 pub mod ledger;
-pub mod requests;
 
 pub use ledger::{
     DEFAULT_PAGE_SIZE, Deltas, MAX_PAGE_SIZE, MovementKind, NegativePageSize, PageToken,
     PageTokenError, depleted, page_size,
 };
-pub use requests::{Adjustment, MovementsQuery, NewReservation, Release, StockBatch, TtlPolicy};
 
 /// Most lines in one reservation, and most ids in one BatchGetStock (the contract's limits).
 pub const MAX_LINES: usize = 100;

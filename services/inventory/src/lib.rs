@@ -17,13 +17,13 @@
 //! # Layout
 //! - [`api`]: the gRPC handlers; each parses its request into a domain value, calls the store and
 //!   maps the result.
-//! - [`domain`]: ids, lines, TTLs, reasons, movement kinds and their deltas (no I/O);
-//!   [`domain::requests`]: each request parsed into its domain value, every violation at once.
+//! - [`domain`]: ids, lines, TTLs, reasons, movement kinds and their deltas (no I/O).
 //! - [`error`]: [`error::ServiceError`], every failure a caller can see.
 //! - [`store`]: the SQL of levels and the ledger, and the migrations; [`store::reservations`]:
 //!   reserve, commit, release and expire.
 //! - [`wire`]: every Protobuf <-> domain mapping, and the one mapping of
-//!   [`error::ServiceError`] to rich gRPC statuses.
+//!   [`error::ServiceError`] to rich gRPC statuses; [`wire::requests`]: each request parsed into
+//!   its domain value, every violation at once.
 //! - [`events`]: the product events consumed, and the event published.
 //! - [`sweeper`]: the task that expires reservations.
 //! - [`settings`]: the `[inventory]` settings section and its checks.

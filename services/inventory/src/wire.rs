@@ -19,6 +19,10 @@ use crate::{
 };
 pub use agora_platform::time::timestamp;
 
+pub mod requests;
+
+pub use requests::{Adjustment, MovementsQuery, NewReservation, Release, StockBatch, TtlPolicy};
+
 /// The ErrorInfo reason of a reservation or adjustment that stock cannot cover.
 pub const INSUFFICIENT_STOCK: &str = "INSUFFICIENT_STOCK";
 

@@ -10,11 +10,12 @@ use agora_platform::access::Principal;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{OrderId, PlaceOrder},
+    domain::OrderId,
     error::ServiceError,
     saga::{Saga, Step},
     store::OrderRow,
     watch::{self, Slots, WatchStream},
+    wire::PlaceOrder,
     wire::{CancelOrder, ListOrders, WatchOrder},
 };
 

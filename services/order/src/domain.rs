@@ -1,14 +1,11 @@
-//! The order's rules, without I/O: what a valid request is, the statuses and their moves, and the
-//! fingerprint that tells a retry from a different request under the same idempotency key.
-//! Its money (line and order totals, the one currency) is in [`money`]; what a valid CreateOrder
-//! request is, parsed once into a [`PlaceOrder`], is in `place`.
+//! The order's rules, without I/O: the limits of a request, the statuses and their moves. Its
+//! money (line and order totals, the one currency) is in [`money`]; what a valid CreateOrder
+//! request is, parsed once into a `PlaceOrder` with the fingerprint that tells a retry from a
+//! different request under the same idempotency key, is in [`crate::wire::place`].
 
 use std::fmt;
 
 pub mod money;
-mod place;
-
-pub use place::{LineRequest, PlaceOrder, fingerprint};
 
 /// The most lines an order may have.
 pub const MAX_LINES: usize = 50;

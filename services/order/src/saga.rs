@@ -42,9 +42,10 @@ mod statuses;
 pub use hooks::{Hooks, Pause, Step};
 
 use crate::{
-    domain::{OrderId, PlaceOrder, Status as OrderStatus},
+    domain::{OrderId, Status as OrderStatus},
     error::ServiceError,
     store::{Claim, Held, OrderRow, Store, now_micros},
+    wire::PlaceOrder,
 };
 
 /// A channel to an upstream that carries the caller's deadline, request id, trace context and

@@ -25,6 +25,10 @@ mod requests;
 
 pub use requests::{CancelOrder, ListOrders, WatchOrder};
 
+pub mod place;
+
+pub use place::{LineRequest, PlaceOrder, fingerprint};
+
 impl From<&OrderRow> for pb::Order {
     /// The order as the contract shows it.
     fn from(row: &OrderRow) -> Self {

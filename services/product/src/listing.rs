@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use crate::{
     domain::{Currency, Product, parse_id},
     error::ServiceError,
-    wire,
 };
 
 /// The longest text query, in characters.
@@ -36,6 +35,16 @@ pub enum Order {
 }
 
 impl Order {
+    /// A listing order from the wire; UNSPECIFIED is newest first, unknown values are `None`.
+    pub fn from_proto(value: i32) -> Option<Self> {
+        match pb::ProductOrder::try_from(value).ok()? {
+            pb::ProductOrder::Unspecified | pb::ProductOrder::Newest => Some(Order::Newest),
+            pb::ProductOrder::PriceAsc => Some(Order::PriceAsc),
+            pb::ProductOrder::PriceDesc => Some(Order::PriceDesc),
+            pb::ProductOrder::Name => Some(Order::Name),
+        }
+    }
+
     /// Whether the order runs from high to low.
     pub fn descending(self) -> bool {
         matches!(self, Order::Newest | Order::PriceDesc)
@@ -111,7 +120,7 @@ impl TryFrom<pb::ListProductsRequest> for Listing {
     fn try_from(request: pb::ListProductsRequest) -> Result<Self, Self::Error> {
         let mut violations = FieldViolations::default();
         let page_size = violations.take("page_size", paging::page_size(request.page_size));
-        let order = wire::order(request.order_by);
+        let order = Order::from_proto(request.order_by);
         if order.is_none() {
             violations.add("order_by", "must be a known ProductOrder");
         }

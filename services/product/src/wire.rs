@@ -15,7 +15,6 @@ use crate::{
         ProductId, ProductName, Sku, Status as ProductStatus,
     },
     error::ServiceError,
-    listing::Order,
 };
 
 /// A product as the contract shows it.
@@ -55,16 +54,6 @@ pub fn category((name, product_count): (String, i64)) -> pb::Category {
     pb::Category {
         name,
         product_count,
-    }
-}
-
-/// A listing order from the wire; UNSPECIFIED is newest first, unknown values are `None`.
-pub fn order(value: i32) -> Option<Order> {
-    match pb::ProductOrder::try_from(value).ok()? {
-        pb::ProductOrder::Unspecified | pb::ProductOrder::Newest => Some(Order::Newest),
-        pb::ProductOrder::PriceAsc => Some(Order::PriceAsc),
-        pb::ProductOrder::PriceDesc => Some(Order::PriceDesc),
-        pb::ProductOrder::Name => Some(Order::Name),
     }
 }
 

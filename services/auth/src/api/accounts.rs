@@ -7,9 +7,9 @@ use tonic::{Request, Response, Status};
 use super::{AuthApi, address::client_address};
 use crate::{
     device::Device,
-    domain::{Credentials, NewAccount},
     error::ServiceError,
     throttle::Attempt,
+    wire::{Credentials, NewAccount},
 };
 
 /// Register: a new account with its first session, signed in at once on this device.

@@ -4,7 +4,10 @@ use agora_contracts::agora::auth::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::AuthApi;
-use crate::{domain::RoleChange, error::ServiceError, wire};
+use crate::{
+    error::ServiceError,
+    wire::{self, RoleChange},
+};
 
 /// SetUserRoles: replaces a user's roles.
 pub(super) async fn set_user_roles(

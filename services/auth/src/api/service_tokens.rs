@@ -7,7 +7,10 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::AuthApi;
-use crate::{domain::ClientCredentials, error::ServiceError, wire};
+use crate::{
+    error::ServiceError,
+    wire::{self, ClientCredentials},
+};
 
 /// Compares secrets in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {

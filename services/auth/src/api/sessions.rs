@@ -6,10 +6,10 @@ use tonic::{Request, Response, Status};
 
 use super::{AuthApi, token_hash};
 use crate::{
-    domain::{RefreshToken, SessionToRevoke},
     error::ServiceError,
     store::RefreshOutcome,
     wire,
+    wire::{RefreshToken, SessionToRevoke},
 };
 
 /// Refresh: rotates a refresh token; presenting a used one revokes its whole session.

@@ -113,7 +113,7 @@ pub(crate) async fn apply_movement(
     if depleted(deltas.available, level.available) {
         let event = StockDepleted {
             product_id: product_id.to_string(),
-            deplete_time: Some(crate::wire::timestamp(now)),
+            deplete_time: Some(agora_platform::time::timestamp(now)),
         };
         events::enqueue(tx, PRODUCER, product_id.as_str(), &event).await?;
     }

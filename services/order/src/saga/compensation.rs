@@ -7,9 +7,10 @@ use tonic::{Code, Status};
 
 use super::{Ran, Saga, Step, statuses::unreachable};
 use crate::{
-    domain::{OrderId, PlaceOrder},
+    domain::OrderId,
     error::ServiceError,
     store::{Held, Hold, StoreError},
+    wire::PlaceOrder,
 };
 
 impl Saga {

@@ -15,11 +15,12 @@ use super::{
 };
 use crate::{
     domain::{
-        OrderId, PlaceOrder, Status as OrderStatus,
+        OrderId, Status as OrderStatus,
         money::{self, MoneyError},
     },
     error::ServiceError,
     store::{Hold, OrderRow, now_micros},
+    wire::PlaceOrder,
 };
 
 impl Saga {

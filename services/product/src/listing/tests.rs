@@ -118,7 +118,7 @@ fn a_listing_request_with_every_field_wrong_reports_every_violation() {
     })
     .expect_err("invalid");
     assert_eq!(
-        wire::tests::violated_fields(error),
+        crate::wire::tests::violated_fields(error),
         [
             "page_size",
             "order_by",
@@ -138,7 +138,7 @@ fn a_bad_page_token_is_reported_only_when_the_rest_is_valid() {
             page_token: "%%%".into(),
             ..Default::default()
         };
-        wire::tests::violated_fields(Listing::try_from(request).expect_err("invalid"))
+        crate::wire::tests::violated_fields(Listing::try_from(request).expect_err("invalid"))
     };
     assert_eq!(garbage(10), ["page_token"]);
     assert_eq!(garbage(-1), ["page_size"]);

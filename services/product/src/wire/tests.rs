@@ -1,3 +1,4 @@
+use crate::listing::Order;
 use agora_platform::context::CallContext;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -173,11 +174,14 @@ fn get_and_archive_requests_with_a_bad_id_report_it_as_product_id() {
 #[test]
 fn unspecified_orders_are_newest_first_and_unknown_ones_are_refused() {
     assert_eq!(
-        order(pb::ProductOrder::Unspecified as i32),
+        Order::from_proto(pb::ProductOrder::Unspecified as i32),
         Some(Order::Newest)
     );
-    assert_eq!(order(pb::ProductOrder::Name as i32), Some(Order::Name));
-    assert_eq!(order(42), None);
+    assert_eq!(
+        Order::from_proto(pb::ProductOrder::Name as i32),
+        Some(Order::Name)
+    );
+    assert_eq!(Order::from_proto(42), None);
 }
 
 #[test]

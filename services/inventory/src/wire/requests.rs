@@ -7,7 +7,7 @@ use std::{fmt::Display, time::Duration};
 use agora_contracts::agora::inventory::v1 as pb;
 use agora_platform::error::FieldViolations;
 
-use super::{
+use crate::domain::{
     AdjustReason, Lines, MAX_BATCH, OrderId, PageToken, ProductId, adjustment_delta, note,
     page_size, reservation_ttl,
 };

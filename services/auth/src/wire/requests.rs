@@ -7,7 +7,7 @@ use std::fmt;
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::error::{ApiError, FieldViolations};
 
-use super::{Email, Password, PresentedPassword, Role};
+use crate::domain::{Email, Password, PresentedPassword, Role};
 use crate::wire;
 
 /// A Register request: a new account's email and a password that meets the policy.

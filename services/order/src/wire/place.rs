@@ -6,7 +6,7 @@ use agora_platform::error::FieldViolations;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use super::{MAX_KEY_LEN, MAX_LINES, MAX_QUANTITY};
+use crate::domain::{MAX_KEY_LEN, MAX_LINES, MAX_QUANTITY};
 use crate::error::ServiceError;
 
 /// One requested line: a product and a quantity.
