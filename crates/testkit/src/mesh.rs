@@ -1,7 +1,7 @@
 //! [`TestMesh`]: the services of the mesh started in the test process, each on its own port
 //! and its own database, stopped and restarted at will.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use crate::{ADMIN_EMAIL, ADMIN_PASSWORD, ServeFn, Shutdown, USER_PASSWORD};
 use agora_contracts::agora::auth::v1::{self as auth_pb, auth_service_client::AuthServiceClient};
@@ -13,8 +13,12 @@ use agora_platform::{
     testing::TestStore,
 };
 use figment::Figment;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::net::TcpListener;
 use tonic::transport::Channel;
+
+mod running;
+
+use running::Running;
 
 /// Services of one test, and what they share.
 pub struct TestMesh {
@@ -39,17 +43,6 @@ impl std::fmt::Debug for TestMesh {
             .field("services", &running)
             .finish_non_exhaustive()
     }
-}
-
-struct Running {
-    addr: SocketAddr,
-    channel: Channel,
-    /// The service's own database; dropped (and, on PostgreSQL, deleted) with the mesh.
-    store: TestStore,
-    config: Config,
-    serve: ServeFn,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 /// The gRPC service name a service's health is reported under.
@@ -375,74 +368,5 @@ impl TestMesh {
             .expect("auth issues the service token")
             .into_inner()
             .access_token
-    }
-}
-
-impl Running {
-    fn launch(&mut self, listener: TcpListener) {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown: Shutdown = Box::pin(async move {
-            let _ = stopped.await;
-        });
-        self.stop = Some(stop);
-        self.task = Some(tokio::spawn((self.serve)(
-            self.config.clone(),
-            listener,
-            shutdown,
-        )));
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => panic!("the service failed: {error:#}"),
-                Err(error) => panic!("the service task failed: {error}"),
-            }
-        }
-    }
-
-    async fn wait_until_serving(&mut self, kind: ServiceKind) {
-        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-        let mut health = HealthClient::new(self.channel.clone());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(task) = self.task.take_if(|task| task.is_finished()) {
-                match task.await {
-                    Ok(Err(error)) => panic!("{} failed to start: {error:#}", kind.name()),
-                    other => panic!("{} stopped while starting: {other:?}", kind.name()),
-                }
-            }
-            let status = health
-                .check(HealthCheckRequest {
-                    service: grpc_service_name(kind).into(),
-                })
-                .await
-                .map(|r| r.into_inner().status)
-                .ok();
-            if status == Some(tonic_health::ServingStatus::Serving as i32) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} did not become SERVING within 20 s",
-                kind.name()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }
