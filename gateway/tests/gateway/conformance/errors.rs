@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde_json::json;
 use tonic::Code;
 
-use crate::edge::{Answer, Edge};
+use super::edge::{Answer, Edge};
 
 /// `Fail` with `code`, `message` and one field violation.
 async fn fail(edge: &Edge, code: Code, message: &str) -> Answer {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use http::StatusCode;
 
-use crate::edge::{Edge, request};
+use super::edge::{Edge, request};
 
 /// `GET /v1/items/i-1` with `headers`.
-async fn get_with(edge: &Edge, headers: &[(&str, &str)]) -> crate::edge::Answer {
+async fn get_with(edge: &Edge, headers: &[(&str, &str)]) -> super::edge::Answer {
     let mut builder = request("GET", "/v1/items/i-1");
     for (name, value) in headers {
         builder = builder.header(*name, *value);

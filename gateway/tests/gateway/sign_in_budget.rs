@@ -8,15 +8,12 @@
 
 use std::net::IpAddr;
 
+use crate::whole_edge::{edge_config, http1_from, serve_edge};
 use agora_contracts::agora::auth::v1 as auth_pb;
 use agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient;
 use agora_gateway::ratelimit::RateLimitSettings;
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, TestMesh, USER_PASSWORD, authed, email, on_both_backends};
-use whole_edge::{edge_config, http1_from, serve_edge};
-
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
 
 on_both_backends!(
     registrations_from_one_address_are_cut_at_the_sign_in_budget_whatever_tokens_are_sent

@@ -9,13 +9,10 @@
 
 use std::net::IpAddr;
 
+use crate::whole_edge::{self, edge_config, http1_from, serve_edge};
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, TestMesh, USER_PASSWORD, email, on_both_backends};
-use whole_edge::{edge_config, http1_from, serve_edge};
-
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
 
 on_both_backends!(a_rest_login_sets_the_device_cookie_and_sending_it_back_signs_in_under_attack);
 

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::edge::Edge;
+use super::edge::Edge;
 
 /// What `POST /v1/scalars` (the echo of its whole body) answers for `body`.
 async fn echoed(body: &str) -> serde_json::Value {

@@ -4,7 +4,7 @@
 use prost_reflect::Value;
 use serde_json::json;
 
-use crate::edge::Edge;
+use super::edge::Edge;
 
 /// `GET /v1/scalars?{query}` (every field from the query); the request that reached gRPC.
 async fn query(edge: &Edge, query: &str) -> serde_json::Value {

@@ -15,21 +15,12 @@
 //! - `errors`: upstream statuses, their details, an answer without a status.
 //! - `headers`: what goes upstream as metadata and what comes back.
 
-#[path = "conformance/body.rs"]
 mod body;
-#[path = "conformance/echo.rs"]
 mod echo;
-#[path = "conformance/edge.rs"]
 mod edge;
-#[path = "conformance/errors.rs"]
 mod errors;
-#[path = "conformance/headers.rs"]
 mod headers;
-#[path = "conformance/json.rs"]
 mod json;
-#[path = "conformance/paths.rs"]
 mod paths;
-#[path = "conformance/query.rs"]
 mod query;
-#[path = "conformance/startup.rs"]
 mod startup;

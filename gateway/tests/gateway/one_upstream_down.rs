@@ -11,9 +11,7 @@ use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, TestMesh, email, eventually, on_both_backends};
 use tokio::time::Instant;
 
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
-use whole_edge::{Answer, PATIENCE, edge_config, http1, serve_edge};
+use crate::whole_edge::{Answer, PATIENCE, edge_config, http1, serve_edge};
 
 /// The longest a call to a service the edge knows is down may take to be refused.
 const FAST: Duration = Duration::from_secs(1);

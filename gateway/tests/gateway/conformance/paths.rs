@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::edge::{Answer, Edge};
+use super::edge::{Answer, Edge};
 
 /// The methods of an `Allow` header, sorted.
 fn allowed(answer: &Answer) -> Vec<String> {
@@ -151,7 +151,7 @@ async fn a_delete_takes_its_unbound_fields_from_the_query() {
     let edge = Edge::start().await;
     let answer = edge
         .send(
-            crate::edge::request("DELETE", "/v1/items/i-9?note=gone")
+            super::edge::request("DELETE", "/v1/items/i-9?note=gone")
                 .body(axum::body::Body::empty())
                 .expect("a request"),
         )

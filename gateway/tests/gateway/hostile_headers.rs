@@ -17,10 +17,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::ServiceExt as _;
 
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
+use crate::whole_edge::{LIST_PRODUCTS, PATIENCE, empty_list_request, http1, setup};
 use agora_testkit::{TestBackend, on_both_backends};
-use whole_edge::{LIST_PRODUCTS, PATIENCE, empty_list_request, http1, setup};
 
 on_both_backends!(
     oversized_headers_are_refused_at_the_edge_and_no_other_call_on_the_upstream_fails

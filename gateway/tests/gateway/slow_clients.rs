@@ -11,9 +11,7 @@ use tokio::time::Instant;
 
 use agora_testkit::TestBackend;
 
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
-use whole_edge::{PATIENCE, http1, setup_with};
+use crate::whole_edge::{PATIENCE, http1, setup_with};
 
 #[tokio::test]
 async fn a_client_trickling_its_head_is_cut_off_after_the_header_read_timeout_while_others_are_served()

@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::json;
 
-use crate::edge::Edge;
+use super::edge::Edge;
 
 #[tokio::test]
 async fn the_whole_body_fills_every_field_the_path_does_not_bind() {

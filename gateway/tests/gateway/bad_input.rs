@@ -5,10 +5,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
+use crate::whole_edge::{Answer, LIST_PRODUCTS, empty_list_request, http1, setup};
 use agora_testkit::{TestBackend, on_both_backends};
-use whole_edge::{Answer, LIST_PRODUCTS, empty_list_request, http1, setup};
 
 on_both_backends!(
     every_bad_input_gets_its_4xx_and_grpc_code_and_never_a_5xx_429_or_unavailable,

@@ -22,13 +22,9 @@ use agora_testkit::{TestBackend, TestMesh};
 use axum::Router;
 use axum::extract::Request;
 
-#[path = "grpc_proxy/native.rs"]
 mod native;
-#[path = "grpc_proxy/reflection.rs"]
 mod reflection;
-#[path = "grpc_proxy/streaming.rs"]
 mod streaming;
-#[path = "grpc_proxy/web.rs"]
 mod web;
 
 const PRODUCT: &str = "agora.product.v1.ProductService";

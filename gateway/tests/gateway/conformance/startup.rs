@@ -3,7 +3,7 @@
 
 use agora_gateway::routes::Routes;
 
-use crate::edge::{compile, pool};
+use super::edge::{compile, pool};
 
 /// The start-up error of the rules in `file` (relative to `gateway/tests/proto`).
 fn refused(file: &str) -> String {

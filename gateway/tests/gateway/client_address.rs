@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use crate::whole_edge::{http1_from, serve_edge as edge};
 use agora_contracts::agora::auth::v1 as auth_pb;
 use agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient;
 use agora_contracts::agora::product::v1 as pb;
@@ -17,10 +18,6 @@ use agora_platform::config::{Config, ServiceKind};
 use agora_testkit::{TestBackend, TestMesh, email, on_both_backends};
 use axum::Router;
 use axum::extract::Request;
-use whole_edge::{http1_from, serve_edge as edge};
-
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
 
 on_both_backends!(
     a_spoofed_forwarding_header_reaches_the_upstream_as_the_peer_on_every_protocol,

@@ -16,9 +16,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-#[path = "support/whole_edge.rs"]
-mod whole_edge;
-use whole_edge::{PATIENCE, edge_config, http1, serve_edge};
+use crate::whole_edge::{PATIENCE, edge_config, http1, serve_edge};
 
 /// The four services on the embedded backend, a whole edge in front, and a shopper's CONFIRMED
 /// order.

@@ -2,9 +2,6 @@
 //! and product services on either backend (on PostgreSQL + Redis the edge counts its rate limits
 //! in Redis too), and hand-written HTTP/1.1 requests to it.
 
-// Each test binary that includes this uses a part of it.
-#![allow(dead_code)]
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

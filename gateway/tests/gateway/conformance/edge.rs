@@ -16,7 +16,7 @@ use prost_reflect::DescriptorPool;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use crate::echo::Echo;
+use super::echo::Echo;
 
 /// The conformance service's full name, the key of its upstream.
 pub(crate) const SERVICE: &str = "agora.conformance.v1.Conformance";
