@@ -1,8 +1,6 @@
 //! Until its store is ready, a service says NOT_SERVING and answers its methods with UNAVAILABLE;
 //! when the store cannot be opened, it stops with an error instead of serving half a service.
 
-mod common;
-
 use std::time::Duration;
 
 use agora_contracts::agora::auth::v1 as pb;

@@ -1,12 +1,11 @@
 //! The platform pieces that talk to a real auth service: JWKS fetched over gRPC (with a refresh
 //! on an unknown key id), service credentials, propagation, reflection and health.
 
-mod common;
-
 use agora_platform::on_both_backends;
 
 use std::{sync::Arc, time::Duration};
 
+use crate::common::{ORDER_SECRET, TestAuth, email};
 use agora_contracts::agora::auth::v1::{self as pb, auth_service_client::AuthServiceClient};
 use agora_platform::{
     access::{GrpcKeySource, TokenError, Verifier},
@@ -15,7 +14,6 @@ use agora_platform::{
     context::CallContext,
     testing::TestBackend,
 };
-use common::{ORDER_SECRET, TestAuth, email};
 use tonic::Code;
 
 async fn a_remote_verifier_follows_a_key_rotation(backend: TestBackend) {

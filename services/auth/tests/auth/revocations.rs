@@ -2,13 +2,11 @@
 //! memory and on PostgreSQL + Redis: a reused refresh token kills its session's access tokens,
 //! and a verifier that starts after a revocation rebuilds it from auth's outbox.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{TestAuth, email};
 use agora_platform::{access::Claims, on_both_backends, testing::TestBackend};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{TestAuth, email};
 use tonic::Code;
 
 on_both_backends!(
@@ -93,7 +91,7 @@ async fn a_verifier_that_starts_after_a_logout_still_refuses_the_sessions_tokens
 
     // A verifier started now, on the same bus, knows nothing yet: it asks auth to publish its
     // recent events again, and refuses the token once they arrive.
-    let config = common::config(&auth.store, &[("events.prefix", prefix.into())]);
+    let config = crate::common::config(&auth.store, &[("events.prefix", prefix.into())]);
     let (revocations, _following) = agora_platform::revocation::follow(&config.settings);
     let revoked = claims(&tokens.access_token);
     let started = Instant::now();

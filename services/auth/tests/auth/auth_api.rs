@@ -1,14 +1,12 @@
 //! The auth service through its real gRPC surface, on SQLite and on PostgreSQL + Redis.
 
-mod common;
-
 use agora_platform::on_both_backends;
 
 use std::time::Duration;
 
+use crate::common::{ADMIN_EMAIL, ORDER_SECRET, TestAuth, authed, email};
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::testing::TestBackend;
-use common::{ADMIN_EMAIL, ORDER_SECRET, TestAuth, authed, email};
 use tonic::Code;
 use tonic_types::StatusExt;
 

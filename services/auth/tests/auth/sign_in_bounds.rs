@@ -2,13 +2,11 @@
 //! edge in front, on SQLite and on PostgreSQL + Redis: registrations per client address whatever
 //! token the caller sends, and a password bounded on every method before anything is hashed.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{TestAuth, authed, email};
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::{on_both_backends, testing::TestBackend};
-use common::{TestAuth, authed, email};
 use tonic::Code;
 use tonic_types::StatusExt;
 

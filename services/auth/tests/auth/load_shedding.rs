@@ -1,11 +1,9 @@
 //! Past the concurrency limit, calls are shed at once with UNAVAILABLE (clients retry those)
 //! instead of queueing into timeouts; calls within the limit are served.
 
-mod common;
-
+use crate::common::{TestAuth, email};
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::testing::TestBackend;
-use common::{TestAuth, email};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

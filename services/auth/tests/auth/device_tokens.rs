@@ -2,12 +2,10 @@
 //! on PostgreSQL + Redis: an attacker's failures cannot lock the owner's known device out, and
 //! their guesses stay within the documented budget whatever addresses they come from.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{TestAuth, email, login_on, wait_until_serving};
 use agora_platform::{on_both_backends, testing::TestBackend};
-use common::{TestAuth, email, login_on, wait_until_serving};
 use tonic::Code;
 use tonic_types::StatusExt;
 

@@ -2,14 +2,12 @@
 //! a server whose signing key the test knows, so that each forgery differs from a token the
 //! server accepts in exactly one way.
 
-mod common;
-
 use agora_platform::on_both_backends;
 
+use crate::common::{TestAuth, authed, config};
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::testing::{TestBackend, TestStore};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{TestAuth, authed, config};
 use ed25519_dalek::{SigningKey, pkcs8::EncodePrivateKey, pkcs8::spki::der::pem::LineEnding};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -70,7 +68,7 @@ async fn forgeries_are_refused_and_the_genuine_token_is_not(backend: TestBackend
         key.verifying_key().to_bytes(),
         "the configured key is the published one"
     );
-    let (user_id, _) = auth.register(&common::email("victim")).await;
+    let (user_id, _) = auth.register(&crate::common::email("victim")).await;
 
     let call = |token: String| {
         let mut client = auth.client();
