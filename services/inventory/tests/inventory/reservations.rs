@@ -1,13 +1,11 @@
 //! Reservations for orders, through the real gRPC surface, on SQLite + memory and on PostgreSQL +
 //! Redis: all or nothing, idempotent, committed, released, expired, and never oversold.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Inventory, figures, missing_resource, new_id, reason, violated_fields};
 use agora_contracts::agora::inventory::v1::{self as pb, MovementKind, ReservationState};
 use agora_testkit::{TestBackend, authed, eventually, on_both_backends};
-use common::{Inventory, figures, missing_resource, new_id, reason, violated_fields};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 

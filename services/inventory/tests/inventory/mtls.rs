@@ -3,8 +3,6 @@
 //! Each test makes its own CAs and certificates, and runs inventory on SQLite in a temporary
 //! directory (no shared database or Redis).
 
-#![allow(missing_docs)]
-
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use agora_contracts::agora::inventory::v1::{

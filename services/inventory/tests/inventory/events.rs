@@ -2,17 +2,15 @@
 //! records opened once from `ProductCreated` however often it comes, archiving, poison events set
 //! aside, and `StockDepleted` published through the outbox.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Inventory, figures, new_id};
 use agora_contracts::agora::{
     events::v1::{EventEnvelope, ProductArchived, ProductCreated, StockDepleted},
     inventory::v1::{AdjustmentReason, MovementKind},
 };
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, eventually, on_both_backends};
-use common::{Inventory, figures, new_id};
 use prost::{Message, Name};
 use sqlx::Row;
 

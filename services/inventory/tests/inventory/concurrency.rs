@@ -2,18 +2,16 @@
 //! negative, `on_hand = available + reserved`, the ledger sums to the figures, and `reserved` is
 //! what pending reservations hold, whatever runs at once.
 
-mod common;
-
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
+use crate::common::{Inventory, figures, new_id, reason};
 use agora_contracts::agora::inventory::v1::{self as pb, AdjustmentReason, MovementKind};
 use agora_inventory::{store::Store, sweeper};
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, authed, eventually, on_both_backends};
-use common::{Inventory, figures, new_id, reason};
 use sqlx::Row;
 use tonic::Code;
 

@@ -2,7 +2,8 @@
 //! stock records with real `ProductCreated` events, restocking, reserving, and checking the
 //! invariants straight in the service's database.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+// `pub` is for the test modules of this binary, the widest reach these helpers have.
+#![allow(unreachable_pub)]
 
 use std::time::Duration;
 

@@ -1,11 +1,9 @@
 //! Stock levels, adjustments and the ledger, through the real gRPC surface, on SQLite +
 //! memory and on PostgreSQL + Redis.
 
-mod common;
-
+use crate::common::{Inventory, figures, missing_resource, new_id, reason, violated_fields};
 use agora_contracts::agora::inventory::v1::{self as pb, AdjustmentReason, MovementKind};
 use agora_testkit::{TestBackend, authed, on_both_backends};
-use common::{Inventory, figures, missing_resource, new_id, reason, violated_fields};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
