@@ -1,13 +1,11 @@
 //! The saga under concurrency, and idempotency keys, through the real gRPC surface on both
 //! backends.
 
-mod common;
-
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
+use crate::common::Shop;
 use agora_contracts::agora::order::v1 as pb;
 use agora_testkit::{TestBackend, authed, on_both_backends};
-use common::Shop;
 use futures::future::join_all;
 use tonic::Code;
 use tonic_types::StatusExt;

@@ -2,15 +2,13 @@
 //! one replica and across replicas, resume tokens, the caps on open watches, and the catch-up
 //! after the Redis subscription was lost.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::Shop;
 use agora_contracts::agora::order::v1::{self as pb, order_service_client::OrderServiceClient};
 use agora_order::Step;
 use agora_platform::config::ServiceKind;
 use agora_testkit::{PrivateRedis, TestBackend, authed, eventually, on_both_backends};
-use common::Shop;
 use tokio::sync::oneshot;
 use tonic::{Code, Status, Streaming, transport::Channel};
 use tonic_types::StatusExt as _;

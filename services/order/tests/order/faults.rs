@@ -1,16 +1,14 @@
 //! The saga when upstreams are down, when it fails half-way and when it dies half-way: nothing
 //! is stored that should not be, and no stock stays reserved.
 
-mod common;
-
 use std::{
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
+use crate::common::{Shop, create_request};
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, authed, eventually, on_both_backends};
-use common::{Shop, create_request};
 use tonic::Code;
 
 /// CreateOrder with a 2 s deadline; returns the status and how long the call took.

@@ -6,13 +6,11 @@
 //! claim's `lease_until` to 0 in the database, then let the competitors go one step at a time
 //! through the saga's [`Step`] pauses.
 
-mod common;
-
+use crate::common::Shop;
 use agora_contracts::agora::{inventory::v1 as inv, order::v1 as pb};
 use agora_order::{Hooks, Step};
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, on_both_backends};
-use common::Shop;
 use tonic::Code;
 
 /// A shop whose recovery runs only when a test says so, with claim leases of `lease`.
@@ -65,7 +63,7 @@ fn place_in_background(
     item: &str,
 ) -> tokio::task::JoinHandle<Result<tonic::Response<pb::CreateOrderResponse>, tonic::Status>> {
     let mut orders = shop.orders();
-    let request = agora_testkit::authed(common::create_request(key, &[(item, 2)]), token);
+    let request = agora_testkit::authed(crate::common::create_request(key, &[(item, 2)]), token);
     tokio::spawn(async move { orders.create_order(request).await })
 }
 

@@ -6,13 +6,12 @@
 //! Product is the flaky one because pricing is the saga's first step: a call that fails there
 //! has touched no stock, so every order ends CONFIRMED or not stored, and the stock says so.
 
-mod common;
-
 use std::{
     collections::HashSet,
     time::{Duration, Instant},
 };
 
+use crate::common::{Shop, create_request};
 use agora_contracts::agora::order::v1 as pb;
 use agora_platform::{config::ServiceKind, context::REQUEST_ID};
 use agora_testkit::{
@@ -20,7 +19,6 @@ use agora_testkit::{
     flaky::{Attempts, FailRule, FlakyProxy},
     on_both_backends,
 };
-use common::{Shop, create_request};
 use futures::{StreamExt, stream};
 use tonic::{Code, Status};
 

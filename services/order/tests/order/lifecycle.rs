@@ -1,12 +1,10 @@
 //! Cancel, List and Watch through the real gRPC surface, on both backends.
 
-mod common;
-
 use std::{sync::atomic::Ordering, time::Duration};
 
+use crate::common::Shop;
 use agora_contracts::agora::order::v1 as pb;
 use agora_testkit::{TestBackend, authed, eventually, on_both_backends};
-use common::Shop;
 use tonic::Code;
 
 async fn cancel_returns_the_stock_twice_is_harmless_and_strangers_get_not_found(
@@ -167,7 +165,7 @@ async fn watch_streams_pending_confirmed_cancelled_to_the_owner_only(backend: Te
     shop.hooks.hold_before_commit.store(true, Ordering::SeqCst);
     let placing = {
         let mut client = shop.orders();
-        let request = authed(common::create_request("k-1", &[(&item, 1)]), &token);
+        let request = authed(crate::common::create_request("k-1", &[(&item, 1)]), &token);
         tokio::spawn(async move { client.create_order(request).await })
     };
     let pending = eventually("the order is stored", Duration::from_secs(10), || async {

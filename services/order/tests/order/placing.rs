@@ -1,10 +1,8 @@
 //! CreateOrder and GetOrder through the real gRPC surface, on both backends.
 
-mod common;
-
+use crate::common::Shop;
 use agora_contracts::agora::order::v1 as pb;
 use agora_testkit::{TestBackend, on_both_backends};
-use common::Shop;
 use tonic::Code;
 
 async fn an_order_is_placed_at_the_product_services_prices_and_only_its_owner_reads_it(
