@@ -1,7 +1,8 @@
 //! What the product tests share: a mesh with auth and product, an admin token, a client, and
 //! helpers to build products and read error details.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+// `pub` is for the test modules of this binary, the widest reach these helpers have.
+#![allow(unreachable_pub)]
 
 use agora_contracts::agora::{
     common::v1::Money,

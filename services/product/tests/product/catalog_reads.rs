@@ -1,14 +1,12 @@
 //! Reading products by id through the real gRPC surface: GetProduct, BatchGetProducts, the
 //! read cache and its invalidation, and reads during a Redis outage, on both backends.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Catalog, draft, violated_fields};
 use agora_contracts::agora::product::v1 as pb;
 use agora_platform::config::ServiceKind;
 use agora_testkit::{PrivateRedis, TestBackend, authed, email, on_both_backends};
-use common::{Catalog, draft, violated_fields};
 use serde_json::json;
 use tonic::Code;
 use tonic_types::StatusExt as _;

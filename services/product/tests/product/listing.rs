@@ -1,11 +1,9 @@
 //! Browsing the catalog through the real gRPC surface: ListProducts' filters, sort orders and
 //! archived products, and ListCategories, on both backends. Paging is in `paging.rs`.
 
-mod common;
-
+use crate::common::{Catalog, draft, ids, list, names};
 use agora_contracts::agora::product::v1 as pb;
 use agora_testkit::{TestBackend, authed, email, on_both_backends};
-use common::{Catalog, draft, ids, list, names};
 use tonic::{Code, Request};
 
 on_both_backends!(

@@ -1,10 +1,9 @@
 //! Creating, changing and archiving products through the real gRPC surface, with the events
 //! each change publishes, on SQLite + memory and on PostgreSQL + Redis.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{Catalog, draft, micros, reason, violated_fields};
 use agora_contracts::agora::{
     common::v1::Money,
     events::v1 as ev,
@@ -12,7 +11,6 @@ use agora_contracts::agora::{
 };
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, authed, email, eventually, on_both_backends};
-use common::{Catalog, draft, micros, reason, violated_fields};
 use prost::{Message as _, Name as _};
 use tonic::{Code, Request, transport::Channel};
 

@@ -2,15 +2,13 @@
 //! products are added, ties broken by id, and page tokens bound to their filters, on both
 //! backends.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::{Catalog, draft, ids, list, names, violated_fields};
 use agora_contracts::agora::product::v1::{
     self as pb, product_service_client::ProductServiceClient,
 };
 use agora_testkit::{TestBackend, on_both_backends};
-use common::{Catalog, draft, ids, list, names, violated_fields};
 use tonic::{Request, transport::Channel};
 
 on_both_backends!(
