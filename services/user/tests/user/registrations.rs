@@ -2,10 +2,9 @@
 //! changes, caught up after a restart; a profile not created yet is NOT_FOUND; poison events go
 //! to the dead-letter stream and other event types are ignored.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{member, my_profile, spawn_user, start, update, users, wait_for_profile};
 use agora_contracts::agora::{
     events::v1::{EventEnvelope, UserRegistered},
     user::v1 as pb,
@@ -14,7 +13,6 @@ use agora_platform::{config::ServiceKind, events::Bus};
 use agora_testkit::{
     PrivateRedis, TestBackend, TestMesh, authed, email, eventually, on_both_backends,
 };
-use common::{member, my_profile, spawn_user, start, update, users, wait_for_profile};
 use prost::{Message as _, Name as _};
 use sqlx::Row as _;
 use tonic::Code;

@@ -2,12 +2,10 @@
 //! registrations, field-mask semantics, validation, and that a user only ever reaches their own
 //! profile.
 
-mod common;
-
+use crate::common::{address, member, my_profile, start, update, users, violated_fields};
 use agora_contracts::agora::user::v1::{self as pb, user_service_client::UserServiceClient};
 use agora_platform::config::ServiceKind;
 use agora_testkit::{TestBackend, authed, on_both_backends};
-use common::{address, member, my_profile, start, update, users, violated_fields};
 use tonic::{Code, Request};
 
 on_both_backends!(

@@ -1,14 +1,12 @@
 //! GetUser and ListUsers through the real gRPC surface: administrators only, keyset pagination
 //! that stays stable while users register, the email prefix filter, and token checks.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::{member, start, update, users, violated_fields, wait_for_profile};
 use agora_contracts::agora::user::v1::{self as pb, user_service_client::UserServiceClient};
 use agora_platform::config::ServiceKind;
 use agora_testkit::{ADMIN_EMAIL, TestBackend, TestMesh, authed, email, on_both_backends};
-use common::{member, start, update, users, violated_fields, wait_for_profile};
 use tonic::{Code, transport::Channel};
 
 on_both_backends!(

@@ -1,7 +1,8 @@
 //! What the user service's tests share: a mesh of auth and user, clients, and waiting for a
 //! profile to be created from its registration event.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+// `pub` is for the test modules of this binary, the widest reach these helpers have.
+#![allow(unreachable_pub)]
 
 use std::time::Duration;
 
