@@ -11,7 +11,7 @@
 
 #![allow(missing_docs)]
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/order/common.rs"]
 mod common;
 
 use std::{
