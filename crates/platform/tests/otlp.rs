@@ -1,5 +1,10 @@
 //! With an OTLP endpoint configured, spans reach it, named after the service, and a span opened
 //! under an incoming `traceparent` keeps the caller's trace id.
+//!
+//! A binary of its own, not a module of `tests/platform/`: `telemetry::init` installs the
+//! process-wide tracing subscriber and OpenTelemetry provider, so in a shared process the spans of
+//! the other tests would reach this receiver (and could crowd `checkout` out of the first export),
+//! and dropping the guard would shut the provider down under them.
 
 use std::time::Duration;
 

@@ -24,8 +24,8 @@ use agora_platform::{
 };
 use tonic::{Code, transport::Channel};
 
-const AGORA: &str = env!("CARGO_BIN_EXE_agora");
-const SERVICES: [&str; 5] = ["auth", "user", "product", "inventory", "order"];
+use crate::helpers::{AGORA, SERVICES, free_port};
+
 const ADMIN_EMAIL: &str = "admin@agora.local";
 const PASSWORD: &str = "correct horse 7";
 /// What the issue of revocation promises: every verifier refuses within this.
@@ -35,13 +35,6 @@ on_both_backends!(
     a_logout_and_a_revoked_session_are_refused_by_every_process_within_two_seconds,
     a_removed_role_is_refused_by_every_process_within_two_seconds,
 );
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// The mesh as operators run it, one process per service (or `agora up`), killed on drop.
 struct Mesh {

@@ -19,8 +19,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 
-const AGORA: &str = env!("CARGO_BIN_EXE_agora");
-const SERVICES: [&str; 5] = ["auth", "user", "product", "inventory", "order"];
+use crate::helpers::{AGORA, SERVICES, free_port};
 
 /// An OTLP/gRPC trace receiver keeping every span with the service that sent it.
 #[derive(Clone, Default)]
@@ -53,13 +52,6 @@ impl TraceService for Receiver {
             partial_success: None,
         }))
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// The processes of the mesh, stopped (SIGTERM, so their last spans are flushed) on drop.

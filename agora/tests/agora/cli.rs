@@ -9,14 +9,7 @@ use std::{
 use agora_platform::testing::{TestBackend, TestStore};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-const AGORA: &str = env!("CARGO_BIN_EXE_agora");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+use crate::helpers::{AGORA, free_port};
 
 /// `agora` with a clean environment of settings and its own data directory.
 fn agora(data_dir: &std::path::Path) -> Command {
