@@ -187,6 +187,76 @@ fn every_link_of_the_readme_and_docs_is_relative_and_resolves_inside_the_reposit
     );
 }
 
+/// The top-level folders a path named in the docs can start with.
+const TOP_LEVEL: [&str; 10] = [
+    "agora/",
+    "crates/",
+    "deploy/",
+    "docs/",
+    "gateway/",
+    "k8s/",
+    "proto/",
+    "scripts/",
+    "services/",
+    "tests/",
+];
+
+/// Paths the docs name that are generated on a machine, never committed (git-ignored).
+const GENERATED: [&str; 1] = ["deploy/secrets/"];
+
+/// Repository paths named as inline code (`services/order/src/saga.rs`) that do not exist:
+/// code spans are not links, so a moved file would otherwise leave its old name behind. Spans
+/// with placeholders or patterns (`<svc>`, `*`, `{a,b}`) are not paths and are skipped.
+fn missing_paths(root: &Path, text: &str) -> Vec<String> {
+    parser(text)
+        .filter_map(|event| match event {
+            Event::Code(code) => Some(code.to_string()),
+            _ => None,
+        })
+        .filter(|code| TOP_LEVEL.iter().any(|top| code.starts_with(top)))
+        .filter(|code| !code.contains(['<', '*', '{', ' ', '$']))
+        .filter(|code| {
+            !GENERATED
+                .iter()
+                .any(|generated| code.starts_with(generated))
+        })
+        .filter(|code| !root.join(code.trim_end_matches(['.', ','])).exists())
+        .collect()
+}
+
+#[test]
+fn every_repository_path_the_docs_name_exists() {
+    let root = repository_root();
+    let problems: Vec<String> = documentation_files(&root)
+        .iter()
+        .flat_map(|file| {
+            let text = fs::read_to_string(file)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+            let name = file
+                .strip_prefix(&root)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            missing_paths(&root, &text)
+                .into_iter()
+                .map(move |path| format!("{name}: `{path}`"))
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "paths named in the documentation that do not exist:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn a_moved_file_named_in_the_docs_is_reported() {
+    let root = repository_root();
+    let text = "The saga is `services/order/src/saga.rs`; it was `services/order/src/gone.rs`, \
+                and each service has `services/<svc>/src/lib.rs`.";
+    assert_eq!(missing_paths(&root, text), ["services/order/src/gone.rs"]);
+}
+
 #[test]
 fn the_readme_is_under_200_lines() {
     let readme = fs::read_to_string(repository_root().join("README.md")).expect("README.md");

@@ -1,6 +1,6 @@
 //! Headers and metadata: what the edge sends upstream (credentials, `Grpc-Metadata-*`, the
 //! deadline, the request id, the peer address) and what comes back. (`traceparent` is carried by
-//! the edge's tracing span, which `serve` wraps around this router: `agora/tests/trace.rs`
+//! the edge's tracing span, which `serve` wraps around this router: `agora/tests/agora/trace.rs`
 //! follows it across the mesh.)
 
 use std::time::{Duration, Instant};
