@@ -1,5 +1,5 @@
 use super::*;
-use agora_platform::{access::Access, config::TokenSettings};
+use agora_platform::config::TokenSettings;
 use agora_testkit::{TestBackend, TestMesh, email};
 use axum::{Router, routing::any};
 use tower::ServiceExt as _;
@@ -28,75 +28,6 @@ fn bearer(token: &str) -> HeaderMap {
         HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value"),
     );
     headers
-}
-
-#[test]
-fn the_rule_of_a_method_is_read_from_its_access_option() {
-    let pool = pool();
-    let rule = |s, m| rule_of(&method(&pool, s, m));
-    assert_eq!(
-        rule("agora.auth.v1.AuthService", "Login"),
-        Rule::Declared(Access::Public)
-    );
-    assert_eq!(
-        rule("agora.user.v1.UserService", "GetMyProfile"),
-        Rule::Declared(Access::User)
-    );
-    assert_eq!(
-        rule("agora.inventory.v1.InventoryService", "AdjustStock"),
-        Rule::Declared(Access::Admin)
-    );
-    assert_eq!(
-        rule("agora.inventory.v1.InventoryService", "Reserve"),
-        Rule::Declared(Access::Service)
-    );
-}
-
-#[test]
-fn a_method_of_descriptors_without_the_option_is_left_to_its_service() {
-    // Descriptors of another language's service know nothing of Agora's options.
-    let foreign = prost_types::FileDescriptorProto {
-        name: Some("greet.proto".into()),
-        package: Some("greet.v1".into()),
-        message_type: vec![prost_types::DescriptorProto {
-            name: Some("Hello".into()),
-            ..Default::default()
-        }],
-        service: vec![prost_types::ServiceDescriptorProto {
-            name: Some("Greeter".into()),
-            method: vec![prost_types::MethodDescriptorProto {
-                name: Some("Greet".into()),
-                input_type: Some(".greet.v1.Hello".into()),
-                output_type: Some(".greet.v1.Hello".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        syntax: Some("proto3".into()),
-        ..Default::default()
-    };
-    let alone = DescriptorPool::from_file_descriptor_set(prost_types::FileDescriptorSet {
-        file: vec![foreign.clone()],
-    })
-    .expect("a valid set");
-    assert_eq!(
-        rule_of(&method(&alone, "greet.v1.Greeter", "Greet")),
-        Rule::Foreign
-    );
-    // At the edge it shares one pool with the contracts, which know the option; its file
-    // still does not import it, so its own service decides.
-    let mut shared = pool();
-    shared
-        .add_file_descriptor_proto(foreign)
-        .expect("added beside the contracts");
-    assert_eq!(
-        rule_of(&method(&shared, "greet.v1.Greeter", "Greet")),
-        Rule::Foreign
-    );
-    assert_eq!(
-        rule_of(&method(&shared, "agora.auth.v1.AuthService", "Login")),
-        Rule::Declared(Access::Public)
-    );
 }
 
 #[test]
