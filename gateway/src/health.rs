@@ -30,7 +30,6 @@ use std::{
     time::SystemTime,
 };
 
-use agora_platform::config::ServiceKind;
 use axum::{
     Json, Router,
     extract::{Request, State},
@@ -193,11 +192,6 @@ impl Health {
         }
         report
     }
-}
-
-/// The gRPC service each Agora service reports its health under.
-pub fn grpc_service(kind: ServiceKind) -> &'static str {
-    kind.grpc_name()
 }
 
 /// A time as RFC 3339 in UTC, as proto3 JSON writes a `Timestamp`.

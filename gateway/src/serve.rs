@@ -168,7 +168,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         let url = config.settings.service_url(kind);
         let channel =
             pooled(&url, Some(kind)).with_context(|| format!("services.{}.url", kind.name()))?;
-        let service = health::grpc_service(kind);
+        let service = kind.grpc_name();
         upstreams.insert(service.to_owned(), Upstream::from_channel(channel.clone()));
         probed.push(health::Upstream {
             name: kind.name().to_owned(),

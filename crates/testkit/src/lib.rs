@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
 mod mesh;
-pub use mesh::{TestMesh, grpc_service_name};
+pub use mesh::TestMesh;
 
 pub mod assertions;
 pub mod flaky;

@@ -45,11 +45,6 @@ impl std::fmt::Debug for TestMesh {
     }
 }
 
-/// The gRPC service name a service's health is reported under.
-pub fn grpc_service_name(kind: ServiceKind) -> &'static str {
-    kind.grpc_name()
-}
-
 fn secret(kind: ServiceKind) -> String {
     format!("{}-test-secret", kind.name())
 }

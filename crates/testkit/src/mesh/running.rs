@@ -11,8 +11,6 @@ use agora_platform::{
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
-use super::grpc_service_name;
-
 pub(super) struct Running {
     pub(super) addr: SocketAddr,
     pub(super) channel: Channel,
@@ -64,7 +62,7 @@ impl Running {
             }
             let status = health
                 .check(HealthCheckRequest {
-                    service: grpc_service_name(kind).into(),
+                    service: kind.grpc_name().into(),
                 })
                 .await
                 .map(|r| r.into_inner().status)
