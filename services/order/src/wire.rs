@@ -9,7 +9,7 @@ use agora_contracts::agora::{
 };
 use agora_platform::{
     context::current_request_id,
-    error::{ApiError, ERROR_DOMAIN, FieldViolations},
+    error::{ApiError, ERROR_DOMAIN},
     time::timestamp,
 };
 use tonic::{Code, Status};
@@ -149,30 +149,17 @@ impl From<ServiceError> for Status {
             ServiceError::KeyInProgress => Status::aborted(message),
             ServiceError::KeyReused => refused("IDEMPOTENCY_KEY_REUSED", message),
             ServiceError::ProductsUnavailable(ids) => {
-                let named: Vec<(String, String)> = ids
-                    .into_iter()
-                    .map(|id| (id, "unknown or archived".to_owned()))
-                    .collect();
-                precondition("PRODUCT_UNAVAILABLE", message, "PRODUCT", &named)
+                unavailable(message, ids, "unknown or archived")
             }
             ServiceError::OutOfStock(short) => {
                 precondition("OUT_OF_STOCK", message, "STOCK", &short)
             }
-            ServiceError::NoStockRecord(ids) => {
-                let missing: Vec<(String, String)> = ids
-                    .into_iter()
-                    .map(|id| (id, "has no stock record".to_owned()))
-                    .collect();
-                precondition("PRODUCT_UNAVAILABLE", message, "PRODUCT", &missing)
-            }
-            ServiceError::Money(MoneyError::TooLarge) => {
-                let mut violations = FieldViolations::default();
-                violations.add(
-                    "lines",
-                    "the order's total is too large: order fewer units or split the order",
-                );
-                violations.into_error().into()
-            }
+            ServiceError::NoStockRecord(ids) => unavailable(message, ids, "has no stock record"),
+            ServiceError::Money(MoneyError::TooLarge) => ApiError::invalid_field(
+                "lines",
+                "the order's total is too large: order fewer units or split the order",
+            )
+            .into(),
             ServiceError::Money(MoneyError::MixedCurrencies) => {
                 refused("MIXED_CURRENCIES", message)
             }
@@ -187,6 +174,13 @@ impl From<ServiceError> for Status {
 /// FAILED_PRECONDITION with its reason.
 fn refused(reason: &'static str, message: String) -> Status {
     ApiError::FailedPrecondition { reason, message }.into()
+}
+
+/// FAILED_PRECONDITION `PRODUCT_UNAVAILABLE`, naming each of `ids` as a product for the same
+/// reason `why`.
+fn unavailable(message: String, ids: Vec<String>, why: &str) -> Status {
+    let products: Vec<(String, String)> = ids.into_iter().map(|id| (id, why.to_owned())).collect();
+    precondition("PRODUCT_UNAVAILABLE", message, "PRODUCT", &products)
 }
 
 /// FAILED_PRECONDITION with its reason and one `google.rpc.PreconditionFailure` violation per

@@ -6,6 +6,7 @@ use std::fmt;
 
 use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::error::{ApiError, FieldViolations};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{Email, Password, PresentedPassword, Role};
 use crate::wire;
@@ -102,25 +103,18 @@ impl TryFrom<pb::LogoutRequest> for RefreshToken {
 
 /// An IssueServiceToken request: a client id and its secret, both present. The secret is
 /// never printed.
+#[derive(Debug)]
 pub struct ClientCredentials {
     /// The client's id, as configured in `auth.service_clients`.
     pub client_id: String,
     /// The secret presented.
-    client_secret: String,
-}
-
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
+    client_secret: SecretString,
 }
 
 impl ClientCredentials {
     /// The secret presented, for comparing with the configured one.
     pub fn secret(&self) -> &str {
-        &self.client_secret
+        self.client_secret.expose_secret()
     }
 }
 
@@ -138,7 +132,7 @@ impl TryFrom<pb::IssueServiceTokenRequest> for ClientCredentials {
         violations.finish()?;
         Ok(Self {
             client_id: request.client_id,
-            client_secret: request.client_secret,
+            client_secret: request.client_secret.into(),
         })
     }
 }
