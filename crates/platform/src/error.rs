@@ -181,6 +181,19 @@ impl FieldViolations {
         }
     }
 
+    /// `Ok(value)` when nothing was recorded, else the violations, for a service's error to
+    /// wrap.
+    ///
+    /// # Errors
+    /// At least one violation was recorded.
+    pub fn into_result<T>(self, value: T) -> Result<T, Self> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+
     /// `Ok(())` when nothing was recorded, else the violations as one INVALID_ARGUMENT.
     ///
     /// # Errors

@@ -17,6 +17,7 @@
 //!   of transactions that failed transiently.
 //! - [`time`]: time as stored (microseconds since the epoch) and its conversions.
 //! - [`paging`]: page sizes and opaque page tokens bound to the filter they were issued for.
+//! - [`batch`]: the ids of a batch request: how many it may name, each once.
 //! - [`datastore_tls`]: TLS to PostgreSQL and Redis, and the CA bundle that verifies them.
 //! - [`private_files`]: the data directory and secret files, created owner-only and checked at
 //!   start-up.
@@ -32,6 +33,7 @@
 //! - [`testing`]: helpers that give each test its own database or key prefix.
 
 pub mod access;
+pub mod batch;
 pub mod cache;
 pub mod client;
 pub mod config;

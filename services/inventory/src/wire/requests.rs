@@ -5,7 +5,7 @@
 use std::{fmt::Display, time::Duration};
 
 use agora_contracts::agora::inventory::v1 as pb;
-use agora_platform::error::FieldViolations;
+use agora_platform::{batch, error::FieldViolations};
 
 use crate::domain::{
     AdjustReason, Lines, MAX_BATCH, OrderId, PageToken, ProductId, adjustment_delta, note,
@@ -48,30 +48,11 @@ impl TryFrom<pb::BatchGetStockRequest> for StockBatch {
     type Error = ServiceError;
 
     fn try_from(request: pb::BatchGetStockRequest) -> Result<Self, Self::Error> {
-        let raw = request.product_ids;
-        let mut violations = FieldViolations::default();
-        if raw.is_empty() {
-            violations.add("product_ids", "must name at least one product");
-        }
-        if raw.len() > MAX_BATCH {
-            violations.add(
-                "product_ids",
-                format!("must name at most {MAX_BATCH} products"),
-            );
-        }
-        let mut product_ids: Vec<ProductId> = Vec::with_capacity(raw.len());
-        for (i, id) in raw.iter().enumerate() {
-            if let Some(id) = violations.take(&format!("product_ids[{i}]"), ProductId::parse(id)) {
-                // A repeated id is answered once, at its first position.
-                if !product_ids.contains(&id) {
-                    product_ids.push(id);
-                }
-            }
-        }
-        if !violations.is_empty() {
-            return Err(violations.into());
-        }
-        Ok(Self { product_ids })
+        // A repeated id is answered once, at its first position.
+        let ids = batch::parse_ids("product", &request.product_ids, MAX_BATCH, ProductId::parse)?;
+        Ok(Self {
+            product_ids: ids.into_iter().map(|(id, _)| id).collect(),
+        })
     }
 }
 

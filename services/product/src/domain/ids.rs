@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use agora_contracts::agora::product::v1 as pb;
-use agora_platform::error::FieldViolations;
+use agora_platform::batch;
 
 use crate::error::ServiceError;
 
@@ -61,27 +61,11 @@ impl TryFrom<pb::BatchGetProductsRequest> for BatchLookup {
 
     /// Checks the number of ids and every id, reporting every violation at once.
     fn try_from(request: pb::BatchGetProductsRequest) -> Result<Self, Self::Error> {
-        let raw_ids = request.product_ids;
-        let mut violations = FieldViolations::default();
-        if raw_ids.is_empty() {
-            violations.add("product_ids", "must name at least one product");
-        } else if raw_ids.len() > MAX_BATCH {
-            violations.add(
-                "product_ids",
-                format!("must name at most {MAX_BATCH} products"),
-            );
-        }
-        let mut wanted: Vec<(String, String)> = Vec::with_capacity(raw_ids.len());
-        for (i, raw) in raw_ids.into_iter().enumerate() {
-            if let Some(id) = violations.take(&format!("product_ids[{i}]"), parse_id(&raw))
-                && !wanted.iter().any(|(seen, _)| *seen == id)
-            {
-                wanted.push((id, raw));
-            }
-        }
-        if !violations.is_empty() {
-            return Err(violations.into());
-        }
+        let ids = batch::parse_ids("product", &request.product_ids, MAX_BATCH, parse_id)?;
+        let wanted = ids
+            .into_iter()
+            .map(|(id, spelling)| (id, spelling.to_owned()))
+            .collect();
         Ok(Self { wanted })
     }
 }
