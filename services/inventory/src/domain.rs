@@ -3,7 +3,7 @@
 //! does to a stock level, and the pagination of the ledger. Requests are parsed into these types
 //! at the boundary ([`crate::wire::requests`]), so the store never sees unchecked input.
 
-use std::{fmt, time::Duration};
+use std::{fmt, marker::PhantomData, time::Duration};
 
 pub mod ledger;
 
@@ -51,42 +51,32 @@ fn canonical_uuid(raw: &str) -> Result<String, IdError> {
         .map_err(|_| IdError::Malformed)
 }
 
-/// A product's id, as the product service made it.
+/// An id another service made, checked and canonical (see [`canonical_uuid`]). `K` says what it
+/// names, so a product's id never stands where an order's is meant.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Id<K>(String, PhantomData<K>);
+
+/// What a [`ProductId`] names: a product, as the product service made it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProductId(String);
+pub enum Product {}
 
-impl ProductId {
-    /// Checks and normalises a product id.
-    ///
-    /// # Errors
-    /// The id is empty or not a UUID.
-    pub fn parse(raw: &str) -> Result<Self, IdError> {
-        canonical_uuid(raw).map(Self)
-    }
+/// What an [`OrderId`] names: an order, the key of its reservation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Order {}
 
-    /// The canonical id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A product's id, as the product service made it.
+pub type ProductId = Id<Product>;
 
 /// An order's id: the key of its reservation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OrderId(String);
+pub type OrderId = Id<Order>;
 
-impl OrderId {
-    /// Checks and normalises an order id.
+impl<K> Id<K> {
+    /// Checks and normalises an id.
     ///
     /// # Errors
     /// The id is empty or not a UUID.
     pub fn parse(raw: &str) -> Result<Self, IdError> {
-        canonical_uuid(raw).map(Self)
+        canonical_uuid(raw).map(|id| Self(id, PhantomData))
     }
 
     /// The canonical id.
@@ -95,7 +85,13 @@ impl OrderId {
     }
 }
 
-impl fmt::Display for OrderId {
+impl<K> fmt::Debug for Id<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Id").field(&self.0).finish()
+    }
+}
+
+impl<K> fmt::Display for Id<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
