@@ -40,6 +40,15 @@ pub enum FieldError {
     NotHttpsUrl,
 }
 
+/// `raw` when it is `valid`, else the refusal that names the `pattern` it had to match.
+fn matching(raw: &str, valid: bool, pattern: &'static str) -> Result<String, FieldError> {
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(FieldError::Pattern(pattern))
+    }
+}
+
 /// A stock keeping unit: `^[A-Z0-9][A-Z0-9_-]{0,63}$`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sku(String);
@@ -60,16 +69,7 @@ impl Sku {
         let valid = (first.is_ascii_uppercase() || first.is_ascii_digit())
             && raw.len() <= 64
             && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if valid {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(FieldError::Pattern(Self::PATTERN))
-        }
-    }
-
-    /// The SKU.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        matching(raw, valid, Self::PATTERN).map(Self)
     }
 }
 
@@ -98,11 +98,6 @@ impl ProductName {
         }
         Ok(Self(name.to_owned()))
     }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// A plain-text description of at most 5000 characters, kept as sent.
@@ -129,11 +124,6 @@ impl Description {
             return Err(FieldError::ControlCharacters);
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    /// The description.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -164,16 +154,7 @@ impl CategorySlug {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         });
-        if valid {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(FieldError::Pattern(Self::PATTERN))
-        }
-    }
-
-    /// The slug.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        matching(raw, valid, Self::PATTERN).map(Self)
     }
 }
 
@@ -195,11 +176,6 @@ impl Currency {
         } else {
             Err(FieldError::UnknownCurrency)
         }
-    }
-
-    /// The code.
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -232,12 +208,18 @@ impl Price {
     }
 }
 
-/// Values read back from the store were checked when they were written (and rules may tighten
-/// later without making old rows unreadable), so the store rebuilds them without re-checking.
+/// The text values are strings once checked: each reads as its text. Values read back from the
+/// store were checked when they were written (and rules may tighten later without making old
+/// rows unreadable), so the store rebuilds them without re-checking.
 macro_rules! stored {
     ($($ty:ident),*) => {
         $(
             impl $ty {
+                /// The value, as checked.
+                pub fn as_str(&self) -> &str {
+                    &self.0
+                }
+
                 pub(crate) fn from_store(raw: String) -> Self {
                     Self(raw)
                 }
