@@ -229,6 +229,14 @@ mod tests {
         .expect("valid")
     }
 
+    /// The changes `update` makes under a mask of `paths` (`None`: no mask), and the violations
+    /// recorded on the way.
+    fn parse(update: pb::Product, paths: Option<&[&str]>) -> (Option<Changes>, FieldViolations) {
+        let mut violations = FieldViolations::default();
+        let changes = Changes::parse(&update, paths.map(mask).as_ref(), &mut violations);
+        (changes, violations)
+    }
+
     #[test]
     fn a_mask_changes_only_the_fields_it_names_and_can_clear_one() {
         let update = pb::Product {
@@ -236,14 +244,8 @@ mod tests {
             sku: "IGNORED".into(),
             ..Default::default()
         };
-        let mut violations = FieldViolations::default();
-        let changes = Changes::parse(
-            &update,
-            Some(&mask(&["name", "image_url", "name"])),
-            &mut violations,
-        )
-        .expect("valid");
-        let after = changes.apply(&fields());
+        let (changes, _) = parse(update, Some(&["name", "image_url", "name"]));
+        let after = changes.expect("valid").apply(&fields());
         assert_eq!(after.name.as_str(), "Big mug");
         assert_eq!(after.image_url.as_str(), "");
         assert_eq!(after.sku.as_str(), "MUG");
@@ -255,9 +257,8 @@ mod tests {
             description: "Now bigger".into(),
             ..Default::default()
         };
-        let mut violations = FieldViolations::default();
-        let changes = Changes::parse(&update, None, &mut violations).expect("valid");
-        let after = changes.apply(&fields());
+        let (changes, _) = parse(update, None);
+        let after = changes.expect("valid").apply(&fields());
         assert_eq!(after.description.as_str(), "Now bigger");
         assert_eq!(after.image_url.as_str(), "https://cdn.example.com/mug.png");
         assert_eq!(after.name.as_str(), "Mug");
@@ -265,10 +266,8 @@ mod tests {
 
     #[test]
     fn an_empty_mask_with_nothing_set_is_refused() {
-        let mut violations = FieldViolations::default();
-        assert!(
-            Changes::parse(&pb::Product::default(), Some(&mask(&[])), &mut violations).is_none()
-        );
+        let (changes, violations) = parse(pb::Product::default(), Some(&[]));
+        assert!(changes.is_none());
         assert!(!violations.is_empty());
     }
 
@@ -278,12 +277,7 @@ mod tests {
             name: " ".into(),
             ..Default::default()
         };
-        let mut violations = FieldViolations::default();
-        let parsed = Changes::parse(
-            &update,
-            Some(&mask(&["name", "status", "colour"])),
-            &mut violations,
-        );
+        let (parsed, violations) = parse(update, Some(&["name", "status", "colour"]));
         assert!(parsed.is_none());
         let status = tonic::Status::from(violations.into_error());
         assert!(status.message().contains("3 invalid fields"), "{status:?}");
