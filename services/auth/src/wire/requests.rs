@@ -11,14 +11,21 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::domain::{Email, Password, PresentedPassword, Role};
 use crate::wire;
 
-/// A Register request: a new account's email and a password that meets the policy.
+/// An account's email and a password, as a Register or a Login request names them.
 #[derive(Debug)]
-pub struct NewAccount {
+pub struct Account<P> {
     /// The normalised email.
     pub email: Email,
-    /// The password, checked against the policy and the email.
-    pub password: Password,
+    /// The password: held to the policy and checked against the email for a new account, only
+    /// bounded when presented.
+    pub password: P,
 }
+
+/// A Register request: a new account's email and a password that meets the policy.
+pub type NewAccount = Account<Password>;
+
+/// A Login request: an email and a presented password, bounded but not held to the policy.
+pub type Credentials = Account<PresentedPassword>;
 
 impl TryFrom<pb::RegisterRequest> for NewAccount {
     type Error = ApiError;
@@ -35,15 +42,6 @@ impl TryFrom<pb::RegisterRequest> for NewAccount {
         };
         Ok(Self { email, password })
     }
-}
-
-/// A Login request: an email and a presented password, bounded but not held to the policy.
-#[derive(Debug)]
-pub struct Credentials {
-    /// The normalised email.
-    pub email: Email,
-    /// The password presented.
-    pub password: PresentedPassword,
 }
 
 impl TryFrom<pb::LoginRequest> for Credentials {
