@@ -34,11 +34,11 @@ async fn a_new_product_opens_its_stock_record_with_the_callers_trace_on_the_even
         return;
     };
     mesh.spawn(ServiceKind::Product, |c, l, s| async move {
-        agora_product::serve(&c, l, s).await
+        agora_product::SERVICE.serve(&c, l, s).await
     })
     .await;
     mesh.spawn(ServiceKind::Inventory, |c, l, s| async move {
-        agora_inventory::serve(&c, l, s).await
+        agora_inventory::SERVICE.serve(&c, l, s).await
     })
     .await;
     let admin = mesh.admin_token().await;
@@ -114,7 +114,7 @@ async fn a_registration_creates_the_users_profile(backend: TestBackend) {
         return;
     };
     mesh.spawn(ServiceKind::User, |c, l, s| async move {
-        agora_user::serve(&c, l, s).await
+        agora_user::SERVICE.serve(&c, l, s).await
     })
     .await;
     let address = email("grace");

@@ -24,14 +24,11 @@ mod startup;
 pub use kind::ServiceKind;
 pub use startup::{Parts, Startup};
 
-/// A signal that resolves when a service should stop, boxed so it fits a [`Serve`] pointer.
-pub type Shutdown = BoxFuture<'static, ()>;
-
 /// A service serving, until its shutdown signal and drain are over.
 pub type Serving = BoxFuture<'static, anyhow::Result<()>>;
 
-/// How a service serves: on a listener, with its configuration, until the shutdown signal.
-pub type Serve = fn(Config, TcpListener, Shutdown) -> Serving;
+/// How a service starts: it declares its parts to the [`Startup`] it is given, which serves them.
+pub type Start = for<'a> fn(Startup<'a>) -> BoxFuture<'a, anyhow::Result<()>>;
 
 /// One service of the mesh, as the binary and the test kit run it: each service crate exports
 /// one (`agora_product::SERVICE`, ...).
@@ -41,22 +38,47 @@ pub struct Service {
     pub kind: ServiceKind,
     /// Its schema's migrations.
     pub migrations: Migrations,
-    /// Its `serve` function.
-    pub serve: Serve,
+    /// Its `start` function.
+    pub start: Start,
 }
 
 impl Service {
+    /// The start-up of this service with `config`, on `listener` until `shutdown` resolves: for a
+    /// service crate that starts itself with more than its [`Start`] takes (order's test hooks).
+    pub fn startup<'a>(
+        &self,
+        config: &'a Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'a,
+    ) -> Startup<'a> {
+        Startup::new(config, self.kind, self.migrations, listener, shutdown)
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains.
     ///
     /// # Errors
     /// Bad settings, an unreachable database or bus, or a server failure.
+    pub async fn serve(
+        &self,
+        config: &Config,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        (self.start)(self.startup(config, listener, shutdown)).await
+    }
+
+    /// As [`Service::serve`], owning its configuration: a future to spawn.
+    ///
+    /// # Errors
+    /// As [`Service::serve`].
     pub fn run(
         &self,
         config: Config,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Serving {
-        (self.serve)(config, listener, Box::pin(shutdown))
+        let service = *self;
+        Box::pin(async move { service.serve(&config, listener, shutdown).await })
     }
 
     /// Applies the service's pending migrations to its database.
@@ -70,21 +92,19 @@ impl Service {
 }
 
 /// Declares a service crate's `SERVICE`: its [`ServiceKind`], its [`Migrations`] and its
-/// `serve(&Config, TcpListener, impl Future<Output = ()>)` function, boxed into a [`Serve`].
+/// `start(Startup<'_>)` function, boxed into a [`Start`].
 ///
 /// ```ignore
-/// agora_platform::service!(ServiceKind::User, store::MIGRATIONS, serve);
+/// agora_platform::service!(ServiceKind::User, store::MIGRATIONS, start);
 /// ```
 #[macro_export]
 macro_rules! service {
-    ($kind:expr, $migrations:expr, $serve:path) => {
+    ($kind:expr, $migrations:expr, $start:path) => {
         /// This service, as the mesh runs it (the binary and the test kit start it from here).
         pub const SERVICE: $crate::service::Service = $crate::service::Service {
             kind: $kind,
             migrations: $migrations,
-            serve: |config, listener, shutdown| {
-                ::std::boxed::Box::pin(async move { $serve(&config, listener, shutdown).await })
-            },
+            start: |startup| ::std::boxed::Box::pin($start(startup)),
         };
     };
 }

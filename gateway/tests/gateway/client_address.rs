@@ -155,7 +155,7 @@ async fn login_attempts_with_a_new_spoofed_address_each_are_throttled_on_every_p
         ServiceKind::Auth,
         &[("auth.max_failed_logins_per_address", 3.into())],
         |config, listener, shutdown| async move {
-            agora_auth::serve(&config, listener, shutdown).await
+            agora_auth::SERVICE.serve(&config, listener, shutdown).await
         },
     )
     .await;

@@ -74,7 +74,9 @@ async fn a_rest_login_sets_the_device_cookie_and_sending_it_back_signs_in_under_
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;

@@ -88,7 +88,9 @@ async fn catalog(backend: TestBackend) -> Option<(TestMesh, SocketAddr, Router, 
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;

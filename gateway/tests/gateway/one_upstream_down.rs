@@ -27,13 +27,15 @@ async fn the_edge_stays_ready_and_fails_fast_only_the_routes_of_a_stopped_servic
         return;
     };
     mesh.spawn(ServiceKind::User, |config, listener, shutdown| async move {
-        agora_user::serve(&config, listener, shutdown).await
+        agora_user::SERVICE.serve(&config, listener, shutdown).await
     })
     .await;
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;

@@ -36,14 +36,18 @@ async fn shop(order_settings: &[(&str, serde_json::Value)]) -> Shop {
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;
     mesh.spawn(
         ServiceKind::Inventory,
         |config, listener, shutdown| async move {
-            agora_inventory::serve(&config, listener, shutdown).await
+            agora_inventory::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;
@@ -51,7 +55,9 @@ async fn shop(order_settings: &[(&str, serde_json::Value)]) -> Shop {
         ServiceKind::Order,
         order_settings,
         |config, listener, shutdown| async move {
-            agora_order::serve(&config, listener, shutdown).await
+            agora_order::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;

@@ -23,7 +23,9 @@ async fn listing_products_goes_through_the_product_service_and_back_as_json(back
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;
@@ -85,7 +87,9 @@ async fn the_app_answers_json_404_and_405_with_allow(backend: TestBackend) {
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;

@@ -33,7 +33,9 @@ pub(crate) async fn setup_with(backend: TestBackend, settings: &[(&str, &str)]) 
     mesh.spawn(
         ServiceKind::Product,
         |config, listener, shutdown| async move {
-            agora_product::serve(&config, listener, shutdown).await
+            agora_product::SERVICE
+                .serve(&config, listener, shutdown)
+                .await
         },
     )
     .await;

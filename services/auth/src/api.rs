@@ -23,7 +23,7 @@ use crate::{
     error::ServiceError,
     hashing::Hasher,
     keys::Keyring,
-    store::{NewRefresh, Store, now_micros},
+    store::{NewRefresh, Store, StoreError, now_micros},
     throttle::{Limits, LoginThrottle, RegistrationBudget},
     wire,
 };
@@ -52,6 +52,27 @@ pub struct AuthApi {
 fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A store failure is answered as the [`ServiceError`] it is.
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
+/// What a store change of the `resource` `id` came to: NOT_FOUND when the store `found` no such
+/// resource to change.
+fn ensure_found(
+    found: Result<bool, StoreError>,
+    resource: &'static str,
+    id: String,
+) -> Result<(), ServiceError> {
+    if found? {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound { resource, id })
+    }
 }
 
 impl AuthApi {

@@ -23,13 +23,12 @@ use agora_contracts::agora::auth::v1::auth_service_server::AuthServiceServer;
 use agora_platform::{
     access::{AccessLayer, AccessPolicy, Verifier},
     cache::Cache,
-    config::{Config, ServiceKind},
+    config::ServiceKind,
     events::{Bus, Stream},
     service::Startup,
 };
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
-use tokio::net::TcpListener;
 
 pub mod api;
 pub mod device;
@@ -47,17 +46,15 @@ pub use settings::AuthSettings;
 /// How often keys are re-read (other replicas may rotate) and checked for age.
 const KEY_MAINTENANCE: Duration = Duration::from_secs(60);
 
-agora_platform::service!(ServiceKind::Auth, store::MIGRATIONS, serve);
+agora_platform::service!(ServiceKind::Auth, store::MIGRATIONS, start);
 
-/// Serves the auth service on `listener` until `shutdown` resolves.
+/// Starts the auth service: accounts and tokens, verified with its own keys, the relay of its
+/// outbox and the maintenance of its keys.
 ///
 /// # Errors
 /// Bad settings, an unreachable database or Redis, or a server failure.
-pub async fn serve(
-    config: &Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+async fn start(startup: Startup<'_>) -> anyhow::Result<()> {
+    let config = startup.config();
     let settings: AuthSettings = config.section("auth")?;
     let platform = &config.settings;
     let local_keys = keys::LocalKeys::default();
@@ -85,10 +82,10 @@ pub async fn serve(
     let tokens_leeway = platform.tokens.leeway;
     // Connected before serving, so an unreachable bus stops start-up at once.
     let bus = Bus::connect(platform).await?;
-    Startup::new(config, ServiceKind::Auth, store::MIGRATIONS)
+    startup
         .access(access)
         .bus(bus)
-        .serve(listener, shutdown, |parts| async move {
+        .serve(|parts| async move {
             let db = parts.db().clone();
             // Publishes UserRegistered, SessionRevoked and UserAccessChanged events for as long
             // as the server runs.

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     domain::{OrderId, ProductId},
     error::ServiceError,
-    store::{Store, now_micros},
+    store::{Store, StoreError, now_micros},
     wire::{self, Adjustment, MovementsQuery, NewReservation, Release, StockBatch, TtlPolicy},
 };
 
@@ -40,6 +40,13 @@ impl InventoryApi {
     }
 }
 
+/// A store failure is answered as the [`ServiceError`] it is.
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        ServiceError::from(error).into()
+    }
+}
+
 #[tonic::async_trait]
 impl InventoryService for InventoryApi {
     async fn get_stock(
@@ -47,11 +54,7 @@ impl InventoryService for InventoryApi {
         request: Request<pb::GetStockRequest>,
     ) -> Result<Response<pb::GetStockResponse>, Status> {
         let product_id = ProductId::try_from(request.into_inner())?;
-        let level = self
-            .store
-            .level(&product_id)
-            .await
-            .map_err(ServiceError::from)?;
+        let level = self.store.level(&product_id).await?;
         let level = level.ok_or(ServiceError::NoStock(product_id))?;
         Ok(Response::new(pb::GetStockResponse {
             stock_level: Some(wire::stock_level(&level)),
@@ -63,11 +66,7 @@ impl InventoryService for InventoryApi {
         request: Request<pb::BatchGetStockRequest>,
     ) -> Result<Response<pb::BatchGetStockResponse>, Status> {
         let batch = StockBatch::try_from(request.into_inner())?;
-        let levels = self
-            .store
-            .levels(&batch.product_ids)
-            .await
-            .map_err(ServiceError::from)?;
+        let levels = self.store.levels(&batch.product_ids).await?;
         Ok(Response::new(wire::stock_batch(batch.product_ids, &levels)))
     }
 
@@ -85,8 +84,7 @@ impl InventoryService for InventoryApi {
         let level = self
             .store
             .adjust(&product_id, delta, reason, &note, &actor)
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
         tracing::info!(%product_id, delta, reason = reason.name(), actor, "stock adjusted");
         Ok(Response::new(pb::AdjustStockResponse {
             stock_level: Some(wire::stock_level(&level)),
@@ -101,8 +99,7 @@ impl InventoryService for InventoryApi {
         let page = self
             .store
             .movements(&query.product_id, query.page_size, query.token)
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
         Ok(Response::new(wire::movements_page(
             &query.product_id,
             &page,
@@ -119,11 +116,7 @@ impl InventoryService for InventoryApi {
             lines,
             ttl,
         } = NewReservation::try_from((request.into_inner(), self.ttl))?;
-        let reservation = self
-            .store
-            .reserve(&order_id, &lines, ttl, &actor)
-            .await
-            .map_err(ServiceError::from)?;
+        let reservation = self.store.reserve(&order_id, &lines, ttl, &actor).await?;
         tracing::info!(%order_id, lines = lines.as_slice().len(), actor, "stock reserved");
         Ok(Response::new(pb::ReserveResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
@@ -136,11 +129,7 @@ impl InventoryService for InventoryApi {
     ) -> Result<Response<pb::CommitReservationResponse>, Status> {
         let actor = Principal::of(&request)?.subject.clone();
         let order_id = OrderId::try_from(request.into_inner())?;
-        let reservation = self
-            .store
-            .commit(&order_id, &actor)
-            .await
-            .map_err(ServiceError::from)?;
+        let reservation = self.store.commit(&order_id, &actor).await?;
         Ok(Response::new(pb::CommitReservationResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
         }))
@@ -160,8 +149,7 @@ impl InventoryService for InventoryApi {
                 release.return_committed,
                 &actor,
             )
-            .await
-            .map_err(ServiceError::from)?;
+            .await?;
         Ok(Response::new(pb::ReleaseReservationResponse {
             reservation: Some(wire::reservation(&reservation, now_micros())),
         }))

@@ -16,7 +16,10 @@ use agora_platform::{
 };
 use prost::Name;
 
-use crate::{domain::ProductId, store::Store};
+use crate::{
+    domain::ProductId,
+    store::{Store, StoreError},
+};
 
 /// The consumer group (and `processed_events` consumer name) of inventory.
 pub const GROUP: &str = agora_platform::config::ServiceKind::Inventory.name();
@@ -33,6 +36,13 @@ impl ProductEvents {
     /// A handler writing to `store`.
     pub fn new(store: Store) -> Self {
         Self { store }
+    }
+}
+
+/// A store failure may pass (a database hiccup): the event is delivered again.
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        HandlerError::Retry(error.into())
     }
 }
 
@@ -53,11 +63,7 @@ impl events::Handler for ProductEvents {
         if event.r#type == ProductCreated::full_name() {
             let created: ProductCreated = events::decode(event)?;
             let product_id = product_id(event, &created.product_id)?;
-            let opened = self
-                .store
-                .open(GROUP, &event.id, &product_id)
-                .await
-                .map_err(|error| HandlerError::Retry(error.into()))?;
+            let opened = self.store.open(GROUP, &event.id, &product_id).await?;
             if opened {
                 tracing::info!(%product_id, "stock record opened");
             }
@@ -70,8 +76,7 @@ impl events::Handler for ProductEvents {
             let known = self
                 .store
                 .archive(GROUP, &event.id, &product_id, archived_at)
-                .await
-                .map_err(|error| HandlerError::Retry(error.into()))?;
+                .await?;
             if !known {
                 tracing::warn!(%product_id, "archived product has no stock record");
             }

@@ -29,12 +29,7 @@
 //! - [`settings`]: the `[inventory]` settings section and its checks.
 
 use agora_contracts::agora::inventory::v1::inventory_service_server::InventoryServiceServer;
-use agora_platform::{
-    config::{Config, ServiceKind},
-    events::Stream,
-    service::Startup,
-};
-use tokio::net::TcpListener;
+use agora_platform::{config::ServiceKind, events::Stream, service::Startup};
 
 pub mod api;
 pub mod domain;
@@ -47,21 +42,18 @@ pub mod wire;
 
 pub use settings::InventorySettings;
 
-agora_platform::service!(ServiceKind::Inventory, store::MIGRATIONS, serve);
+agora_platform::service!(ServiceKind::Inventory, store::MIGRATIONS, start);
 
-/// Serves the inventory service on `listener` until `shutdown` resolves.
+/// Starts the inventory service: stock and reservations, the consumer of product's events, the
+/// relay of its outbox and the sweeper of expired reservations.
 ///
 /// # Errors
 /// Bad settings, an unreachable database or Redis, or a server failure.
-pub async fn serve(
-    config: &Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let settings: InventorySettings = config.section("inventory")?;
+async fn start(startup: Startup<'_>) -> anyhow::Result<()> {
+    let settings: InventorySettings = startup.config().section("inventory")?;
     settings.validate()?;
-    Startup::new(config, ServiceKind::Inventory, store::MIGRATIONS)
-        .serve(listener, shutdown, |parts| async move {
+    startup
+        .serve(|parts| async move {
             let store = store::Store::new(parts.db().clone());
             parts.publish(Stream::Inventory);
             parts.consume(Stream::Product, events::ProductEvents::new(store.clone()));

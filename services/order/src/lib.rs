@@ -48,38 +48,42 @@ pub use settings::{OrderSettings, WatchSettings};
 
 pub use saga::{Hooks, Pause, Step};
 
-agora_platform::service!(ServiceKind::Order, store::MIGRATIONS, serve);
+agora_platform::service!(ServiceKind::Order, store::MIGRATIONS, start);
 
-/// Serves the order service on `listener` until `shutdown` resolves.
+/// Starts the order service with its failure points disarmed.
+///
+/// # Errors
+/// As [`serve_with_hooks`].
+async fn start(startup: Startup<'_>) -> anyhow::Result<()> {
+    start_with_hooks(startup, Hooks::default()).await
+}
+
+/// Serves the order service as [`SERVICE`] does, with failure points that tests arm; production
+/// code runs [`SERVICE`].
 ///
 /// # Errors
 /// Bad settings, no service secret, an unreachable database or Redis, or a server failure.
-pub async fn serve(
-    config: &Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    serve_with_hooks(config, listener, shutdown, Hooks::default()).await
-}
-
-/// [`serve`] with failure points that tests arm; production code calls [`serve`].
-///
-/// # Errors
-/// As [`serve`].
 pub async fn serve_with_hooks(
     config: &Config,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send,
     hooks: Hooks,
 ) -> anyhow::Result<()> {
+    start_with_hooks(SERVICE.startup(config, listener, shutdown), hooks).await
+}
+
+/// Starts the order service: the saga behind its handlers, the relay of its outbox, the watch
+/// hub and the periodic recovery of sagas that did not finish.
+async fn start_with_hooks(startup: Startup<'_>, hooks: Hooks) -> anyhow::Result<()> {
+    let config = startup.config();
     let settings: OrderSettings = config.section("order")?;
     settings.validate()?;
     if settings.ignored_watch_poll.is_some() {
         tracing::warn!("order.watch_poll is ignored: WatchOrder streams are pushed, not polled");
     }
     let sagas = SagaParts::new(config, &settings, hooks)?;
-    Startup::new(config, ServiceKind::Order, store::MIGRATIONS)
-        .serve(listener, shutdown, |parts| async move {
+    startup
+        .serve(|parts| async move {
             let (hub, notices) = connect_hub(config, parts.db().clone()).await?;
             parts.keep(notices);
             let saga = sagas.saga(store::Store::new(parts.db().clone(), hub));

@@ -85,7 +85,9 @@ async fn main() {
             ServiceKind::Product,
             &tweak,
             |config, listener, shutdown| async move {
-                agora_product::serve(&config, listener, shutdown).await
+                agora_product::SERVICE
+                    .serve(&config, listener, shutdown)
+                    .await
             },
         )
         .await;

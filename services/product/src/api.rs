@@ -77,6 +77,18 @@ impl ProductApi {
         );
         Ok(found)
     }
+
+    /// The product a `write` of product `id` left, as a message; `id` leaves the cache whether
+    /// or not the write succeeded, since it may have committed even if a later step failed.
+    async fn written(
+        &self,
+        id: &ProductId,
+        write: impl Future<Output = Result<Product, ServiceError>>,
+    ) -> Result<pb::Product, ServiceError> {
+        let result = write.await;
+        self.cache.invalidate(id.as_str()).await;
+        Ok(wire::product(&result?))
+    }
 }
 
 #[tonic::async_trait]
@@ -103,11 +115,11 @@ impl pb::product_service_server::ProductService for ProductApi {
         request: Request<pb::UpdateProductRequest>,
     ) -> Result<Response<pb::UpdateProductResponse>, Status> {
         let ProductUpdate { id, changes } = ProductUpdate::try_from(request.into_inner())?;
-        let result = self.store.update(id.as_str(), &changes).await;
-        // The write may have committed even if a later step failed: invalidate either way.
-        self.cache.invalidate(id.as_str()).await;
+        let product = self
+            .written(&id, self.store.update(id.as_str(), &changes))
+            .await?;
         Ok(Response::new(pb::UpdateProductResponse {
-            product: Some(wire::product(&result?)),
+            product: Some(product),
         }))
     }
 
@@ -116,10 +128,9 @@ impl pb::product_service_server::ProductService for ProductApi {
         request: Request<pb::ArchiveProductRequest>,
     ) -> Result<Response<pb::ArchiveProductResponse>, Status> {
         let id = ProductId::try_from(request.into_inner())?;
-        let result = self.store.archive(id.as_str()).await;
-        self.cache.invalidate(id.as_str()).await;
+        let product = self.written(&id, self.store.archive(id.as_str())).await?;
         Ok(Response::new(pb::ArchiveProductResponse {
-            product: Some(wire::product(&result?)),
+            product: Some(product),
         }))
     }
 

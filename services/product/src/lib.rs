@@ -22,13 +22,7 @@
 //! - [`settings`]: the `[product]` settings section and its checks.
 
 use agora_contracts::agora::product::v1::product_service_server::ProductServiceServer;
-use agora_platform::{
-    cache::Cache,
-    config::{Config, ServiceKind},
-    events::Stream,
-    service::Startup,
-};
-use tokio::net::TcpListener;
+use agora_platform::{cache::Cache, config::ServiceKind, events::Stream, service::Startup};
 
 pub mod api;
 pub mod cache;
@@ -44,20 +38,16 @@ pub mod wire;
 
 pub use settings::ProductSettings;
 
-agora_platform::service!(ServiceKind::Product, store::MIGRATIONS, serve);
+agora_platform::service!(ServiceKind::Product, store::MIGRATIONS, start);
 
-/// Serves the product service on `listener` until `shutdown` resolves.
+/// Starts the product service: the catalog behind its cache, and the relay of its outbox.
 ///
 /// # Errors
 /// Bad settings, an unreachable database or Redis, or a server failure.
-pub async fn serve(
-    config: &Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let settings: ProductSettings = config.section("product")?;
-    Startup::new(config, ServiceKind::Product, store::MIGRATIONS)
-        .serve(listener, shutdown, |parts| async move {
+async fn start(startup: Startup<'_>) -> anyhow::Result<()> {
+    let settings: ProductSettings = startup.config().section("product")?;
+    startup
+        .serve(|parts| async move {
             let cache = Cache::from_settings(parts.settings(), settings.cache_prefix).await?;
             parts.publish(Stream::Product);
             let api = api::ProductApi::new(

@@ -11,7 +11,7 @@ use prost::Name as _;
 
 use crate::{
     domain::Registration,
-    store::{Recorded, Store},
+    store::{Recorded, Store, StoreError},
 };
 
 /// The stream the registrations come from.
@@ -51,8 +51,7 @@ impl Registrations {
         let recorded = self
             .store
             .record_registration(GROUP, &event.id, &registration)
-            .await
-            .map_err(|error| HandlerError::Retry(error.into()))?;
+            .await?;
         match recorded {
             Recorded::Created => {
                 tracing::info!(user_id = registration.user_id, "profile created");
@@ -67,6 +66,13 @@ impl Registrations {
             }
         }
         Ok(())
+    }
+}
+
+/// A store failure may pass (a database hiccup): the event is delivered again.
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        HandlerError::Retry(error.into())
     }
 }
 

@@ -21,12 +21,7 @@
 //! - [`settings`]: the `[user]` settings section and its checks.
 
 use agora_contracts::agora::user::v1::user_service_server::UserServiceServer;
-use agora_platform::{
-    config::{Config, ServiceKind},
-    events::Stream,
-    service::Startup,
-};
-use tokio::net::TcpListener;
+use agora_platform::{config::ServiceKind, events::Stream, service::Startup};
 
 pub mod api;
 pub mod domain;
@@ -38,21 +33,17 @@ pub mod wire;
 
 pub use settings::UserSettings;
 
-agora_platform::service!(ServiceKind::User, store::MIGRATIONS, serve);
+agora_platform::service!(ServiceKind::User, store::MIGRATIONS, start);
 
-/// Serves the user service on `listener` until `shutdown` resolves.
+/// Starts the user service: its profiles, and the consumer of auth's registrations.
 ///
 /// # Errors
 /// Bad settings, an unreachable database, Redis or bus, or a server failure.
-pub async fn serve(
-    config: &Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+async fn start(startup: Startup<'_>) -> anyhow::Result<()> {
     // Read now, so a bad `[user]` setting stops start-up with its name.
-    let _settings: UserSettings = config.section("user")?;
-    Startup::new(config, ServiceKind::User, store::MIGRATIONS)
-        .serve(listener, shutdown, |parts| async move {
+    let _settings: UserSettings = startup.config().section("user")?;
+    startup
+        .serve(|parts| async move {
             let store = store::Store::new(parts.db().clone());
             parts.consume(Stream::Auth, events::Registrations::new(store.clone()));
             Ok(UserServiceServer::new(api::UserApi::new(store)))

@@ -3,6 +3,7 @@
 
 use std::{
     convert::Infallible,
+    pin::Pin,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -18,36 +19,54 @@ use crate::{
     storage::{Database, Migrations},
 };
 
-/// The start-up of one service: what it is, its migrations, and how calls are admitted.
+/// The start-up of one service: what it is, its migrations, where and until when it serves, and
+/// how calls are admitted. A service's `start` is given one by its
+/// [`Service`](super::Service):
 ///
 /// ```ignore
-/// Startup::new(config, ServiceKind::Product, store::MIGRATIONS)
-///     .serve(listener, shutdown, |parts| async move {
-///         parts.publish(Stream::Product);
-///         Ok(ProductServiceServer::new(ProductApi::new(Store::new(parts.db().clone()))))
-///     })
-///     .await
+/// async fn start(startup: Startup<'_>) -> anyhow::Result<()> {
+///     startup
+///         .serve(|parts| async move {
+///             parts.publish(Stream::Product);
+///             Ok(ProductServiceServer::new(ProductApi::new(Store::new(parts.db().clone()))))
+///         })
+///         .await
+/// }
 /// ```
-#[derive(Debug)]
 pub struct Startup<'a> {
     config: &'a Config,
     kind: ServiceKind,
     migrations: Migrations,
+    listener: TcpListener,
+    shutdown: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
     access: Option<AccessLayer>,
     bus: Option<Bus>,
 }
 
 impl<'a> Startup<'a> {
     /// The start-up of the service `kind`, configured by `config`, whose schema `migrations`
-    /// make.
-    pub fn new(config: &'a Config, kind: ServiceKind, migrations: Migrations) -> Self {
+    /// make, to serve on `listener` until `shutdown` resolves.
+    pub(super) fn new(
+        config: &'a Config,
+        kind: ServiceKind,
+        migrations: Migrations,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'a,
+    ) -> Self {
         Self {
             config,
             kind,
             migrations,
+            listener,
+            shutdown: Box::pin(shutdown),
             access: None,
             bus: None,
         }
+    }
+
+    /// The whole configuration, for the service's own section.
+    pub fn config(&self) -> &'a Config {
+        self.config
     }
 
     /// Admits calls with `access` instead of [`AccessLayer::with_auth_keys`] (auth verifies
@@ -63,7 +82,7 @@ impl<'a> Startup<'a> {
         self
     }
 
-    /// Serves the service on `listener` until `shutdown` resolves, then drains.
+    /// Serves the service until its shutdown signal resolves, then drains.
     ///
     /// While health says NOT_SERVING, the database is connected and migrated, the bus opened and
     /// `build` called with the [`Parts`]; the service it returns is then served. What `build`
@@ -71,12 +90,7 @@ impl<'a> Startup<'a> {
     ///
     /// # Errors
     /// Bad settings, an unreachable database or bus, a failed `build`, or a server failure.
-    pub async fn serve<S, B, F>(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-        build: B,
-    ) -> anyhow::Result<()>
+    pub async fn serve<S, B, F>(self, build: B) -> anyhow::Result<()>
     where
         S: NamedService
             + tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
@@ -92,6 +106,8 @@ impl<'a> Startup<'a> {
             config,
             kind,
             migrations,
+            listener,
+            shutdown,
             access,
             bus,
         } = self;
@@ -128,6 +144,17 @@ impl<'a> Startup<'a> {
             &mut *tasks.lock().unwrap_or_else(PoisonError::into_inner),
         ));
         served
+    }
+}
+
+impl std::fmt::Debug for Startup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Startup")
+            .field("kind", &self.kind)
+            .field("listener", &self.listener)
+            .field("access", &self.access)
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
     }
 }
 

@@ -31,7 +31,9 @@ pub(super) fn client_address<T>(request: &Request<T>, trusted: &[ipnet::IpNet]) 
 mod tests {
     use super::*;
 
-    fn from(peer: &str, forwarded: Option<&str>) -> Request<()> {
+    /// Asserts the client address of a request from `peer` forwarding for `forwarded`, behind
+    /// the trusted proxies 127.0.0.1 and 10.0.0.0/8.
+    fn assert_address(peer: &str, forwarded: &str, expected: &str) {
         let mut request = Request::new(());
         let addr: std::net::SocketAddr = peer.parse().expect("an address");
         request
@@ -40,48 +42,35 @@ mod tests {
                 local_addr: None,
                 remote_addr: Some(addr),
             });
-        if let Some(forwarded) = forwarded {
-            request
-                .metadata_mut()
-                .insert("x-forwarded-for", forwarded.parse().expect("ascii"));
-        }
         request
-    }
-
-    fn trusted() -> Vec<ipnet::IpNet> {
-        vec![
+            .metadata_mut()
+            .insert("x-forwarded-for", forwarded.parse().expect("ascii"));
+        let trusted: [ipnet::IpNet; 2] = [
             "127.0.0.1/32".parse().expect("a net"),
             "10.0.0.0/8".parse().expect("a net"),
-        ]
+        ];
+        assert_eq!(
+            client_address(&request, &trusted).as_deref(),
+            Some(expected),
+            "from {peer} for {forwarded}"
+        );
     }
 
     #[test]
     fn behind_a_trusted_proxy_the_forwarded_client_is_the_address() {
-        let request = from("127.0.0.1:9000", Some("203.0.113.9"));
-        assert_eq!(
-            client_address(&request, &trusted()).as_deref(),
-            Some("203.0.113.9")
-        );
+        assert_address("127.0.0.1:9000", "203.0.113.9", "203.0.113.9");
         // The nearest untrusted hop wins: what the client itself wrote further left is not
         // believed.
-        let request = from("10.1.1.1:9000", Some("198.51.100.1, 203.0.113.9, 10.2.2.2"));
-        assert_eq!(
-            client_address(&request, &trusted()).as_deref(),
-            Some("203.0.113.9")
+        assert_address(
+            "10.1.1.1:9000",
+            "198.51.100.1, 203.0.113.9, 10.2.2.2",
+            "203.0.113.9",
         );
     }
 
     #[test]
     fn anyone_elses_forwarded_for_is_ignored() {
-        let request = from("192.0.2.4:9000", Some("203.0.113.9"));
-        assert_eq!(
-            client_address(&request, &trusted()).as_deref(),
-            Some("192.0.2.4")
-        );
-        let request = from("127.0.0.1:9000", Some("not an address"));
-        assert_eq!(
-            client_address(&request, &trusted()).as_deref(),
-            Some("127.0.0.1")
-        );
+        assert_address("192.0.2.4:9000", "203.0.113.9", "192.0.2.4");
+        assert_address("127.0.0.1:9000", "not an address", "127.0.0.1");
     }
 }

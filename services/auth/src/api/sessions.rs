@@ -4,7 +4,7 @@ use agora_contracts::agora::auth::v1 as pb;
 use agora_platform::access::Principal;
 use tonic::{Request, Response, Status};
 
-use super::{AuthApi, token_hash};
+use super::{AuthApi, ensure_found, token_hash};
 use crate::{
     error::ServiceError,
     store::RefreshOutcome,
@@ -30,10 +30,7 @@ pub(super) async fn logout(
     request: Request<pb::LogoutRequest>,
 ) -> Result<Response<pb::LogoutResponse>, Status> {
     let presented = RefreshToken::try_from(request.into_inner())?;
-    api.store
-        .logout(&token_hash(presented.expose()))
-        .await
-        .map_err(ServiceError::from)?;
+    api.store.logout(&token_hash(presented.expose())).await?;
     Ok(Response::new(pb::LogoutResponse {}))
 }
 
@@ -43,11 +40,7 @@ pub(super) async fn list_sessions(
     request: Request<pb::ListSessionsRequest>,
 ) -> Result<Response<pb::ListSessionsResponse>, Status> {
     let user_id = &Principal::of(&request)?.subject;
-    let sessions = api
-        .store
-        .sessions(user_id)
-        .await
-        .map_err(ServiceError::from)?;
+    let sessions = api.store.sessions(user_id).await?;
     Ok(Response::new(pb::ListSessionsResponse {
         sessions: sessions.into_iter().map(wire::session).collect(),
     }))
@@ -61,18 +54,8 @@ pub(super) async fn revoke_session(
     // Who asks is checked before what is asked.
     let user_id = Principal::of(&request)?.subject.clone();
     let SessionToRevoke { session_id } = SessionToRevoke::try_from(request.into_inner())?;
-    let found = api
-        .store
-        .revoke_session(&user_id, &session_id)
-        .await
-        .map_err(ServiceError::from)?;
-    if !found {
-        return Err(ServiceError::NotFound {
-            resource: "session",
-            id: session_id,
-        }
-        .into());
-    }
+    let found = api.store.revoke_session(&user_id, &session_id).await;
+    ensure_found(found, "session", session_id)?;
     Ok(Response::new(pb::RevokeSessionResponse {}))
 }
 

@@ -64,10 +64,11 @@ async fn serve(
     let addr = listener.local_addr().expect("bound");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        agora_auth::serve(&config, listener, async {
-            let _ = stopped.await;
-        })
-        .await
+        agora_auth::SERVICE
+            .serve(&config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
     });
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid URL")

@@ -87,10 +87,11 @@ async fn a_service_runs_on_a_tls_only_postgres_and_redis_verified_with_the_ca_bu
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = config.clone();
     let server = tokio::spawn(async move {
-        agora_auth::serve(&serving, listener, async {
-            let _ = stopped.await;
-        })
-        .await
+        agora_auth::SERVICE
+            .serve(&serving, listener, async {
+                let _ = stopped.await;
+            })
+            .await
     });
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid URL")

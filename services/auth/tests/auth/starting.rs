@@ -31,10 +31,11 @@ async fn a_service_whose_database_hangs_is_not_serving_and_then_fails() {
         .expect("valid settings");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let addr = listener.local_addr().expect("bound");
-    let server =
-        tokio::spawn(
-            async move { agora_auth::serve(&config, listener, std::future::pending()).await },
-        );
+    let server = tokio::spawn(async move {
+        agora_auth::SERVICE
+            .serve(&config, listener, std::future::pending())
+            .await
+    });
 
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid URL")

@@ -44,7 +44,9 @@ impl Inventory {
             ServiceKind::Inventory,
             tweak,
             |config, listener, shutdown| async move {
-                agora_inventory::serve(&config, listener, shutdown).await
+                agora_inventory::SERVICE
+                    .serve(&config, listener, shutdown)
+                    .await
             },
         )
         .await;

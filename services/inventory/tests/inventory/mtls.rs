@@ -136,7 +136,9 @@ async fn spawn_inventory_with(dir: &Path, server: &Leaf, ca: &Ca, config: Config
         .expect("a port");
     let addr = listener.local_addr().expect("an address");
     tokio::spawn(async move {
-        if let Err(error) = agora_inventory::serve(&config, listener, std::future::pending()).await
+        if let Err(error) = agora_inventory::SERVICE
+            .serve(&config, listener, std::future::pending())
+            .await
         {
             panic!("inventory stopped: {error:#}");
         }

@@ -2,7 +2,6 @@
 //! claims whose holders' leases ran out.
 
 use agora_contracts::agora::inventory::v1 as inv;
-use agora_platform::client::Idempotency;
 use tonic::{Code, Status};
 
 use super::{Ran, Saga, Step, statuses::unreachable};
@@ -100,10 +99,8 @@ impl Saga {
             return_committed,
         };
         let released = self
-            .inventory_calls
-            .call(Idempotency::Idempotent, message, |request| {
-                let mut client = self.inventory.clone();
-                async move { client.release_reservation(request).await }
+            .call_inventory(message, |mut client, request| async move {
+                client.release_reservation(request).await
             })
             .await;
         match released {

@@ -43,7 +43,7 @@ impl Pause {
     }
 }
 
-/// Failure points tests can arm. [`crate::serve`] always passes the disarmed default, so no
+/// Failure points tests can arm. [`crate::SERVICE`] always passes the disarmed default, so no
 /// configuration can enable them; only [`crate::serve_with_hooks`] takes armed ones.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {

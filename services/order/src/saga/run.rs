@@ -4,13 +4,16 @@
 use std::sync::atomic::Ordering;
 
 use agora_contracts::agora::{
-    common::v1::Money, inventory::v1 as inv, order::v1 as pb, product::v1 as prod,
+    common::v1::Money,
+    inventory::v1::{self as inv, inventory_service_client::InventoryServiceClient},
+    order::v1 as pb,
+    product::v1 as prod,
 };
 use agora_platform::client::Idempotency;
 use tonic::Status;
 
 use super::{
-    Ran, Saga, Step,
+    Ran, Saga, Step, Upstream,
     statuses::{is_transport, reserve_refused, unreachable},
 };
 use crate::{
@@ -163,13 +166,30 @@ impl Saga {
                 .collect(),
             ttl: Some(ttl),
         };
+        self.call_inventory(message, |mut client, request| async move {
+            client.reserve(request).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends `message` to inventory through its retries and breaker, `send` making the call on
+    /// a client of its own. Every inventory call is keyed by the order id, so idempotent.
+    pub(super) async fn call_inventory<Req, Resp, F, Fut>(
+        &self,
+        message: Req,
+        send: F,
+    ) -> Result<tonic::Response<Resp>, Status>
+    where
+        Req: Clone,
+        F: Fn(InventoryServiceClient<Upstream>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
         self.inventory_calls
             .call(Idempotency::Idempotent, message, |request| {
-                let mut client = self.inventory.clone();
-                async move { client.reserve(request).await }
+                send(self.inventory.clone(), request)
             })
             .await
-            .map(|_| ())
     }
 }
 

@@ -1,7 +1,6 @@
 //! Settling a stored order: committing its reservation, or cancelling it.
 
 use agora_contracts::agora::inventory::v1 as inv;
-use agora_platform::client::Idempotency;
 use tonic::Code;
 
 use super::{Saga, statuses::unreachable};
@@ -15,10 +14,8 @@ impl Saga {
             order_id: order.id.clone(),
         };
         let committed = self
-            .inventory_calls
-            .call(Idempotency::Idempotent, message, |request| {
-                let mut client = self.inventory.clone();
-                async move { client.commit_reservation(request).await }
+            .call_inventory(message, |mut client, request| async move {
+                client.commit_reservation(request).await
             })
             .await;
         let outcome = match committed {

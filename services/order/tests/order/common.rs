@@ -79,14 +79,18 @@ impl Shop {
         mesh.spawn(
             ServiceKind::Product,
             |config, listener, shutdown| async move {
-                agora_product::serve(&config, listener, shutdown).await
+                agora_product::SERVICE
+                    .serve(&config, listener, shutdown)
+                    .await
             },
         )
         .await;
         mesh.spawn(
             ServiceKind::Inventory,
             |config, listener, shutdown| async move {
-                agora_inventory::serve(&config, listener, shutdown).await
+                agora_inventory::SERVICE
+                    .serve(&config, listener, shutdown)
+                    .await
             },
         )
         .await;

@@ -278,7 +278,8 @@ async fn second_replica(
         let shutdown = async {
             let _ = stopped.await;
         };
-        agora_order::serve(&config, listener, shutdown)
+        agora_order::SERVICE
+            .serve(&config, listener, shutdown)
             .await
             .expect("the second replica serves");
     });

@@ -36,7 +36,9 @@ impl Catalog {
             ServiceKind::Product,
             tweak,
             |config, listener, shutdown| async move {
-                agora_product::serve(&config, listener, shutdown).await
+                agora_product::SERVICE
+                    .serve(&config, listener, shutdown)
+                    .await
             },
         )
         .await;

@@ -25,9 +25,13 @@ pub async fn start(backend: TestBackend) -> Option<TestMesh> {
 
 /// Adds the user service, with extra settings, to `mesh`.
 pub async fn spawn_user(mesh: &mut TestMesh, tweak: &[(&str, serde_json::Value)]) {
-    mesh.spawn_with(ServiceKind::User, tweak, |config, listener, shutdown| async move {
-        agora_user::serve(&config, listener, shutdown).await
-    })
+    mesh.spawn_with(
+        ServiceKind::User,
+        tweak,
+        |config, listener, shutdown| async move {
+            agora_user::SERVICE.serve(&config, listener, shutdown).await
+        },
+    )
     .await;
 }
 
