@@ -13,7 +13,7 @@ use clap::Args;
 use tonic::{Code, transport::Channel};
 
 use crate::{
-    KeyRecord, ORDERS_PER_ACCOUNT, PASSWORD, access_token, channel, login,
+    CatalogArgs, KeyRecord, ORDERS_PER_ACCOUNT, PASSWORD, access_token, channel, login,
     orders::{Via, cancel, create},
     retry::{noting_retries, retryable, timed, with_retries},
     setup::new_product,
@@ -22,24 +22,14 @@ use crate::{
 // No doc comment: clap would take it as the subcommand's about, which the variant gives.
 #[derive(Args)]
 pub(crate) struct LoadArgs {
-    #[arg(long)]
-    auth: String,
+    #[command(flatten)]
+    catalog: CatalogArgs,
     /// The order service, called directly.
     #[arg(long)]
     order: String,
     /// The edge, whose gRPC passthrough reaches the order service too.
     #[arg(long)]
     gateway: String,
-    /// The product service, where the administrator adds products during the load.
-    #[arg(long)]
-    product: String,
-    #[arg(long)]
-    admin_email: String,
-    #[arg(long)]
-    admin_password: String,
-    /// A tag that makes this run's accounts and keys unique.
-    #[arg(long)]
-    run: String,
     /// Comma-separated product ids to order from.
     #[arg(long, value_delimiter = ',')]
     products: Vec<String>,
@@ -59,13 +49,16 @@ pub(crate) struct LoadArgs {
 /// Runs the shoppers and prints one JSON line per idempotency key.
 pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let LoadArgs {
-        auth,
+        catalog:
+            CatalogArgs {
+                auth,
+                product,
+                admin_email,
+                admin_password,
+                run,
+            },
         order,
         gateway,
-        product,
-        admin_email,
-        admin_password,
-        run,
         products,
         shoppers,
         seconds,

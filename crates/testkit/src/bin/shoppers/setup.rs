@@ -12,24 +12,15 @@ use anyhow::Context as _;
 use clap::Args;
 use tonic::{Code, Status, transport::Channel};
 
-use crate::{channel, login, retry::with_retries};
+use crate::{CatalogArgs, channel, login, retry::with_retries};
 
 // No doc comment: clap would take it as the subcommand's about, which the variant gives.
 #[derive(Args)]
 pub(crate) struct SetupArgs {
-    #[arg(long)]
-    auth: String,
-    #[arg(long)]
-    product: String,
+    #[command(flatten)]
+    catalog: CatalogArgs,
     #[arg(long)]
     inventory: String,
-    #[arg(long)]
-    admin_email: String,
-    #[arg(long)]
-    admin_password: String,
-    /// A tag that makes this run's SKUs unique.
-    #[arg(long)]
-    run: String,
     /// How many products.
     #[arg(long, default_value_t = 5)]
     products: usize,
@@ -41,12 +32,15 @@ pub(crate) struct SetupArgs {
 /// Creates the products and their stock, printing one JSON line per product.
 pub(crate) async fn run(args: SetupArgs) -> anyhow::Result<()> {
     let SetupArgs {
-        auth,
-        product,
+        catalog:
+            CatalogArgs {
+                auth,
+                product,
+                admin_email,
+                admin_password,
+                run,
+            },
         inventory,
-        admin_email,
-        admin_password,
-        run,
         products,
         on_hand,
     } = args;
