@@ -13,7 +13,7 @@ use clap::Args;
 use tonic::{Code, transport::Channel};
 
 use crate::{
-    CatalogArgs, KeyRecord, ORDERS_PER_ACCOUNT, PASSWORD, access_token, channel, login,
+    CommonArgs, KeyRecord, ORDERS_PER_ACCOUNT, PASSWORD, access_token, channel, login,
     orders::{Via, cancel, create},
     retry::{noting_retries, retryable, timed, with_retries},
     setup::new_product,
@@ -23,7 +23,7 @@ use crate::{
 #[derive(Args)]
 pub(crate) struct LoadArgs {
     #[command(flatten)]
-    catalog: CatalogArgs,
+    common: CommonArgs,
     /// The order service, called directly.
     #[arg(long)]
     order: String,
@@ -49,14 +49,7 @@ pub(crate) struct LoadArgs {
 /// Runs the shoppers and prints one JSON line per idempotency key.
 pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let LoadArgs {
-        catalog:
-            CatalogArgs {
-                auth,
-                product,
-                admin_email,
-                admin_password,
-                run,
-            },
+        common,
         order,
         gateway,
         products,
@@ -66,9 +59,9 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         attempts,
     } = args;
     anyhow::ensure!(!products.is_empty(), "no products to order");
-    let product = channel(&product)?;
+    let product = channel(&common.product)?;
     let plan = Plan {
-        auth: channel(&auth)?,
+        auth: channel(&common.auth)?,
         order: channel(&order)?,
         gateway: channel(&gateway)?,
         rest: gateway.trim_end_matches('/').to_owned(),
@@ -76,7 +69,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .connect_timeout(Duration::from_secs(1))
             .build()
             .context("an HTTP client")?,
-        run,
+        run: common.run.clone(),
         products,
         until: Instant::now() + Duration::from_secs(seconds),
         cancel_every: cancel_every.max(1),
@@ -85,7 +78,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let plan = std::sync::Arc::new(plan);
     // The administrator adds products while the faults hit, so that product's events
     // flow to inventory then too.
-    let (_, admin) = login(&plan.auth, &admin_email, &admin_password).await?;
+    let admin = common.admin_token(&plan.auth).await?;
     let catalog_plan = plan.clone();
     let catalog = tokio::spawn(async move {
         let mut client = ProductServiceClient::new(product);

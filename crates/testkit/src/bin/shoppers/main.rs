@@ -62,7 +62,7 @@ enum Command {
 // What `setup` and `load` share: both sign the administrator in and add products. No doc
 // comment: clap would take it as the subcommand's about.
 #[derive(Args)]
-struct CatalogArgs {
+struct CommonArgs {
     #[arg(long)]
     auth: String,
     /// The product service, where the administrator adds products.
@@ -75,6 +75,14 @@ struct CatalogArgs {
     /// A tag that makes this run's SKUs, accounts and keys unique.
     #[arg(long)]
     run: String,
+}
+
+impl CommonArgs {
+    /// Signs the administrator in at `auth` (retried); returns its access token.
+    async fn admin_token(&self, auth: &Channel) -> anyhow::Result<String> {
+        let (_, token) = login(auth, &self.admin_email, &self.admin_password).await?;
+        Ok(token)
+    }
 }
 
 /// What a shopper was finally told about one idempotency key.

@@ -12,13 +12,13 @@ use anyhow::Context as _;
 use clap::Args;
 use tonic::{Code, Status, transport::Channel};
 
-use crate::{CatalogArgs, channel, login, retry::with_retries};
+use crate::{CommonArgs, channel, retry::with_retries};
 
 // No doc comment: clap would take it as the subcommand's about, which the variant gives.
 #[derive(Args)]
 pub(crate) struct SetupArgs {
     #[command(flatten)]
-    catalog: CatalogArgs,
+    common: CommonArgs,
     #[arg(long)]
     inventory: String,
     /// How many products.
@@ -32,23 +32,16 @@ pub(crate) struct SetupArgs {
 /// Creates the products and their stock, printing one JSON line per product.
 pub(crate) async fn run(args: SetupArgs) -> anyhow::Result<()> {
     let SetupArgs {
-        catalog:
-            CatalogArgs {
-                auth,
-                product,
-                admin_email,
-                admin_password,
-                run,
-            },
+        common,
         inventory,
         products,
         on_hand,
     } = args;
-    let (_, admin) = login(&channel(&auth)?, &admin_email, &admin_password).await?;
-    let mut catalog = ProductServiceClient::new(channel(&product)?);
+    let admin = common.admin_token(&channel(&common.auth)?).await?;
+    let mut catalog = ProductServiceClient::new(channel(&common.product)?);
     let mut stock = InventoryServiceClient::new(channel(&inventory)?);
     for n in 0..products {
-        let created = new_product(&mut catalog, &admin, &format!("{run}-{n}"))
+        let created = new_product(&mut catalog, &admin, &format!("{}-{n}", common.run))
             .await
             .map_err(|(status, _)| anyhow::anyhow!("creating a product: {status:?}"))?;
         // Inventory opens the stock record when it consumes ProductCreated: wait for it
