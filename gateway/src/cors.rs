@@ -130,7 +130,7 @@ pub fn layer(settings: &CorsSettings) -> anyhow::Result<CorsLayer> {
 mod tests {
     use super::*;
     use axum::{Router, body::Body, routing::post};
-    use http::{Request, StatusCode};
+    use http::{HeaderMap, Request, Response, StatusCode};
     use std::sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -144,8 +144,12 @@ mod tests {
         }
     }
 
-    /// A router whose one route counts its calls, behind the CORS layer.
-    fn app(settings: &CorsSettings) -> (Router, Arc<AtomicUsize>) {
+    /// The shop's origin, the one the tests allow.
+    const SHOP: &str = "http://shop.test:3000";
+
+    /// Sends `request` to a router whose one route counts its calls, behind the CORS layer
+    /// allowing `origins`; returns the answer and how many times the route ran.
+    async fn send(origins: &[&str], request: Request<Body>) -> (Response<Body>, usize) {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
         let router = Router::new()
@@ -156,8 +160,14 @@ mod tests {
                     async { "{}" }
                 }),
             )
-            .layer(layer(settings).expect("valid settings"));
-        (router, calls)
+            .layer(layer(&settings(origins)).expect("valid settings"));
+        let response = router.oneshot(request).await.expect("answered");
+        (response, calls.load(Ordering::SeqCst))
+    }
+
+    /// The value of the header `name`, which the layer writes in ASCII.
+    fn text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+        headers[name].to_str().expect("ascii")
     }
 
     fn preflight(origin: &str) -> Request<Body> {
@@ -176,69 +186,44 @@ mod tests {
 
     #[tokio::test]
     async fn a_preflight_from_an_allowed_origin_is_answered_at_the_edge() {
-        let (app, calls) = app(&settings(&["http://shop.test:3000"]));
-        let response = app
-            .oneshot(preflight("http://shop.test:3000"))
-            .await
-            .expect("answered");
+        let (response, calls) = send(&[SHOP], preflight(SHOP)).await;
         assert_eq!(response.status(), StatusCode::OK);
         let headers = response.headers();
-        assert_eq!(
-            headers["access-control-allow-origin"],
-            "http://shop.test:3000"
-        );
-        let methods = headers["access-control-allow-methods"]
-            .to_str()
-            .expect("ascii");
+        assert_eq!(headers["access-control-allow-origin"], SHOP);
+        let methods = text(headers, "access-control-allow-methods");
         assert!(methods.contains("POST"), "{methods}");
-        let allowed = headers["access-control-allow-headers"]
-            .to_str()
-            .expect("ascii");
+        let allowed = text(headers, "access-control-allow-headers");
         assert!(
             allowed.contains("authorization") && allowed.contains("content-type"),
             "{allowed}"
         );
         assert_eq!(headers["access-control-max-age"], "600");
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "the route never ran");
+        assert_eq!(calls, 0, "the route never ran");
     }
 
     #[tokio::test]
     async fn a_preflight_from_another_origin_gets_no_permission() {
-        let (app, calls) = app(&settings(&["http://shop.test:3000"]));
-        let response = app
-            .oneshot(preflight("http://evil.test"))
-            .await
-            .expect("answered");
+        let (response, calls) = send(&[SHOP], preflight("http://evil.test")).await;
         assert!(
             !response
                 .headers()
                 .contains_key("access-control-allow-origin")
         );
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(calls, 0);
     }
 
     #[tokio::test]
     async fn an_actual_request_exposes_the_request_id_and_rate_limit_headers() {
-        let (app, calls) = app(&settings(&["http://shop.test:3000"]));
-        let response = app
-            .oneshot(
-                Request::post("/v1/orders")
-                    .header("origin", "http://shop.test:3000")
-                    .body(Body::empty())
-                    .expect("a request"),
-            )
-            .await
-            .expect("answered");
+        let request = Request::post("/v1/orders")
+            .header("origin", SHOP)
+            .body(Body::empty())
+            .expect("a request");
+        let (response, calls) = send(&[SHOP], request).await;
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(calls, 1);
         let headers = response.headers();
-        assert_eq!(
-            headers["access-control-allow-origin"],
-            "http://shop.test:3000"
-        );
-        let exposed = headers["access-control-expose-headers"]
-            .to_str()
-            .expect("ascii");
+        assert_eq!(headers["access-control-allow-origin"], SHOP);
+        let exposed = text(headers, "access-control-expose-headers");
         assert!(
             exposed.contains("x-request-id") && exposed.contains("retry-after"),
             "{exposed}"
@@ -247,11 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn any_origin_is_allowed_with_a_star() {
-        let (app, _) = app(&settings(&["*"]));
-        let response = app
-            .oneshot(preflight("http://anywhere.test"))
-            .await
-            .expect("answered");
+        let (response, _) = send(&["*"], preflight("http://anywhere.test")).await;
         assert_eq!(response.headers()["access-control-allow-origin"], "*");
     }
 

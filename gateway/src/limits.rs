@@ -68,6 +68,20 @@ impl Default for LimitSettings {
     }
 }
 
+/// Refuses the first of the named `values` that is zero (or empty), as a setting of `section`.
+///
+/// # Errors
+/// `<section>.<name> must be above 0`.
+pub(crate) fn ensure_above_zero<T: Default + PartialEq>(
+    section: &str,
+    values: impl IntoIterator<Item = (&'static str, T)>,
+) -> anyhow::Result<()> {
+    for (name, value) in values {
+        anyhow::ensure!(value != T::default(), "{section}.{name} must be above 0");
+    }
+    Ok(())
+}
+
 impl LimitSettings {
     /// Checks the limits make sense together and keep what the edge forwards under what a
     /// service accepts.
@@ -75,15 +89,16 @@ impl LimitSettings {
     /// # Errors
     /// A zero limit, or headers and URL that could add up past [`MAX_HEADER_LIST_BYTES`].
     pub fn validate(&self) -> anyhow::Result<()> {
-        for (name, value) in [
-            ("max_body_bytes", self.max_body_bytes),
-            ("max_header_bytes", self.max_header_bytes),
-            ("max_header_list_bytes", self.max_header_list_bytes),
-            ("max_headers", self.max_headers),
-            ("max_url_bytes", self.max_url_bytes),
-        ] {
-            anyhow::ensure!(value > 0, "gateway.limits.{name} must be above 0");
-        }
+        ensure_above_zero(
+            "gateway.limits",
+            [
+                ("max_body_bytes", self.max_body_bytes),
+                ("max_header_bytes", self.max_header_bytes),
+                ("max_header_list_bytes", self.max_header_list_bytes),
+                ("max_headers", self.max_headers),
+                ("max_url_bytes", self.max_url_bytes),
+            ],
+        )?;
         let forwarded = self
             .max_header_list_bytes
             .saturating_add(self.max_url_bytes)

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-use crate::limits::LimitSettings;
+use crate::limits::{LimitSettings, ensure_above_zero};
 
 /// The smallest read buffer hyper accepts for HTTP/1.1.
 const MIN_HTTP1_BUFFER: usize = 8192;
@@ -73,22 +73,19 @@ impl ConnectionSettings {
     /// # Errors
     /// A zero duration or connection count.
     pub fn validate(&self) -> anyhow::Result<()> {
-        for (name, value) in [
-            ("header_read_timeout", self.header_read_timeout),
-            ("idle_timeout", self.idle_timeout),
-            ("keep_alive_interval", self.keep_alive_interval),
-            ("keep_alive_timeout", self.keep_alive_timeout),
-        ] {
-            anyhow::ensure!(
-                !value.is_zero(),
-                "gateway.connections.{name} must be above 0"
-            );
-        }
-        anyhow::ensure!(
-            self.max_connections > 0,
-            "gateway.connections.max_connections must be above 0"
-        );
-        Ok(())
+        ensure_above_zero(
+            "gateway.connections",
+            [
+                ("header_read_timeout", self.header_read_timeout),
+                ("idle_timeout", self.idle_timeout),
+                ("keep_alive_interval", self.keep_alive_interval),
+                ("keep_alive_timeout", self.keep_alive_timeout),
+            ],
+        )?;
+        ensure_above_zero(
+            "gateway.connections",
+            [("max_connections", self.max_connections)],
+        )
     }
 }
 

@@ -95,20 +95,21 @@ impl Upstream {
         self.channel.clone()
     }
 
-    /// A client on the channel once it can take a call, or UNAVAILABLE.
-    async fn ready_client(&self) -> Result<tonic::client::Grpc<Channel>, tonic::Status> {
+    /// A client on the channel once it can take a call (else UNAVAILABLE), `method`'s path,
+    /// and a codec for its answers.
+    async fn prepare(
+        &self,
+        method: &MethodDescriptor,
+    ) -> Result<(tonic::client::Grpc<Channel>, PathAndQuery, DynamicCodec), tonic::Status> {
         let mut client = tonic::client::Grpc::new(self.channel.clone());
         client
             .ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("upstream not ready: {e}")))?;
-        Ok(client)
-    }
-
-    fn path(method: &MethodDescriptor) -> Result<PathAndQuery, tonic::Status> {
-        format!("/{}/{}", method.parent_service().full_name(), method.name())
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name())
             .parse()
-            .map_err(|e| tonic::Status::internal(format!("method path: {e}")))
+            .map_err(|e| tonic::Status::internal(format!("method path: {e}")))?;
+        Ok((client, path, DynamicCodec::new(method.output())))
     }
 
     /// Calls a unary `method` with `request` (its metadata and deadline included).
@@ -121,13 +122,9 @@ impl Upstream {
         method: &MethodDescriptor,
         request: tonic::Request<DynamicMessage>,
     ) -> Result<tonic::Response<DynamicMessage>, tonic::Status> {
-        let mut client = self.ready_client().await?;
+        let (mut client, path, codec) = self.prepare(method).await?;
         client
-            .unary(
-                request,
-                Self::path(method)?,
-                DynamicCodec::new(method.output()),
-            )
+            .unary(request, path, codec)
             .await
             .map_err(lost_mid_call)
     }
@@ -141,13 +138,9 @@ impl Upstream {
         method: &MethodDescriptor,
         request: tonic::Request<DynamicMessage>,
     ) -> Result<tonic::Response<Streaming<DynamicMessage>>, tonic::Status> {
-        let mut client = self.ready_client().await?;
+        let (mut client, path, codec) = self.prepare(method).await?;
         client
-            .server_streaming(
-                request,
-                Self::path(method)?,
-                DynamicCodec::new(method.output()),
-            )
+            .server_streaming(request, path, codec)
             .await
             .map_err(lost_mid_call)
     }

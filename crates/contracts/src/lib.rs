@@ -25,39 +25,37 @@ macro_rules! generated {
     };
 }
 
+/// Declares each of Agora's packages as `<name>::v1`, with the doc given.
+macro_rules! versioned {
+    ($($(#[$doc:meta])* $name:ident => $package:literal),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub mod $name {
+                generated!(v1 => $package);
+            }
+        )*
+    };
+}
+
 /// Agora's own packages.
 pub mod agora {
-    /// `agora.options.v1`: the access option every method declares.
-    pub mod options {
-        generated!(v1 => "agora.options.v1");
-    }
-    /// `agora.common.v1`: types shared by several contracts.
-    pub mod common {
-        generated!(v1 => "agora.common.v1");
-    }
-    /// `agora.auth.v1`: accounts, sessions, tokens and keys.
-    pub mod auth {
-        generated!(v1 => "agora.auth.v1");
-    }
-    /// `agora.user.v1`: profiles.
-    pub mod user {
-        generated!(v1 => "agora.user.v1");
-    }
-    /// `agora.product.v1`: the catalog.
-    pub mod product {
-        generated!(v1 => "agora.product.v1");
-    }
-    /// `agora.inventory.v1`: stock, reservations and the ledger.
-    pub mod inventory {
-        generated!(v1 => "agora.inventory.v1");
-    }
-    /// `agora.order.v1`: orders and their saga.
-    pub mod order {
-        generated!(v1 => "agora.order.v1");
-    }
-    /// `agora.events.v1`: the events services publish on the bus.
-    pub mod events {
-        generated!(v1 => "agora.events.v1");
+    versioned! {
+        /// `agora.options.v1`: the access option every method declares.
+        options => "agora.options.v1",
+        /// `agora.common.v1`: types shared by several contracts.
+        common => "agora.common.v1",
+        /// `agora.auth.v1`: accounts, sessions, tokens and keys.
+        auth => "agora.auth.v1",
+        /// `agora.user.v1`: profiles.
+        user => "agora.user.v1",
+        /// `agora.product.v1`: the catalog.
+        product => "agora.product.v1",
+        /// `agora.inventory.v1`: stock, reservations and the ledger.
+        inventory => "agora.inventory.v1",
+        /// `agora.order.v1`: orders and their saga.
+        order => "agora.order.v1",
+        /// `agora.events.v1`: the events services publish on the bus.
+        events => "agora.events.v1",
     }
 }
 

@@ -165,16 +165,13 @@ impl Cache {
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
         let key = self.key(key);
         match &self.backend {
-            Backend::Memory(store) => {
-                lock(store).set(key, value.to_vec(), ttl);
-                Ok(())
-            }
+            Backend::Memory(store) => lock(store).set(key, value.to_vec(), ttl),
             Backend::Redis(conn) => {
                 let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                let _: () = conn.clone().pset_ex(key, value, millis).await?;
-                Ok(())
+                conn.clone().pset_ex::<_, _, ()>(key, value, millis).await?;
             }
         }
+        Ok(())
     }
 
     /// Removes `key`.
@@ -184,15 +181,10 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let key = self.key(key);
         match &self.backend {
-            Backend::Memory(store) => {
-                lock(store).delete(&key);
-                Ok(())
-            }
-            Backend::Redis(conn) => {
-                let _: () = conn.clone().del(key).await?;
-                Ok(())
-            }
+            Backend::Memory(store) => lock(store).delete(&key),
+            Backend::Redis(conn) => conn.clone().del::<_, ()>(key).await?,
         }
+        Ok(())
     }
 
     /// Counts one hit on `key` in a fixed window of `window` that starts at the first hit.
@@ -237,18 +229,16 @@ impl Cache {
     pub async fn unhit(&self, key: &str) -> anyhow::Result<()> {
         let key = self.key(key);
         match &self.backend {
-            Backend::Memory(store) => {
-                lock(store).unhit(&key);
-                Ok(())
-            }
+            Backend::Memory(store) => lock(store).unhit(&key),
             Backend::Redis(conn) => {
+                // The count left is of no use to the caller.
                 let _: i64 = UNHIT_SCRIPT
                     .key(key)
                     .invoke_async(&mut conn.clone())
                     .await?;
-                Ok(())
             }
         }
+        Ok(())
     }
 
     /// The current count of `key` without adding a hit (0 when absent).

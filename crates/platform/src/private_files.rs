@@ -154,12 +154,18 @@ mod tests {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
     }
 
+    /// A file `name` in `dir` holding `contents`, set to `mode`.
+    fn file_at(dir: &Path, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let file = dir.join(name);
+        fs::write(&file, contents).expect("written");
+        chmod(&file, mode);
+        file
+    }
+
     #[test]
     fn a_file_loosened_to_0644_is_reported_with_its_fix() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("auth.db");
-        fs::write(&file, "").expect("written");
-        chmod(&file, 0o644);
+        let file = file_at(dir.path(), "auth.db", "", 0o644);
 
         let found = exposed([&file]);
 
@@ -177,9 +183,7 @@ mod tests {
     #[test]
     fn a_file_at_0600_and_a_directory_at_0700_are_not_reported() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("auth.db");
-        fs::write(&file, "").expect("written");
-        chmod(&file, 0o600);
+        let file = file_at(dir.path(), "auth.db", "", 0o600);
         chmod(dir.path(), 0o700);
 
         assert_eq!(exposed([dir.path(), &file]), vec![]);
@@ -209,9 +213,7 @@ mod tests {
     #[test]
     fn warn_if_exposed_returns_what_it_warned_about() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("admin-password");
-        fs::write(&file, "secret").expect("written");
-        chmod(&file, 0o640);
+        let file = file_at(dir.path(), "admin-password", "secret", 0o640);
 
         let found = warn_if_exposed([&file]);
 

@@ -227,6 +227,12 @@ impl TestMesh {
             .unwrap_or_else(|| panic!("{} was not spawned in this test", kind.name()))
     }
 
+    fn running_mut(&mut self, kind: ServiceKind) -> &mut Running {
+        self.services
+            .get_mut(&kind)
+            .unwrap_or_else(|| panic!("{} was not spawned in this test", kind.name()))
+    }
+
     /// A channel to a running service.
     ///
     /// # Panics
@@ -277,11 +283,7 @@ impl TestMesh {
     /// # Panics
     /// When `kind` was never spawned or its server failed.
     pub async fn stop(&mut self, kind: ServiceKind) {
-        let running = self
-            .services
-            .get_mut(&kind)
-            .unwrap_or_else(|| panic!("{} was not spawned in this test", kind.name()));
-        running.shutdown().await;
+        self.running_mut(kind).shutdown().await;
     }
 
     /// Starts a stopped (or running) service again on the same port and database.
@@ -289,10 +291,7 @@ impl TestMesh {
     /// # Panics
     /// When the port cannot be bound again or the service does not become SERVING.
     pub async fn restart(&mut self, kind: ServiceKind) {
-        let running = self
-            .services
-            .get_mut(&kind)
-            .unwrap_or_else(|| panic!("{} was not spawned in this test", kind.name()));
+        let running = self.running_mut(kind);
         running.shutdown().await;
         let listener = TcpListener::bind(running.addr)
             .await

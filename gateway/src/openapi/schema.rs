@@ -243,18 +243,19 @@ mod tests {
     use super::*;
     use prost_reflect::DescriptorPool;
 
-    fn pool() -> DescriptorPool {
-        DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET).expect("the contracts decode")
+    /// The contracts' message named `name`.
+    fn message(name: &str) -> MessageDescriptor {
+        DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET)
+            .expect("the contracts decode")
+            .get_message_by_name(name)
+            .expect("a message")
     }
 
     #[test]
     fn sixty_four_bit_integers_are_strings_and_enums_are_names() {
-        let pool = pool();
         let comments = Comments::default();
         let mut schemas = Schemas::new(&comments);
-        let stock = pool
-            .get_message_by_name("agora.inventory.v1.StockLevel")
-            .expect("a message");
+        let stock = message("agora.inventory.v1.StockLevel");
         let reference = schemas.message(&stock);
         assert_eq!(
             reference["$ref"],
@@ -276,12 +277,9 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_strings_and_enums_list_their_names() {
-        let pool = pool();
         let comments = Comments::default();
         let mut schemas = Schemas::new(&comments);
-        let product = pool
-            .get_message_by_name("agora.product.v1.Product")
-            .expect("a message");
+        let product = message("agora.product.v1.Product");
         schemas.message(&product);
         let schema = &schemas.components["agora.product.v1.Product"];
         assert_eq!(
@@ -298,12 +296,9 @@ mod tests {
 
     #[test]
     fn an_excluded_field_is_left_out_of_the_body_even_when_nested() {
-        let pool = pool();
         let comments = Comments::default();
         let mut schemas = Schemas::new(&comments);
-        let update = pool
-            .get_message_by_name("agora.product.v1.UpdateProductRequest")
-            .expect("a message");
+        let update = message("agora.product.v1.UpdateProductRequest");
         let body = schemas.object(&update, &["product.id".to_owned()]);
         let product = &body["properties"]["product"];
         assert!(product["properties"].get("id").is_none(), "{product}");

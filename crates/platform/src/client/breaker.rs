@@ -144,6 +144,19 @@ mod tests {
         )
     }
 
+    /// A breaker opened by three failures in a row, once its open period is over and its one
+    /// probe is admitted; and the instant of the probe.
+    fn probing() -> (CircuitBreaker, Instant) {
+        let b = breaker();
+        let t = Instant::now();
+        for _ in 0..3 {
+            b.record_at(t, true);
+        }
+        let probe = t + Duration::from_secs(5);
+        b.admit_at(probe).expect("the probe");
+        (b, probe)
+    }
+
     #[test]
     fn repeated_failures_open_the_breaker_and_calls_then_fail_fast_with_unavailable() {
         let b = breaker();
@@ -170,13 +183,7 @@ mod tests {
 
     #[test]
     fn after_the_open_period_one_probe_goes_through_and_its_success_closes_the_breaker() {
-        let b = breaker();
-        let t = Instant::now();
-        for _ in 0..3 {
-            b.record_at(t, true);
-        }
-        let later = t + Duration::from_secs(5);
-        b.admit_at(later).expect("the probe");
+        let (b, later) = probing();
         assert!(b.admit_at(later).is_err(), "only one probe at a time");
         b.record_at(later, false);
         b.admit_at(later).expect("closed again");
@@ -185,13 +192,7 @@ mod tests {
 
     #[test]
     fn a_failed_probe_opens_the_breaker_for_another_period() {
-        let b = breaker();
-        let t = Instant::now();
-        for _ in 0..3 {
-            b.record_at(t, true);
-        }
-        let probe = t + Duration::from_secs(5);
-        b.admit_at(probe).expect("the probe");
+        let (b, probe) = probing();
         b.record_at(probe, true);
         assert!(b.admit_at(probe + Duration::from_secs(4)).is_err());
         b.admit_at(probe + Duration::from_secs(5))

@@ -168,6 +168,15 @@ mod tests {
         }
     }
 
+    /// A client of `upstream` that retries at once, behind a breaker that never opens, and a
+    /// count of the attempts the upstream sees.
+    fn retrying(upstream: &str) -> (Resilient, AtomicU32) {
+        (
+            Resilient::new(upstream, no_wait(), patient()),
+            AtomicU32::new(0),
+        )
+    }
+
     async fn answer(
         attempts: &AtomicU32,
         fail: impl Fn(u32) -> bool,
@@ -182,8 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idempotent_call_is_resent_with_the_same_message_until_it_succeeds() {
-        let client = Resilient::new("product", no_wait(), patient());
-        let attempts = AtomicU32::new(0);
+        let (client, attempts) = retrying("product");
         let seen = std::sync::Mutex::new(Vec::new());
         let response = client
             .call(Idempotency::Idempotent, "the message", |request| {
@@ -198,8 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_is_not_idempotent_is_sent_once() {
-        let client = Resilient::new("product", no_wait(), patient());
-        let attempts = AtomicU32::new(0);
+        let (client, attempts) = retrying("product");
         let status = client
             .call(Idempotency::NotIdempotent, (), |_| {
                 answer(&attempts, |_| true)
@@ -212,8 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn business_errors_and_exhausted_attempts_are_not_retried() {
-        let client = Resilient::new("inventory", no_wait(), patient());
-        let attempts = AtomicU32::new(0);
+        let (client, attempts) = retrying("inventory");
         let status = client
             .call(Idempotency::Idempotent, (), |_| {
                 attempts.fetch_add(1, Ordering::SeqCst);
@@ -232,8 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_an_upstream_failing_half_its_calls_attempts_stay_within_the_retry_budget() {
-        let client = Resilient::new("inventory", no_wait(), patient());
-        let attempts = AtomicU32::new(0);
+        let (client, attempts) = retrying("inventory");
         let calls = 2000u32;
         let started = Instant::now();
         let mut failed = 0;

@@ -75,12 +75,7 @@ impl Reader {
         count: usize,
         block: Duration,
     ) -> anyhow::Result<Vec<Entry>> {
-        let read = self.read_new_once(count, block).await;
-        self.heal(read).await
-    }
-
-    async fn read_new_once(&mut self, count: usize, block: Duration) -> anyhow::Result<Vec<Entry>> {
-        match &mut self.transport {
+        let read = match &mut self.transport {
             ReaderTransport::Memory(streams) => Ok(streams
                 .read_new(&self.stream, &self.group, &self.consumer, count, block)
                 .await),
@@ -89,7 +84,8 @@ impl Reader {
                     .read_new(&self.stream, &self.group, &self.consumer, count, block)
                     .await
             }
-        }
+        };
+        self.heal(read).await
     }
 
     /// Entries delivered to any consumer of the group and unacknowledged for `min_idle`, now
@@ -99,16 +95,7 @@ impl Reader {
         min_idle: Duration,
         count: usize,
     ) -> anyhow::Result<Vec<Entry>> {
-        let claimed = self.claim_idle_once(min_idle, count).await;
-        self.heal(claimed).await
-    }
-
-    async fn claim_idle_once(
-        &mut self,
-        min_idle: Duration,
-        count: usize,
-    ) -> anyhow::Result<Vec<Entry>> {
-        match &mut self.transport {
+        let claimed = match &mut self.transport {
             ReaderTransport::Memory(streams) => {
                 Ok(streams.claim_idle(&self.stream, &self.group, &self.consumer, min_idle, count))
             }
@@ -117,7 +104,8 @@ impl Reader {
                     .claim_idle(&self.stream, &self.group, &self.consumer, min_idle, count)
                     .await
             }
-        }
+        };
+        self.heal(claimed).await
     }
 
     pub(super) async fn ack(&mut self, id: &str) -> anyhow::Result<()> {

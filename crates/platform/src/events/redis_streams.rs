@@ -177,22 +177,8 @@ impl RedisReader {
         count: usize,
         block: Duration,
     ) -> anyhow::Result<Vec<Entry>> {
-        let block = block.min(MAX_BLOCK);
-        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(group)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
-            .arg("STREAMS")
-            .arg(stream)
-            .arg(">")
-            .query_async(&mut self.connection)
+        self.read(Some((group, consumer)), stream, ">", count, block)
             .await
-            .context("XREADGROUP")?;
-        Ok(read_entries(reply))
     }
 
     /// Entries after `after`, outside any group (`XREAD`), waiting up to `block` for one.
@@ -203,18 +189,41 @@ impl RedisReader {
         count: usize,
         block: Duration,
     ) -> anyhow::Result<Vec<Entry>> {
+        self.read(None, stream, after, count, block).await
+    }
+
+    /// Up to `count` entries of `stream` from the position `from`, waiting up to `block` (at
+    /// most [`MAX_BLOCK`]): with `XREADGROUP` as the consumer of `group` named in it, or with a
+    /// plain `XREAD` when there is none.
+    async fn read(
+        &mut self,
+        group: Option<(&str, &str)>,
+        stream: &str,
+        from: &str,
+        count: usize,
+        block: Duration,
+    ) -> anyhow::Result<Vec<Entry>> {
+        let name = if group.is_some() {
+            "XREADGROUP"
+        } else {
+            "XREAD"
+        };
+        let mut command = redis::cmd(name);
+        if let Some((group, consumer)) = group {
+            command.arg("GROUP").arg(group).arg(consumer);
+        }
         let block = block.min(MAX_BLOCK);
-        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+        let reply: Option<redis::streams::StreamReadReply> = command
             .arg("COUNT")
             .arg(count)
             .arg("BLOCK")
             .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
             .arg("STREAMS")
             .arg(stream)
-            .arg(after)
+            .arg(from)
             .query_async(&mut self.connection)
             .await
-            .context("XREAD")?;
+            .context(name)?;
         Ok(read_entries(reply))
     }
 

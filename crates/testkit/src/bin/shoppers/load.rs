@@ -13,7 +13,7 @@ use clap::Args;
 use tonic::{Code, transport::Channel};
 
 use crate::{
-    KeyRecord, ORDERS_PER_ACCOUNT, PASSWORD, access_token, channel, login,
+    CommonArgs, KeyRecord, ORDERS_PER_ACCOUNT, PASSWORD, access_token, channel, login,
     orders::{Via, cancel, create},
     retry::{noting_retries, retryable, timed, with_retries},
     setup::new_product,
@@ -22,24 +22,14 @@ use crate::{
 // No doc comment: clap would take it as the subcommand's about, which the variant gives.
 #[derive(Args)]
 pub(crate) struct LoadArgs {
-    #[arg(long)]
-    auth: String,
+    #[command(flatten)]
+    common: CommonArgs,
     /// The order service, called directly.
     #[arg(long)]
     order: String,
     /// The edge, whose gRPC passthrough reaches the order service too.
     #[arg(long)]
     gateway: String,
-    /// The product service, where the administrator adds products during the load.
-    #[arg(long)]
-    product: String,
-    #[arg(long)]
-    admin_email: String,
-    #[arg(long)]
-    admin_password: String,
-    /// A tag that makes this run's accounts and keys unique.
-    #[arg(long)]
-    run: String,
     /// Comma-separated product ids to order from.
     #[arg(long, value_delimiter = ',')]
     products: Vec<String>,
@@ -59,13 +49,9 @@ pub(crate) struct LoadArgs {
 /// Runs the shoppers and prints one JSON line per idempotency key.
 pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let LoadArgs {
-        auth,
+        common,
         order,
         gateway,
-        product,
-        admin_email,
-        admin_password,
-        run,
         products,
         shoppers,
         seconds,
@@ -73,9 +59,9 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         attempts,
     } = args;
     anyhow::ensure!(!products.is_empty(), "no products to order");
-    let product = channel(&product)?;
+    let product = channel(&common.product)?;
     let plan = Plan {
-        auth: channel(&auth)?,
+        auth: channel(&common.auth)?,
         order: channel(&order)?,
         gateway: channel(&gateway)?,
         rest: gateway.trim_end_matches('/').to_owned(),
@@ -83,7 +69,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .connect_timeout(Duration::from_secs(1))
             .build()
             .context("an HTTP client")?,
-        run,
+        run: common.run.clone(),
         products,
         until: Instant::now() + Duration::from_secs(seconds),
         cancel_every: cancel_every.max(1),
@@ -92,7 +78,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let plan = std::sync::Arc::new(plan);
     // The administrator adds products while the faults hit, so that product's events
     // flow to inventory then too.
-    let (_, admin) = login(&plan.auth, &admin_email, &admin_password).await?;
+    let admin = common.admin_token(&plan.auth).await?;
     let catalog_plan = plan.clone();
     let catalog = tokio::spawn(async move {
         let mut client = ProductServiceClient::new(product);

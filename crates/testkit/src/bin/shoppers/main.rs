@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use agora_contracts::agora::auth::v1::{self as auth_pb, auth_service_client::AuthServiceClient};
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
@@ -57,6 +57,32 @@ enum Command {
     Load(load::LoadArgs),
     /// Reads every acknowledged order of a `load` output back through the API.
     Verify(verify::VerifyArgs),
+}
+
+// What `setup` and `load` share: both sign the administrator in and add products. No doc
+// comment: clap would take it as the subcommand's about.
+#[derive(Args)]
+struct CommonArgs {
+    #[arg(long)]
+    auth: String,
+    /// The product service, where the administrator adds products.
+    #[arg(long)]
+    product: String,
+    #[arg(long)]
+    admin_email: String,
+    #[arg(long)]
+    admin_password: String,
+    /// A tag that makes this run's SKUs, accounts and keys unique.
+    #[arg(long)]
+    run: String,
+}
+
+impl CommonArgs {
+    /// Signs the administrator in at `auth` (retried); returns its access token.
+    async fn admin_token(&self, auth: &Channel) -> anyhow::Result<String> {
+        let (_, token) = login(auth, &self.admin_email, &self.admin_password).await?;
+        Ok(token)
+    }
 }
 
 /// What a shopper was finally told about one idempotency key.

@@ -5,7 +5,7 @@ use agora_contracts::agora::order::v1::{
     self as order_pb, order_service_client::OrderServiceClient,
 };
 use agora_testkit::authed;
-use tonic::{Code, Status};
+use tonic::{Code, Status, transport::Channel};
 
 use crate::{
     ATTEMPT_TIMEOUT, KeyRecord,
@@ -25,6 +25,15 @@ pub(crate) enum Via {
 }
 
 impl Via {
+    /// The channel of a gRPC way in; `None` for REST.
+    fn channel(self, plan: &Plan) -> Option<&Channel> {
+        match self {
+            Via::Order => Some(&plan.order),
+            Via::EdgeGrpc => Some(&plan.gateway),
+            Via::Rest => None,
+        }
+    }
+
     /// The name records carry.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -59,57 +68,50 @@ pub(crate) async fn create(
     token: &str,
     request: &order_pb::CreateOrderRequest,
 ) -> Result<Placed, Status> {
-    let channel = match via {
-        Via::Order => &plan.order,
-        Via::EdgeGrpc => &plan.gateway,
-        Via::Rest => {
-            let lines: Vec<_> = request
-                .lines
-                .iter()
-                .map(|l| serde_json::json!({"productId": l.product_id, "quantity": l.quantity.to_string()}))
-                .collect();
-            let body =
-                serde_json::json!({"idempotencyKey": request.idempotency_key, "lines": lines});
-            return rest(plan, token, "/v1/orders".into(), body).await;
-        }
+    let Some(channel) = via.channel(plan) else {
+        let lines: Vec<_> = request
+            .lines
+            .iter()
+            .map(|l| serde_json::json!({"productId": l.product_id, "quantity": l.quantity.to_string()}))
+            .collect();
+        let body = serde_json::json!({"idempotencyKey": request.idempotency_key, "lines": lines});
+        return rest(plan, token, "/v1/orders".into(), body).await;
     };
-    let mut call = authed(request.clone(), token);
-    call.set_timeout(ATTEMPT_TIMEOUT);
-    let order = OrderServiceClient::new(channel.clone())
-        .create_order(call)
-        .await?
-        .into_inner()
-        .order
-        .ok_or_else(|| Status::internal("an answer without its order"))?;
-    Ok(order.into())
+    let answer = OrderServiceClient::new(channel.clone())
+        .create_order(attempt(request.clone(), token))
+        .await?;
+    placed(answer.into_inner().order)
 }
 
 /// One attempt of CancelOrder.
 async fn cancel_once(plan: &Plan, via: Via, token: &str, order_id: &str) -> Result<Placed, Status> {
     let reason = "changed my mind";
-    let channel = match via {
-        Via::Order => &plan.order,
-        Via::EdgeGrpc => &plan.gateway,
-        Via::Rest => {
-            let path = format!("/v1/orders/{order_id}:cancel");
-            return rest(plan, token, path, serde_json::json!({"reason": reason})).await;
-        }
+    let Some(channel) = via.channel(plan) else {
+        let path = format!("/v1/orders/{order_id}:cancel");
+        return rest(plan, token, path, serde_json::json!({"reason": reason})).await;
     };
-    let mut call = authed(
-        order_pb::CancelOrderRequest {
-            order_id: order_id.into(),
-            reason: reason.into(),
-        },
-        token,
-    );
+    let request = order_pb::CancelOrderRequest {
+        order_id: order_id.into(),
+        reason: reason.into(),
+    };
+    let answer = OrderServiceClient::new(channel.clone())
+        .cancel_order(attempt(request, token))
+        .await?;
+    placed(answer.into_inner().order)
+}
+
+/// `message` as one attempt: signed with `token`, and bounded by [`ATTEMPT_TIMEOUT`].
+fn attempt<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut call = authed(message, token);
     call.set_timeout(ATTEMPT_TIMEOUT);
-    let order = OrderServiceClient::new(channel.clone())
-        .cancel_order(call)
-        .await?
-        .into_inner()
-        .order
-        .ok_or_else(|| Status::internal("an answer without its order"))?;
-    Ok(order.into())
+    call
+}
+
+/// The order a gRPC answer carries, as the client was told about it.
+fn placed(order: Option<order_pb::Order>) -> Result<Placed, Status> {
+    order
+        .map(Placed::from)
+        .ok_or_else(|| Status::internal("an answer without its order"))
 }
 
 /// One POST through the edge, its answer read as an order, its error as a gRPC status (from

@@ -12,24 +12,15 @@ use anyhow::Context as _;
 use clap::Args;
 use tonic::{Code, Status, transport::Channel};
 
-use crate::{channel, login, retry::with_retries};
+use crate::{CommonArgs, channel, retry::with_retries};
 
 // No doc comment: clap would take it as the subcommand's about, which the variant gives.
 #[derive(Args)]
 pub(crate) struct SetupArgs {
-    #[arg(long)]
-    auth: String,
-    #[arg(long)]
-    product: String,
+    #[command(flatten)]
+    common: CommonArgs,
     #[arg(long)]
     inventory: String,
-    #[arg(long)]
-    admin_email: String,
-    #[arg(long)]
-    admin_password: String,
-    /// A tag that makes this run's SKUs unique.
-    #[arg(long)]
-    run: String,
     /// How many products.
     #[arg(long, default_value_t = 5)]
     products: usize,
@@ -41,20 +32,16 @@ pub(crate) struct SetupArgs {
 /// Creates the products and their stock, printing one JSON line per product.
 pub(crate) async fn run(args: SetupArgs) -> anyhow::Result<()> {
     let SetupArgs {
-        auth,
-        product,
+        common,
         inventory,
-        admin_email,
-        admin_password,
-        run,
         products,
         on_hand,
     } = args;
-    let (_, admin) = login(&channel(&auth)?, &admin_email, &admin_password).await?;
-    let mut catalog = ProductServiceClient::new(channel(&product)?);
+    let admin = common.admin_token(&channel(&common.auth)?).await?;
+    let mut catalog = ProductServiceClient::new(channel(&common.product)?);
     let mut stock = InventoryServiceClient::new(channel(&inventory)?);
     for n in 0..products {
-        let created = new_product(&mut catalog, &admin, &format!("{run}-{n}"))
+        let created = new_product(&mut catalog, &admin, &format!("{}-{n}", common.run))
             .await
             .map_err(|(status, _)| anyhow::anyhow!("creating a product: {status:?}"))?;
         // Inventory opens the stock record when it consumes ProductCreated: wait for it
