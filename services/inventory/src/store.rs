@@ -9,7 +9,7 @@
 
 use agora_platform::{
     events,
-    storage::{Backend, Database, DatabaseFailure, Migrations, retry_transient},
+    storage::{Backend, Database, DatabaseFailure, Migrations},
 };
 use sqlx::{Row, any::AnyRow};
 
@@ -18,7 +18,7 @@ use crate::domain::{AdjustReason, MovementKind, OrderId, ProductId};
 pub mod ledger;
 pub mod reservations;
 
-pub(crate) use ledger::{LineContext, apply_movement, available, insert_movement};
+pub(crate) use ledger::{LineContext, Movement, apply_movement, available, insert_movement};
 pub use ledger::{MovementPage, MovementRow};
 
 /// Inventory's migrations, per backend.
@@ -154,19 +154,9 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn levels(&self, product_ids: &[ProductId]) -> Result<Vec<Level>, StoreError> {
-        if product_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders: Vec<String> = (1..=product_ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {LEVEL_COLUMNS} FROM stock WHERE product_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in product_ids {
-            query = query.bind(id.as_str());
-        }
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let select = format!("SELECT {LEVEL_COLUMNS} FROM stock WHERE product_id IN");
+        let ids = product_ids.iter().map(ProductId::as_str);
+        let rows = self.db.fetch_in(&select, ids).await?;
         rows.iter().map(level).collect()
     }
 
@@ -183,38 +173,36 @@ impl Store {
         note: &str,
         actor: &str,
     ) -> Result<Level, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let context = LineContext {
-                reason: Some(reason),
-                note,
-                actor,
-                ..LineContext::default()
-            };
-            let kind = MovementKind::Adjusted;
-            if let Some(level) =
-                apply_movement(&mut tx, product_id, kind, kind.deltas(delta), context, now).await?
-            {
-                tx.commit().await?;
-                return Ok(level);
-            }
-            // Refused: say why.
-            let available = available(&mut tx, product_id).await?;
-            tx.rollback().await?;
-            Err(match available {
-                None => StoreError::UnknownProduct(product_id.clone()),
-                Some(available) if delta < 0 && available + delta < 0 => {
-                    StoreError::InsufficientStock(vec![Shortage {
-                        product_id: product_id.clone(),
-                        requested: -delta,
-                        available,
-                    }])
+        self.db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                let context = LineContext {
+                    reason: Some(reason),
+                    note,
+                    actor,
+                    ..LineContext::default()
+                };
+                let movement = Movement::new(product_id, MovementKind::Adjusted, delta, context);
+                if let Some(level) = apply_movement(&mut tx, movement, now).await? {
+                    tx.commit().await?;
+                    return Ok(level);
                 }
-                Some(_) => StoreError::StockLimit(product_id.clone()),
+                // Refused: say why.
+                let available = available(&mut tx, product_id).await?;
+                tx.rollback().await?;
+                Err(match available {
+                    None => StoreError::UnknownProduct(product_id.clone()),
+                    Some(available) if delta < 0 && available + delta < 0 => {
+                        StoreError::InsufficientStock(vec![Shortage {
+                            product_id: product_id.clone(),
+                            requested: -delta,
+                            available,
+                        }])
+                    }
+                    Some(_) => StoreError::StockLimit(product_id.clone()),
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Opens a product's stock record with zero units and its first ledger line, once: a
@@ -229,9 +217,9 @@ impl Store {
         event_id: &str,
         product_id: &ProductId,
     ) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
+        self.db
+            .write(|mut tx| async move {
             let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
             if !events::remember(&mut tx, consumer, event_id).await? {
                 tx.rollback().await?;
                 return Ok(false);
@@ -247,12 +235,12 @@ impl Store {
             .rows_affected()
                 == 1;
             if inserted {
-                let kind = MovementKind::Opened;
                 let context = LineContext {
                     actor: PRODUCER,
                     ..LineContext::default()
                 };
-                insert_movement(&mut tx, product_id, kind, kind.deltas(0), context, now).await?;
+                let movement = Movement::new(product_id, MovementKind::Opened, 0, context);
+                insert_movement(&mut tx, movement, now).await?;
             }
             tx.commit().await?;
             Ok(inserted)
@@ -272,29 +260,29 @@ impl Store {
         product_id: &ProductId,
         archived_at: i64,
     ) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let mut tx = self.db.begin_write().await?;
-            if !events::remember(&mut tx, consumer, event_id).await? {
-                tx.rollback().await?;
-                return Ok(true);
-            }
-            let updated = sqlx::query(
+        self.db
+            .write(|mut tx| async move {
+                if !events::remember(&mut tx, consumer, event_id).await? {
+                    tx.rollback().await?;
+                    return Ok(true);
+                }
+                let updated = sqlx::query(
                 "UPDATE stock SET archived_at = $1 WHERE product_id = $2 AND archived_at IS NULL",
             )
             .bind(archived_at)
             .bind(product_id.as_str())
             .execute(&mut *tx)
             .await?;
-            let known = updated.rows_affected() == 1 || {
-                sqlx::query("SELECT 1 AS one FROM stock WHERE product_id = $1")
-                    .bind(product_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some()
-            };
-            tx.commit().await?;
-            Ok(known)
-        })
-        .await
+                let known = updated.rows_affected() == 1 || {
+                    sqlx::query("SELECT 1 AS one FROM stock WHERE product_id = $1")
+                        .bind(product_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some()
+                };
+                tx.commit().await?;
+                Ok(known)
+            })
+            .await
     }
 }

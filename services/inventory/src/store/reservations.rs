@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
-use agora_platform::{storage::retry_transient, time::span_micros};
+use agora_platform::time::span_micros;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    LineContext, PRODUCER, Shortage, Store, StoreError, apply_movement, available, now_micros,
+    LineContext, Movement, PRODUCER, Shortage, Store, StoreError, apply_movement, available,
+    now_micros,
 };
 use crate::domain::{Line, Lines, MovementKind, OrderId, ProductId, ReservationState};
 
@@ -45,103 +46,100 @@ impl Store {
         ttl: Duration,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let expires_at = now.saturating_add(span_micros(ttl));
-            let mut tx = self.db.begin_write().await?;
-            // The reservation's row first: on PostgreSQL a concurrent call for the same order
-            // waits here for the first to finish, then finds its reservation.
-            let inserted = sqlx::query(
-                "INSERT INTO reservations (order_id, state, expires_at, created_at, updated_at)
+        self.db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                let expires_at = now.saturating_add(span_micros(ttl));
+                // The reservation's row first: on PostgreSQL a concurrent call for the same order
+                // waits here for the first to finish, then finds its reservation.
+                let inserted = sqlx::query(
+                    "INSERT INTO reservations (order_id, state, expires_at, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT (order_id) DO NOTHING",
-            )
-            .bind(order_id.as_str())
-            .bind(ReservationState::Pending.name())
-            .bind(expires_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !inserted {
-                let existing = self.load(&mut tx, order_id, false).await?;
-                tx.rollback().await?;
-                let existing = existing.ok_or_else(|| {
-                    StoreError::Corrupt(format!("reservation {order_id} vanished"))
-                })?;
-                return if existing.lines == *lines {
-                    Ok(existing)
-                } else {
-                    Err(StoreError::ReservationConflict(order_id.clone()))
-                };
-            }
-
-            let context = LineContext {
-                order_id: order_id.as_str(),
-                actor,
-                ..LineContext::default()
-            };
-            let kind = MovementKind::Reserved;
-            let mut failed = false;
-            let mut missing: Option<ProductId> = None;
-            let mut shortages = Vec::new();
-            for line in lines.as_slice() {
-                let Line {
-                    product_id,
-                    quantity,
-                } = line;
-                if !failed {
-                    let deltas = kind.deltas(*quantity);
-                    if apply_movement(&mut tx, product_id, kind, deltas, context, now)
-                        .await?
-                        .is_some()
-                    {
-                        continue;
-                    }
-                    failed = true;
-                    // This line was refused: report it whatever its level reads now.
-                    match available(&mut tx, product_id).await? {
-                        None => missing = missing.or(Some(product_id.clone())),
-                        Some(available) => shortages.push(shortage(line, available)),
-                    }
-                    continue;
-                }
-                // The reservation fails anyway; keep looking only to name every short line.
-                match available(&mut tx, product_id).await? {
-                    None => missing = missing.or(Some(product_id.clone())),
-                    Some(available) if available < *quantity => {
-                        shortages.push(shortage(line, available));
-                    }
-                    Some(_) => {}
-                }
-            }
-            if failed {
-                tx.rollback().await?;
-                return Err(match missing {
-                    Some(product_id) => StoreError::UnknownProduct(product_id),
-                    None => StoreError::InsufficientStock(shortages),
-                });
-            }
-            for line in lines.as_slice() {
-                sqlx::query(
-                    "INSERT INTO reservation_lines (order_id, product_id, quantity)
-                     VALUES ($1, $2, $3)",
                 )
                 .bind(order_id.as_str())
-                .bind(line.product_id.as_str())
-                .bind(line.quantity)
+                .bind(ReservationState::Pending.name())
+                .bind(expires_at)
+                .bind(now)
                 .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(ReservationRow {
-                order_id: order_id.clone(),
-                lines: lines.clone(),
-                state: ReservationState::Pending,
-                expires_at,
+                .await?
+                .rows_affected()
+                    == 1;
+                if !inserted {
+                    let existing = self.load(&mut tx, order_id, false).await?;
+                    tx.rollback().await?;
+                    let existing = existing.ok_or_else(|| {
+                        StoreError::Corrupt(format!("reservation {order_id} vanished"))
+                    })?;
+                    return if existing.lines == *lines {
+                        Ok(existing)
+                    } else {
+                        Err(StoreError::ReservationConflict(order_id.clone()))
+                    };
+                }
+
+                let context = LineContext {
+                    order_id: order_id.as_str(),
+                    actor,
+                    ..LineContext::default()
+                };
+                let kind = MovementKind::Reserved;
+                let mut failed = false;
+                let mut missing: Option<ProductId> = None;
+                let mut shortages = Vec::new();
+                for line in lines.as_slice() {
+                    let Line {
+                        product_id,
+                        quantity,
+                    } = line;
+                    if !failed {
+                        let movement = Movement::new(product_id, kind, *quantity, context);
+                        if apply_movement(&mut tx, movement, now).await?.is_some() {
+                            continue;
+                        }
+                        failed = true;
+                        // This line was refused: report it whatever its level reads now.
+                        match available(&mut tx, product_id).await? {
+                            None => missing = missing.or(Some(product_id.clone())),
+                            Some(available) => shortages.push(shortage(line, available)),
+                        }
+                        continue;
+                    }
+                    // The reservation fails anyway; keep looking only to name every short line.
+                    match available(&mut tx, product_id).await? {
+                        None => missing = missing.or(Some(product_id.clone())),
+                        Some(available) if available < *quantity => {
+                            shortages.push(shortage(line, available));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                if failed {
+                    tx.rollback().await?;
+                    return Err(match missing {
+                        Some(product_id) => StoreError::UnknownProduct(product_id),
+                        None => StoreError::InsufficientStock(shortages),
+                    });
+                }
+                for line in lines.as_slice() {
+                    sqlx::query(
+                        "INSERT INTO reservation_lines (order_id, product_id, quantity)
+                     VALUES ($1, $2, $3)",
+                    )
+                    .bind(order_id.as_str())
+                    .bind(line.product_id.as_str())
+                    .bind(line.quantity)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(ReservationRow {
+                    order_id: order_id.clone(),
+                    lines: lines.clone(),
+                    state: ReservationState::Pending,
+                    expires_at,
+                })
             })
-        })
-        .await
+            .await
     }
 
     /// Commits the pending reservation of an order: its units leave `reserved` and `on_hand`.
@@ -154,13 +152,7 @@ impl Store {
         order_id: &OrderId,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let Some(mut found) = self.load(&mut tx, order_id, true).await? else {
-                tx.rollback().await?;
-                return Err(StoreError::NoReservation(order_id.clone()));
-            };
+        self.change_reservation(order_id, |mut tx, mut found, now| async move {
             let settled = match found.state.effective(found.expires_at, now) {
                 ReservationState::Pending => None,
                 // Already sold: a retried commit succeeds and changes nothing.
@@ -205,13 +197,7 @@ impl Store {
         return_committed: bool,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let Some(mut found) = self.load(&mut tx, order_id, true).await? else {
-                tx.rollback().await?;
-                return Err(StoreError::NoReservation(order_id.clone()));
-            };
+        self.change_reservation(order_id, |mut tx, mut found, now| async move {
             let (kind, next, note) = match found.state {
                 ReservationState::Pending if found.expires_at > now => {
                     (MovementKind::Released, ReservationState::Released, reason)
@@ -272,27 +258,55 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn expire(&self, order_id: &OrderId) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let found = self.load(&mut tx, order_id, true).await?;
-            let Some(found) = found.filter(|found| {
-                found.state == ReservationState::Pending && found.expires_at <= now
-            }) else {
-                tx.rollback().await?;
-                return Ok(false);
-            };
-            let context = LineContext {
-                order_id: order_id.as_str(),
-                actor: PRODUCER,
-                ..LineContext::default()
-            };
-            move_lines(&mut tx, &found, MovementKind::Expired, context, now).await?;
-            set_state(&mut tx, order_id, ReservationState::Expired, now).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+        self.db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                let found = self.load(&mut tx, order_id, true).await?;
+                let Some(found) = found.filter(|found| {
+                    found.state == ReservationState::Pending && found.expires_at <= now
+                }) else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                let context = LineContext {
+                    order_id: order_id.as_str(),
+                    actor: PRODUCER,
+                    ..LineContext::default()
+                };
+                move_lines(&mut tx, &found, MovementKind::Expired, context, now).await?;
+                set_state(&mut tx, order_id, ReservationState::Expired, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// Runs `change` on the reservation of an order, read with its row locked, in a write
+    /// transaction tried again when it fails transiently; `change` is given the transaction, to
+    /// commit or roll back, the reservation, and the time now.
+    ///
+    /// # Errors
+    /// No reservation, or `change` failed.
+    async fn change_reservation<T, F, Fut>(
+        &self,
+        order_id: &OrderId,
+        change: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn(Transaction<'static, Any>, ReservationRow, i64) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let change = &change;
+        self.db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                let Some(found) = self.load(&mut tx, order_id, true).await? else {
+                    tx.rollback().await?;
+                    return Err(StoreError::NoReservation(order_id.clone()));
+                };
+                change(tx, found, now).await
+            })
+            .await
     }
 
     /// The reservation of an order inside `tx`, its row locked when `lock` (PostgreSQL).
@@ -358,11 +372,8 @@ async fn move_lines(
     now: i64,
 ) -> Result<(), StoreError> {
     for line in reservation.lines.as_slice() {
-        let deltas = kind.deltas(line.quantity);
-        if apply_movement(tx, &line.product_id, kind, deltas, context, now)
-            .await?
-            .is_none()
-        {
+        let movement = Movement::new(&line.product_id, kind, line.quantity, context);
+        if apply_movement(tx, movement, now).await?.is_none() {
             // Units held by a reservation are always there to commit or give back; only
             // returning sold units can hit the ceiling of units on hand.
             return Err(if kind == MovementKind::Returned {
