@@ -138,8 +138,8 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn insert(&self, order: &OrderRow, hold: &Hold) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let mut tx = self.db.begin_write().await?;
+        self.db
+            .write(|mut tx| async move {
             // The claim first: on PostgreSQL this locks it, so a take-over waits for this
             // transaction and then finds the claim placed.
             let mark = format!(
@@ -232,27 +232,28 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn cancel(&self, order: &OrderRow, reason: &str) -> Result<bool, StoreError> {
-        let version = retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let version: Option<i64> = sqlx::query_scalar::<_, i64>(
-                "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2,
+        let version = self
+            .db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                let version: Option<i64> = sqlx::query_scalar::<_, i64>(
+                    "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2,
                  version = version + 1
                  WHERE id = $3 AND status IN ('pending', 'confirmed') RETURNING version",
-            )
-            .bind(reason)
-            .bind(now)
-            .bind(&order.id)
-            .fetch_optional(&mut *tx)
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(&order.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if version.is_some() {
+                    let event = wire::cancelled_event(order, reason, now);
+                    events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(version)
+            })
             .await?;
-            if version.is_some() {
-                let event = wire::cancelled_event(order, reason, now);
-                events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(version)
-        })
-        .await?;
         if let Some(version) = version {
             self.hub.changed(&order.id, version);
         }

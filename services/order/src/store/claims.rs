@@ -14,10 +14,7 @@
 
 use std::time::Duration;
 
-use agora_platform::{
-    storage::{is_unique_violation, retry_transient},
-    time::span_micros,
-};
+use agora_platform::{storage::is_unique_violation, time::span_micros};
 use sqlx::{Row, any::AnyRow};
 
 use super::{Store, StoreError, now_micros};
@@ -117,9 +114,9 @@ impl Store {
         retention: Duration,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        retry_transient(|| async move {
+        self.db
+            .write(|mut tx| async move {
             let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
             )
@@ -239,26 +236,21 @@ impl Store {
         order_id: &OrderId,
         lease: Duration,
     ) -> Result<Option<Hold>, StoreError> {
-        let now = now_micros();
-        let moved = sqlx::query(
-            "UPDATE idempotency_keys SET order_id = $1, fence = fence + 1, lease_until = $2
-             WHERE user_id = $3 AND idem_key = $4 AND order_id = $5 AND fence = $6 AND placed = 0",
-        )
-        .bind(order_id.as_str())
-        .bind(now.saturating_add(span_micros(lease)))
-        .bind(&hold.user_id)
-        .bind(&hold.key)
-        .bind(hold.order_id.as_str())
-        .bind(hold.fence)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected()
+        let move_on = format!(
+            "UPDATE idempotency_keys SET order_id = $5, fence = fence + 1, lease_until = $6
+             WHERE {HELD_BY}"
+        );
+        let moved = bind_hold(sqlx::query(&move_on), hold)
+            .bind(order_id.as_str())
+            .bind(now_micros().saturating_add(span_micros(lease)))
+            .execute(self.db.pool())
+            .await?
+            .rows_affected()
             == 1;
         Ok(moved.then(|| Hold {
-            user_id: hold.user_id.clone(),
-            key: hold.key.clone(),
             order_id: order_id.clone(),
             fence: hold.fence + 1,
+            ..hold.clone()
         }))
     }
 
