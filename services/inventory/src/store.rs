@@ -11,7 +11,7 @@ use agora_platform::{
     events,
     storage::{Backend, Database, DatabaseFailure, Migrations},
 };
-use sqlx::{Row, any::AnyRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use crate::domain::{AdjustReason, MovementKind, OrderId, ProductId};
 
@@ -134,6 +134,19 @@ impl Store {
         }
     }
 
+    /// Runs `change` in a write transaction tried again when it fails transiently
+    /// ([`Database::write`]), with the time of its attempt.
+    async fn write<T, F, Fut>(&self, change: F) -> Result<T, StoreError>
+    where
+        F: Fn(Transaction<'static, Any>, i64) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let change = &change;
+        self.db
+            .write(|tx| async move { change(tx, now_micros()).await })
+            .await
+    }
+
     /// The stock level of one product, `None` when it has no record.
     ///
     /// # Errors
@@ -173,36 +186,34 @@ impl Store {
         note: &str,
         actor: &str,
     ) -> Result<Level, StoreError> {
-        self.db
-            .write(|mut tx| async move {
-                let now = now_micros();
-                let context = LineContext {
-                    reason: Some(reason),
-                    note,
-                    actor,
-                    ..LineContext::default()
-                };
-                let movement = Movement::new(product_id, MovementKind::Adjusted, delta, context);
-                if let Some(level) = apply_movement(&mut tx, movement, now).await? {
-                    tx.commit().await?;
-                    return Ok(level);
+        self.write(|mut tx, now| async move {
+            let context = LineContext {
+                reason: Some(reason),
+                note,
+                actor,
+                ..LineContext::default()
+            };
+            let movement = Movement::new(product_id, MovementKind::Adjusted, delta, context);
+            if let Some(level) = apply_movement(&mut tx, movement, now).await? {
+                tx.commit().await?;
+                return Ok(level);
+            }
+            // Refused: say why.
+            let available = available(&mut tx, product_id).await?;
+            tx.rollback().await?;
+            Err(match available {
+                None => StoreError::UnknownProduct(product_id.clone()),
+                Some(available) if delta < 0 && available + delta < 0 => {
+                    StoreError::InsufficientStock(vec![Shortage {
+                        product_id: product_id.clone(),
+                        requested: -delta,
+                        available,
+                    }])
                 }
-                // Refused: say why.
-                let available = available(&mut tx, product_id).await?;
-                tx.rollback().await?;
-                Err(match available {
-                    None => StoreError::UnknownProduct(product_id.clone()),
-                    Some(available) if delta < 0 && available + delta < 0 => {
-                        StoreError::InsufficientStock(vec![Shortage {
-                            product_id: product_id.clone(),
-                            requested: -delta,
-                            available,
-                        }])
-                    }
-                    Some(_) => StoreError::StockLimit(product_id.clone()),
-                })
+                Some(_) => StoreError::StockLimit(product_id.clone()),
             })
-            .await
+        })
+        .await
     }
 
     /// Opens a product's stock record with zero units and its first ledger line, once: a
@@ -217,9 +228,7 @@ impl Store {
         event_id: &str,
         product_id: &ProductId,
     ) -> Result<bool, StoreError> {
-        self.db
-            .write(|mut tx| async move {
-            let now = now_micros();
+        self.write(|mut tx, now| async move {
             if !events::remember(&mut tx, consumer, event_id).await? {
                 tx.rollback().await?;
                 return Ok(false);
@@ -260,29 +269,28 @@ impl Store {
         product_id: &ProductId,
         archived_at: i64,
     ) -> Result<bool, StoreError> {
-        self.db
-            .write(|mut tx| async move {
-                if !events::remember(&mut tx, consumer, event_id).await? {
-                    tx.rollback().await?;
-                    return Ok(true);
-                }
-                let updated = sqlx::query(
+        self.write(|mut tx, _| async move {
+            if !events::remember(&mut tx, consumer, event_id).await? {
+                tx.rollback().await?;
+                return Ok(true);
+            }
+            let updated = sqlx::query(
                 "UPDATE stock SET archived_at = $1 WHERE product_id = $2 AND archived_at IS NULL",
             )
             .bind(archived_at)
             .bind(product_id.as_str())
             .execute(&mut *tx)
             .await?;
-                let known = updated.rows_affected() == 1 || {
-                    sqlx::query("SELECT 1 AS one FROM stock WHERE product_id = $1")
-                        .bind(product_id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .is_some()
-                };
-                tx.commit().await?;
-                Ok(known)
-            })
-            .await
+            let known = updated.rows_affected() == 1 || {
+                sqlx::query("SELECT 1 AS one FROM stock WHERE product_id = $1")
+                    .bind(product_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some()
+            };
+            tx.commit().await?;
+            Ok(known)
+        })
+        .await
     }
 }

@@ -12,7 +12,6 @@ use sqlx::{Any, Row, Transaction};
 
 use super::{
     LineContext, Movement, PRODUCER, Shortage, Store, StoreError, apply_movement, available,
-    now_micros,
 };
 use crate::domain::{Line, Lines, MovementKind, OrderId, ProductId, ReservationState};
 
@@ -46,100 +45,98 @@ impl Store {
         ttl: Duration,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        self.db
-            .write(|mut tx| async move {
-                let now = now_micros();
-                let expires_at = now.saturating_add(span_micros(ttl));
-                // The reservation's row first: on PostgreSQL a concurrent call for the same order
-                // waits here for the first to finish, then finds its reservation.
-                let inserted = sqlx::query(
-                    "INSERT INTO reservations (order_id, state, expires_at, created_at, updated_at)
+        self.write(|mut tx, now| async move {
+            let expires_at = now.saturating_add(span_micros(ttl));
+            // The reservation's row first: on PostgreSQL a concurrent call for the same order
+            // waits here for the first to finish, then finds its reservation.
+            let inserted = sqlx::query(
+                "INSERT INTO reservations (order_id, state, expires_at, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $4) ON CONFLICT (order_id) DO NOTHING",
-                )
-                .bind(order_id.as_str())
-                .bind(ReservationState::Pending.name())
-                .bind(expires_at)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if !inserted {
-                    let existing = self.load(&mut tx, order_id, false).await?;
-                    tx.rollback().await?;
-                    let existing = existing.ok_or_else(|| {
-                        StoreError::Corrupt(format!("reservation {order_id} vanished"))
-                    })?;
-                    return if existing.lines == *lines {
-                        Ok(existing)
-                    } else {
-                        Err(StoreError::ReservationConflict(order_id.clone()))
-                    };
-                }
-
-                let context = LineContext {
-                    order_id: order_id.as_str(),
-                    actor,
-                    ..LineContext::default()
+            )
+            .bind(order_id.as_str())
+            .bind(ReservationState::Pending.name())
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !inserted {
+                let existing = self.load(&mut tx, order_id, false).await?;
+                tx.rollback().await?;
+                let existing = existing.ok_or_else(|| {
+                    StoreError::Corrupt(format!("reservation {order_id} vanished"))
+                })?;
+                return if existing.lines == *lines {
+                    Ok(existing)
+                } else {
+                    Err(StoreError::ReservationConflict(order_id.clone()))
                 };
-                let kind = MovementKind::Reserved;
-                let mut failed = false;
-                let mut missing: Option<ProductId> = None;
-                let mut shortages = Vec::new();
-                for line in lines.as_slice() {
-                    let Line {
-                        product_id,
-                        quantity,
-                    } = line;
-                    if !failed {
-                        let movement = Movement::new(product_id, kind, *quantity, context);
-                        if apply_movement(&mut tx, movement, now).await?.is_some() {
-                            continue;
-                        }
-                        failed = true;
-                        // This line was refused: report it whatever its level reads now.
-                        match available(&mut tx, product_id).await? {
-                            None => missing = missing.or(Some(product_id.clone())),
-                            Some(available) => shortages.push(shortage(line, available)),
-                        }
+            }
+
+            let context = LineContext {
+                order_id: order_id.as_str(),
+                actor,
+                ..LineContext::default()
+            };
+            let kind = MovementKind::Reserved;
+            let mut failed = false;
+            let mut missing: Option<ProductId> = None;
+            let mut shortages = Vec::new();
+            for line in lines.as_slice() {
+                let Line {
+                    product_id,
+                    quantity,
+                } = line;
+                if !failed {
+                    let movement = Movement::new(product_id, kind, *quantity, context);
+                    if apply_movement(&mut tx, movement, now).await?.is_some() {
                         continue;
                     }
-                    // The reservation fails anyway; keep looking only to name every short line.
+                    failed = true;
+                    // This line was refused: report it whatever its level reads now.
                     match available(&mut tx, product_id).await? {
                         None => missing = missing.or(Some(product_id.clone())),
-                        Some(available) if available < *quantity => {
-                            shortages.push(shortage(line, available));
-                        }
-                        Some(_) => {}
+                        Some(available) => shortages.push(shortage(line, available)),
                     }
+                    continue;
                 }
-                if failed {
-                    tx.rollback().await?;
-                    return Err(match missing {
-                        Some(product_id) => StoreError::UnknownProduct(product_id),
-                        None => StoreError::InsufficientStock(shortages),
-                    });
+                // The reservation fails anyway; keep looking only to name every short line.
+                match available(&mut tx, product_id).await? {
+                    None => missing = missing.or(Some(product_id.clone())),
+                    Some(available) if available < *quantity => {
+                        shortages.push(shortage(line, available));
+                    }
+                    Some(_) => {}
                 }
-                for line in lines.as_slice() {
-                    sqlx::query(
-                        "INSERT INTO reservation_lines (order_id, product_id, quantity)
+            }
+            if failed {
+                tx.rollback().await?;
+                return Err(match missing {
+                    Some(product_id) => StoreError::UnknownProduct(product_id),
+                    None => StoreError::InsufficientStock(shortages),
+                });
+            }
+            for line in lines.as_slice() {
+                sqlx::query(
+                    "INSERT INTO reservation_lines (order_id, product_id, quantity)
                      VALUES ($1, $2, $3)",
-                    )
-                    .bind(order_id.as_str())
-                    .bind(line.product_id.as_str())
-                    .bind(line.quantity)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(ReservationRow {
-                    order_id: order_id.clone(),
-                    lines: lines.clone(),
-                    state: ReservationState::Pending,
-                    expires_at,
-                })
+                )
+                .bind(order_id.as_str())
+                .bind(line.product_id.as_str())
+                .bind(line.quantity)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(ReservationRow {
+                order_id: order_id.clone(),
+                lines: lines.clone(),
+                state: ReservationState::Pending,
+                expires_at,
             })
-            .await
+        })
+        .await
     }
 
     /// Commits the pending reservation of an order: its units leave `reserved` and `on_hand`.
@@ -258,27 +255,25 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn expire(&self, order_id: &OrderId) -> Result<bool, StoreError> {
-        self.db
-            .write(|mut tx| async move {
-                let now = now_micros();
-                let found = self.load(&mut tx, order_id, true).await?;
-                let Some(found) = found.filter(|found| {
-                    found.state == ReservationState::Pending && found.expires_at <= now
-                }) else {
-                    tx.rollback().await?;
-                    return Ok(false);
-                };
-                let context = LineContext {
-                    order_id: order_id.as_str(),
-                    actor: PRODUCER,
-                    ..LineContext::default()
-                };
-                move_lines(&mut tx, &found, MovementKind::Expired, context, now).await?;
-                set_state(&mut tx, order_id, ReservationState::Expired, now).await?;
-                tx.commit().await?;
-                Ok(true)
-            })
-            .await
+        self.write(|mut tx, now| async move {
+            let found = self.load(&mut tx, order_id, true).await?;
+            let Some(found) = found.filter(|found| {
+                found.state == ReservationState::Pending && found.expires_at <= now
+            }) else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            let context = LineContext {
+                order_id: order_id.as_str(),
+                actor: PRODUCER,
+                ..LineContext::default()
+            };
+            move_lines(&mut tx, &found, MovementKind::Expired, context, now).await?;
+            set_state(&mut tx, order_id, ReservationState::Expired, now).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Runs `change` on the reservation of an order, read with its row locked, in a write
@@ -297,16 +292,14 @@ impl Store {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let change = &change;
-        self.db
-            .write(|mut tx| async move {
-                let now = now_micros();
-                let Some(found) = self.load(&mut tx, order_id, true).await? else {
-                    tx.rollback().await?;
-                    return Err(StoreError::NoReservation(order_id.clone()));
-                };
-                change(tx, found, now).await
-            })
-            .await
+        self.write(|mut tx, now| async move {
+            let Some(found) = self.load(&mut tx, order_id, true).await? else {
+                tx.rollback().await?;
+                return Err(StoreError::NoReservation(order_id.clone()));
+            };
+            change(tx, found, now).await
+        })
+        .await
     }
 
     /// The reservation of an order inside `tx`, its row locked when `lock` (PostgreSQL).

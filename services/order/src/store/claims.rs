@@ -116,53 +116,54 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         self.db
             .write(|mut tx| async move {
-            let now = now_micros();
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys
-                 (user_id, idem_key, request_hash, order_id, created_at, expires_at, fence,
-                  lease_until, placed)
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0)",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(fingerprint)
-            .bind(order_id.as_str())
-            .bind(now)
-            .bind(now.saturating_add(span_micros(retention)))
-            .bind(now.saturating_add(span_micros(lease)))
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {
-                    tx.commit().await?;
-                    Ok(Claim::Won(Hold {
-                        user_id: user_id.to_owned(),
-                        key: key.to_owned(),
-                        order_id: order_id.clone(),
-                        fence: 0,
-                    }))
-                }
-                Err(error) if is_unique_violation(&error) => {
-                    // PostgreSQL aborts the transaction at the violation: read outside it.
-                    tx.rollback().await?;
-                    match self.claim_of(user_id, key).await? {
-                        Some(held) => Ok(Claim::Held(held)),
-                        // Dropped in between: the next attempt may win.
-                        None => Err(StoreError::Database(error)),
+                let now = now_micros();
+                sqlx::query(
+                    "DELETE FROM idempotency_keys
+                     WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys
+                     (user_id, idem_key, request_hash, order_id, created_at, expires_at, fence,
+                      lease_until, placed)
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0)",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(fingerprint)
+                .bind(order_id.as_str())
+                .bind(now)
+                .bind(now.saturating_add(span_micros(retention)))
+                .bind(now.saturating_add(span_micros(lease)))
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {
+                        tx.commit().await?;
+                        Ok(Claim::Won(Hold {
+                            user_id: user_id.to_owned(),
+                            key: key.to_owned(),
+                            order_id: order_id.clone(),
+                            fence: 0,
+                        }))
                     }
+                    Err(error) if is_unique_violation(&error) => {
+                        // PostgreSQL aborts the transaction at the violation: read outside it.
+                        tx.rollback().await?;
+                        match self.claim_of(user_id, key).await? {
+                            Some(held) => Ok(Claim::Held(held)),
+                            // Dropped in between: the next attempt may win.
+                            None => Err(StoreError::Database(error)),
+                        }
+                    }
+                    Err(error) => Err(error.into()),
                 }
-                Err(error) => Err(error.into()),
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// The live claim of a key, if any.
