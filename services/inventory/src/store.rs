@@ -147,6 +147,32 @@ impl Store {
             .await
     }
 
+    /// Runs `apply` for an event `consumer` has not applied yet, in a [`Store::write`] that
+    /// remembers the event's id; a redelivered event changes nothing and is answered
+    /// `redelivered`.
+    async fn once<T, F, Fut>(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        redelivered: T,
+        apply: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Copy,
+        F: Fn(Transaction<'static, Any>, i64) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let apply = &apply;
+        self.write(|mut tx, now| async move {
+            if !events::remember(&mut tx, consumer, event_id).await? {
+                tx.rollback().await?;
+                return Ok(redelivered);
+            }
+            apply(tx, now).await
+        })
+        .await
+    }
+
     /// The stock level of one product, `None` when it has no record.
     ///
     /// # Errors
@@ -228,11 +254,7 @@ impl Store {
         event_id: &str,
         product_id: &ProductId,
     ) -> Result<bool, StoreError> {
-        self.write(|mut tx, now| async move {
-            if !events::remember(&mut tx, consumer, event_id).await? {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+        self.once(consumer, event_id, false, |mut tx, now| async move {
             let inserted = sqlx::query(
                 "INSERT INTO stock (product_id, on_hand, available, reserved, created_at, updated_at)
                  VALUES ($1, 0, 0, 0, $2, $2) ON CONFLICT (product_id) DO NOTHING",
@@ -269,11 +291,7 @@ impl Store {
         product_id: &ProductId,
         archived_at: i64,
     ) -> Result<bool, StoreError> {
-        self.write(|mut tx, _| async move {
-            if !events::remember(&mut tx, consumer, event_id).await? {
-                tx.rollback().await?;
-                return Ok(true);
-            }
+        self.once(consumer, event_id, true, |mut tx, _| async move {
             let updated = sqlx::query(
                 "UPDATE stock SET archived_at = $1 WHERE product_id = $2 AND archived_at IS NULL",
             )
