@@ -118,6 +118,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_runs_each_attempt_in_a_transaction_of_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("write.db").display()
+        );
+        let db = Database::connect(&url).await.expect("opens");
+        sqlx::query("CREATE TABLE t (v INTEGER)")
+            .execute(db.pool())
+            .await
+            .expect("created");
+        let tries = &AtomicU32::new(0);
+
+        let result: Result<(), sqlx::Error> = db
+            .write(|mut tx| async move {
+                sqlx::query("INSERT INTO t (v) VALUES (1)")
+                    .execute(&mut *tx)
+                    .await?;
+                if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tx.rollback().await?;
+                    return Err(busy_error().await);
+                }
+                tx.commit().await
+            })
+            .await;
+
+        result.expect("the second try commits");
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .expect("counted");
+        assert_eq!(rows, 1, "only the committed attempt's row is kept");
+        db.close().await;
+    }
+
+    #[tokio::test]
     async fn any_other_failure_is_returned_at_once() {
         let tries = AtomicU32::new(0);
         let result: Result<(), sqlx::Error> = retry_transient(|| async {
