@@ -217,6 +217,18 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|db| db.is_unique_violation())
 }
 
+/// A new SQLite database in `dir` with an empty table `t (v TEXT)`, and its URL.
+#[cfg(test)]
+async fn scratch_database(dir: &Path) -> (Database, String) {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("scratch.db").display());
+    let db = Database::connect(&url).await.expect("opens");
+    sqlx::query("CREATE TABLE t (v TEXT)")
+        .execute(db.pool())
+        .await
+        .expect("created");
+    (db, url)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -313,12 +325,7 @@ mod tests {
     #[tokio::test]
     async fn fetch_in_binds_each_value_of_the_list_and_reads_nothing_for_none() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("in.db").display());
-        let db = Database::connect(&url).await.expect("opens");
-        sqlx::query("CREATE TABLE t (v TEXT)")
-            .execute(db.pool())
-            .await
-            .expect("created");
+        let (db, _) = scratch_database(dir.path()).await;
         sqlx::query("INSERT INTO t (v) VALUES ('a'), ('b'), ('c')")
             .execute(db.pool())
             .await
