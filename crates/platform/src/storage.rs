@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::Context;
 use sqlx::{
-    Any, AnyPool, Transaction, any::AnyPoolOptions, migrate::Migrator, sqlite::SqliteConnectOptions,
+    Any, AnyPool, Transaction,
+    any::{AnyPoolOptions, AnyRow},
+    migrate::Migrator,
+    sqlite::SqliteConnectOptions,
 };
 
 use crate::private_files;
@@ -137,6 +140,45 @@ impl Database {
         }
     }
 
+    /// Runs `work` in a write transaction of its own ([`Database::begin_write`]), and again in a
+    /// new one when it failed transiently ([`retry_transient`]). `work` commits or rolls back
+    /// the transaction it is given.
+    ///
+    /// # Errors
+    /// No connection could be had, or `work` failed (on its last attempt, when transiently).
+    pub async fn write<T, E, F, Fut>(&self, work: F) -> Result<T, E>
+    where
+        E: DatabaseFailure + From<sqlx::Error>,
+        F: Fn(Transaction<'static, Any>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let work = &work;
+        retry_transient(|| async move { work(self.begin_write().await?).await }).await
+    }
+
+    /// The rows of `select`, a query that ends in `IN`, for the list of `values`: they are bound
+    /// in order as `$1, $2, ...`. No values read no rows (and send no query).
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn fetch_in<'v>(
+        &self,
+        select: &str,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let values: Vec<&str> = values.into_iter().collect();
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (1..=values.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("{select} ({})", list.join(", "));
+        values
+            .into_iter()
+            .fold(sqlx::query(&sql), |query, value| query.bind(value))
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Closes every connection.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -175,9 +217,23 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
         .is_some_and(|db| db.is_unique_violation())
 }
 
+/// A new SQLite database in `dir` with an empty table `t (v TEXT)`, and its URL.
+#[cfg(test)]
+async fn scratch_database(dir: &Path) -> (Database, String) {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("scratch.db").display());
+    let db = Database::connect(&url).await.expect("opens");
+    sqlx::query("CREATE TABLE t (v TEXT)")
+        .execute(db.pool())
+        .await
+        .expect("created");
+    (db, url)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
+
+    use sqlx::Row as _;
 
     use super::*;
 
@@ -264,6 +320,24 @@ mod tests {
 
         assert!(opened.is_err());
         assert!(!file.exists());
+    }
+
+    #[tokio::test]
+    async fn fetch_in_binds_each_value_of_the_list_and_reads_nothing_for_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, _) = scratch_database(dir.path()).await;
+        sqlx::query("INSERT INTO t (v) VALUES ('a'), ('b'), ('c')")
+            .execute(db.pool())
+            .await
+            .expect("inserted");
+        let select = "SELECT v FROM t WHERE v IN";
+
+        let rows = db.fetch_in(select, ["c", "a", "x"]).await.expect("read");
+        let mut found: Vec<String> = rows.iter().map(|row| row.get("v")).collect();
+        found.sort();
+        assert_eq!(found, ["a", "c"]);
+        assert!(db.fetch_in(select, []).await.expect("read").is_empty());
+        db.close().await;
     }
 
     #[tokio::test]

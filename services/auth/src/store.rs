@@ -122,18 +122,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_micros();
         let mut tx = self.db.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, email, password_hash, roles, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(user_id)
-        .bind(email.as_str())
-        .bind(password_hash)
-        .bind(roles_to_column(roles))
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
+        match insert_user(&mut tx, user_id, email, password_hash, roles, now).await {
             Err(error) if is_unique_violation(&error) => return Err(StoreError::EmailTaken),
             other => other?,
         };
@@ -199,13 +188,12 @@ impl Store {
         password_hash: &str,
     ) -> Result<String, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let existing = sqlx::query("SELECT id FROM users WHERE email = $1")
+        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(email.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let id = match existing {
-            Some(row) => {
-                let id: String = row.try_get("id")?;
+            Some(id) => {
                 sqlx::query("UPDATE users SET roles = $1, password_hash = $2 WHERE id = $3")
                     .bind(roles_to_column(&[Role::Admin]))
                     .bind(password_hash)
@@ -217,17 +205,7 @@ impl Store {
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
                 let now = now_micros();
-                sqlx::query(
-                    "INSERT INTO users (id, email, password_hash, roles, created_at)
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&id)
-                .bind(email.as_str())
-                .bind(password_hash)
-                .bind(roles_to_column(&[Role::Admin]))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                insert_user(&mut tx, &id, email, password_hash, &[Role::Admin], now).await?;
                 enqueue_registered(&mut tx, &id, email, now).await?;
                 id
             }
@@ -264,6 +242,30 @@ impl Store {
         Ok(row.try_get("value")?)
     }
 }
+
+/// Stores a new account.
+async fn insert_user(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    email: &Email,
+    password_hash: &str,
+    roles: &[Role],
+    now_micros: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (id, email, password_hash, roles, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user_id)
+    .bind(email.as_str())
+    .bind(password_hash)
+    .bind(roles_to_column(roles))
+    .bind(now_micros)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Tells the other services that an account exists (the user service creates its profile), in
 /// the transaction that creates it.
 async fn enqueue_registered(

@@ -9,16 +9,16 @@
 
 use agora_platform::{
     events,
-    storage::{Backend, Database, DatabaseFailure, Migrations, retry_transient},
+    storage::{Backend, Database, DatabaseFailure, Migrations},
 };
-use sqlx::{Row, any::AnyRow};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use crate::domain::{AdjustReason, MovementKind, OrderId, ProductId};
 
 pub mod ledger;
 pub mod reservations;
 
-pub(crate) use ledger::{LineContext, apply_movement, available, insert_movement};
+pub(crate) use ledger::{LineContext, Movement, apply_movement, available, insert_movement};
 pub use ledger::{MovementPage, MovementRow};
 
 /// Inventory's migrations, per backend.
@@ -134,6 +134,45 @@ impl Store {
         }
     }
 
+    /// Runs `change` in a write transaction tried again when it fails transiently
+    /// ([`Database::write`]), with the time of its attempt.
+    async fn write<T, F, Fut>(&self, change: F) -> Result<T, StoreError>
+    where
+        F: Fn(Transaction<'static, Any>, i64) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let change = &change;
+        self.db
+            .write(|tx| async move { change(tx, now_micros()).await })
+            .await
+    }
+
+    /// Runs `apply` for an event `consumer` has not applied yet, in a [`Store::write`] that
+    /// remembers the event's id; a redelivered event changes nothing and is answered
+    /// `redelivered`.
+    async fn once<T, F, Fut>(
+        &self,
+        consumer: &str,
+        event_id: &str,
+        redelivered: T,
+        apply: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Copy,
+        F: Fn(Transaction<'static, Any>, i64) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let apply = &apply;
+        self.write(|mut tx, now| async move {
+            if !events::remember(&mut tx, consumer, event_id).await? {
+                tx.rollback().await?;
+                return Ok(redelivered);
+            }
+            apply(tx, now).await
+        })
+        .await
+    }
+
     /// The stock level of one product, `None` when it has no record.
     ///
     /// # Errors
@@ -154,19 +193,9 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn levels(&self, product_ids: &[ProductId]) -> Result<Vec<Level>, StoreError> {
-        if product_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders: Vec<String> = (1..=product_ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {LEVEL_COLUMNS} FROM stock WHERE product_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in product_ids {
-            query = query.bind(id.as_str());
-        }
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let select = format!("SELECT {LEVEL_COLUMNS} FROM stock WHERE product_id IN");
+        let ids = product_ids.iter().map(ProductId::as_str);
+        let rows = self.db.fetch_in(&select, ids).await?;
         rows.iter().map(level).collect()
     }
 
@@ -183,19 +212,15 @@ impl Store {
         note: &str,
         actor: &str,
     ) -> Result<Level, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
+        self.write(|mut tx, now| async move {
             let context = LineContext {
                 reason: Some(reason),
                 note,
                 actor,
                 ..LineContext::default()
             };
-            let kind = MovementKind::Adjusted;
-            if let Some(level) =
-                apply_movement(&mut tx, product_id, kind, kind.deltas(delta), context, now).await?
-            {
+            let movement = Movement::new(product_id, MovementKind::Adjusted, delta, context);
+            if let Some(level) = apply_movement(&mut tx, movement, now).await? {
                 tx.commit().await?;
                 return Ok(level);
             }
@@ -229,13 +254,7 @@ impl Store {
         event_id: &str,
         product_id: &ProductId,
     ) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            if !events::remember(&mut tx, consumer, event_id).await? {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+        self.once(consumer, event_id, false, |mut tx, now| async move {
             let inserted = sqlx::query(
                 "INSERT INTO stock (product_id, on_hand, available, reserved, created_at, updated_at)
                  VALUES ($1, 0, 0, 0, $2, $2) ON CONFLICT (product_id) DO NOTHING",
@@ -247,12 +266,12 @@ impl Store {
             .rows_affected()
                 == 1;
             if inserted {
-                let kind = MovementKind::Opened;
                 let context = LineContext {
                     actor: PRODUCER,
                     ..LineContext::default()
                 };
-                insert_movement(&mut tx, product_id, kind, kind.deltas(0), context, now).await?;
+                let movement = Movement::new(product_id, MovementKind::Opened, 0, context);
+                insert_movement(&mut tx, movement, now).await?;
             }
             tx.commit().await?;
             Ok(inserted)
@@ -272,12 +291,7 @@ impl Store {
         product_id: &ProductId,
         archived_at: i64,
     ) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let mut tx = self.db.begin_write().await?;
-            if !events::remember(&mut tx, consumer, event_id).await? {
-                tx.rollback().await?;
-                return Ok(true);
-            }
+        self.once(consumer, event_id, true, |mut tx, _| async move {
             let updated = sqlx::query(
                 "UPDATE stock SET archived_at = $1 WHERE product_id = $2 AND archived_at IS NULL",
             )

@@ -138,44 +138,45 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn insert(&self, order: &OrderRow, hold: &Hold) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let mut tx = self.db.begin_write().await?;
-            // The claim first: on PostgreSQL this locks it, so a take-over waits for this
-            // transaction and then finds the claim placed.
-            let mark = format!(
-                "UPDATE idempotency_keys SET placed = 1 WHERE {}",
-                claims::HELD_BY
-            );
-            let held = claims::bind_hold(sqlx::query(&mark), hold)
+        self.db
+            .write(|mut tx| async move {
+                // The claim first: on PostgreSQL this locks it, so a take-over waits for this
+                // transaction and then finds the claim placed.
+                let mark = format!(
+                    "UPDATE idempotency_keys SET placed = 1 WHERE {}",
+                    claims::HELD_BY
+                );
+                let held = claims::bind_hold(sqlx::query(&mark), hold)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if !held || order.id != hold.order_id.as_str() {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO orders ({ORDER_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                ))
+                .bind(&order.id)
+                .bind(&order.user_id)
+                .bind(order.status.as_str())
+                .bind(&order.currency_code)
+                .bind(order.total_minor)
+                .bind(order.body.encode_to_vec())
+                .bind(&order.cancel_reason)
+                .bind(&order.failure_reason)
+                .bind(order.created_at)
+                .bind(order.updated_at)
+                .bind(order.version)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                == 1;
-            if !held || order.id != hold.order_id.as_str() {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            sqlx::query(&format!(
-                "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ))
-            .bind(&order.id)
-            .bind(&order.user_id)
-            .bind(order.status.as_str())
-            .bind(&order.currency_code)
-            .bind(order.total_minor)
-            .bind(order.body.encode_to_vec())
-            .bind(&order.cancel_reason)
-            .bind(&order.failure_reason)
-            .bind(order.created_at)
-            .bind(order.updated_at)
-            .bind(order.version)
-            .execute(&mut *tx)
-            .await?;
-            events::enqueue(&mut tx, PRODUCER, &order.id, &OrderPlaced::from(order)).await?;
-            tx.commit().await?;
-            Ok(true)
-        })
-        .await
+                .await?;
+                events::enqueue(&mut tx, PRODUCER, &order.id, &OrderPlaced::from(order)).await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await
     }
 
     /// One order.
@@ -232,27 +233,28 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn cancel(&self, order: &OrderRow, reason: &str) -> Result<bool, StoreError> {
-        let version = retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let version: Option<i64> = sqlx::query_scalar::<_, i64>(
-                "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2,
-                 version = version + 1
-                 WHERE id = $3 AND status IN ('pending', 'confirmed') RETURNING version",
-            )
-            .bind(reason)
-            .bind(now)
-            .bind(&order.id)
-            .fetch_optional(&mut *tx)
+        let version = self
+            .db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                let version: Option<i64> = sqlx::query_scalar::<_, i64>(
+                    "UPDATE orders SET status = 'cancelled', cancel_reason = $1, updated_at = $2,
+                     version = version + 1
+                     WHERE id = $3 AND status IN ('pending', 'confirmed') RETURNING version",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(&order.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if version.is_some() {
+                    let event = wire::cancelled_event(order, reason, now);
+                    events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
+                }
+                tx.commit().await?;
+                Ok::<_, StoreError>(version)
+            })
             .await?;
-            if version.is_some() {
-                let event = wire::cancelled_event(order, reason, now);
-                events::enqueue(&mut tx, PRODUCER, &order.id, &event).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(version)
-        })
-        .await?;
         if let Some(version) = version {
             self.hub.changed(&order.id, version);
         }

@@ -6,7 +6,11 @@ use agora_platform::{
     events as bus,
     storage::{Backend, Database, Migrations, is_unique_violation},
 };
-use sqlx::{Any, Row as _, Transaction, any::AnyRow};
+use sqlx::{
+    Any, Row as _, Transaction,
+    any::{AnyArguments, AnyRow},
+    query::Query,
+};
 
 use crate::{
     domain::{
@@ -55,31 +59,19 @@ impl Store {
     /// The SKU is taken, or the database failed.
     pub async fn create(&self, product: &Product) -> Result<(), ServiceError> {
         let mut tx = self.db.begin_write().await?;
-        let fields = &product.fields;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO products (id, sku, name, name_key, description, search_text, category,
                                    price_minor, currency, image_url, status, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
-        .bind(&product.id)
-        .bind(fields.sku.as_str())
-        .bind(fields.name.as_str())
-        .bind(fields.name_key())
-        .bind(fields.description.as_str())
-        .bind(fields.search_text())
-        .bind(fields.category.as_str())
-        .bind(fields.price.amount_minor)
-        .bind(fields.price.currency.as_str())
-        .bind(fields.image_url.as_str())
-        .bind(product.status.as_str())
-        .bind(product.created_at)
-        .bind(product.updated_at)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(error) if is_unique_violation(&error) => return Err(ServiceError::SkuTaken),
-            other => other?,
-        };
+        .bind(&product.id);
+        bind_fields(insert, &product.fields)
+            .bind(product.status.as_str())
+            .bind(product.created_at)
+            .bind(product.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(sku_taken_or_failed)?;
         bus::enqueue(&mut tx, PRODUCER, &product.id, &events::created(product)).await?;
         tx.commit().await?;
         Ok(())
@@ -107,30 +99,18 @@ impl Store {
             updated_at: now_micros().max(current.updated_at),
             ..current
         };
-        let fields = &product.fields;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE products SET sku = $1, name = $2, name_key = $3, description = $4,
                     search_text = $5, category = $6, price_minor = $7, currency = $8,
                     image_url = $9, updated_at = $10
              WHERE id = $11",
-        )
-        .bind(fields.sku.as_str())
-        .bind(fields.name.as_str())
-        .bind(fields.name_key())
-        .bind(fields.description.as_str())
-        .bind(fields.search_text())
-        .bind(fields.category.as_str())
-        .bind(fields.price.amount_minor)
-        .bind(fields.price.currency.as_str())
-        .bind(fields.image_url.as_str())
-        .bind(product.updated_at)
-        .bind(&product.id)
-        .execute(&mut *tx)
-        .await;
-        match updated {
-            Err(error) if is_unique_violation(&error) => return Err(ServiceError::SkuTaken),
-            other => other?,
-        };
+        );
+        bind_fields(update, &product.fields)
+            .bind(product.updated_at)
+            .bind(&product.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sku_taken_or_failed)?;
         bus::enqueue(&mut tx, PRODUCER, &product.id, &events::updated(&product)).await?;
         tx.commit().await?;
         Ok(product)
@@ -204,19 +184,11 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Product>, ServiceError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let params: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM products WHERE id IN ({})",
-            params.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in ids {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let select = format!("SELECT {COLUMNS} FROM products WHERE id IN");
+        let rows = self
+            .db
+            .fetch_in(&select, ids.iter().map(String::as_str))
+            .await?;
         rows.iter().map(product_from_row).collect()
     }
 
@@ -301,6 +273,34 @@ impl Store {
         rows.iter()
             .map(|row| Ok((row.try_get("category")?, row.try_get("products")?)))
             .collect()
+    }
+}
+
+/// Binds a product's fields to the next parameters, in the order of the columns `sku`, `name`,
+/// `name_key`, `description`, `search_text`, `category`, `price_minor`, `currency`, `image_url`.
+fn bind_fields<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    fields: &'q ProductFields,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    query
+        .bind(fields.sku.as_str())
+        .bind(fields.name.as_str())
+        .bind(fields.name_key())
+        .bind(fields.description.as_str())
+        .bind(fields.search_text())
+        .bind(fields.category.as_str())
+        .bind(fields.price.amount_minor)
+        .bind(fields.price.currency.as_str())
+        .bind(fields.image_url.as_str())
+}
+
+/// Why writing a product's fields failed: a unique violation means its SKU is another
+/// product's.
+fn sku_taken_or_failed(error: sqlx::Error) -> ServiceError {
+    if is_unique_violation(&error) {
+        ServiceError::SkuTaken
+    } else {
+        error.into()
     }
 }
 

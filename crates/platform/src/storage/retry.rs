@@ -62,17 +62,12 @@ mod tests {
     use sqlx::Connection as _;
 
     use super::*;
-    use crate::storage::Database;
+    use crate::storage::scratch_database;
 
     /// A transient failure as SQLite reports it: the database stays locked by another writer.
     async fn busy_error() -> sqlx::Error {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display());
-        let db = Database::connect(&url).await.expect("opens");
-        sqlx::query("CREATE TABLE t (v INTEGER)")
-            .execute(db.pool())
-            .await
-            .expect("created");
+        let (db, url) = scratch_database(dir.path()).await;
         let _holder = db.begin_write().await.expect("first writer");
         // A second connection without a busy timeout fails at once instead of waiting.
         let mut other = sqlx::AnyConnection::connect(&url)
@@ -115,6 +110,35 @@ mod tests {
         .await;
         assert!(result.is_err());
         assert_eq!(tries.load(Ordering::SeqCst), WRITE_ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn a_write_runs_each_attempt_in_a_transaction_of_its_own() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (db, _) = scratch_database(dir.path()).await;
+        let tries = &AtomicU32::new(0);
+
+        let result: Result<(), sqlx::Error> = db
+            .write(|mut tx| async move {
+                sqlx::query("INSERT INTO t (v) VALUES ('a')")
+                    .execute(&mut *tx)
+                    .await?;
+                if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tx.rollback().await?;
+                    return Err(busy_error().await);
+                }
+                tx.commit().await
+            })
+            .await;
+
+        result.expect("the second try commits");
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .expect("counted");
+        assert_eq!(rows, 1, "only the committed attempt's row is kept");
+        db.close().await;
     }
 
     #[tokio::test]

@@ -48,15 +48,9 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(spent) = spent else {
-            let previous =
-                sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                    .bind(token_hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(previous) = previous else {
+            let Some(session_id) = session_of(&mut tx, token_hash).await? else {
                 return Ok(RefreshOutcome::Invalid);
             };
-            let session_id: String = previous.try_get("session_id")?;
             revoke(
                 &mut tx,
                 &session_id,
@@ -87,16 +81,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(RefreshOutcome::Invalid);
         };
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&next.token_hash)
-        .bind(&session_id)
-        .bind(now)
-        .bind(next.expires_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_refresh(&mut tx, &session_id, next, now).await?;
         sqlx::query("UPDATE sessions SET last_refresh_at = $1, expires_at = $2 WHERE id = $3")
             .bind(now)
             .bind(next.expires_at)
@@ -117,12 +102,7 @@ impl Store {
     /// The database failed.
     pub async fn logout(&self, token_hash: &str) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let session = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(session) = session {
-            let session_id: String = session.try_get("session_id")?;
+        if let Some(session_id) = session_of(&mut tx, token_hash).await? {
             revoke(&mut tx, &session_id, None, "logout", self.deny_for).await?;
         }
         tx.commit().await?;
@@ -204,6 +184,16 @@ pub(super) async fn insert_session(
     .bind(refresh.expires_at)
     .execute(&mut **tx)
     .await?;
+    insert_refresh(tx, session_id, refresh, now).await
+}
+
+/// Stores a refresh token of a session.
+async fn insert_refresh(
+    tx: &mut Transaction<'static, Any>,
+    session_id: &str,
+    refresh: &NewRefresh,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
          VALUES ($1, $2, $3, $4)",
@@ -215,6 +205,17 @@ pub(super) async fn insert_session(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The session a refresh token (spent or not) belongs to, `None` for an unknown token.
+async fn session_of(
+    tx: &mut Transaction<'static, Any>,
+    token_hash: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+        .bind(token_hash)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
 /// Revokes a live session (of `user_id` when given) and announces it (`SessionRevoked`) in the

@@ -50,6 +50,32 @@ pub(crate) struct LineContext<'a> {
     pub(crate) actor: &'a str,
 }
 
+/// One change of a product's level, as its ledger line records it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Movement<'a> {
+    pub(crate) product_id: &'a ProductId,
+    pub(crate) kind: MovementKind,
+    pub(crate) deltas: Deltas,
+    pub(crate) context: LineContext<'a>,
+}
+
+impl<'a> Movement<'a> {
+    /// A movement of `kind` over `units` of a product.
+    pub(crate) fn new(
+        product_id: &'a ProductId,
+        kind: MovementKind,
+        units: i64,
+        context: LineContext<'a>,
+    ) -> Self {
+        Self {
+            product_id,
+            kind,
+            deltas: kind.deltas(units),
+            context,
+        }
+    }
+}
+
 fn movement(row: &AnyRow) -> Result<MovementRow, StoreError> {
     let product_id: String = row.try_get("product_id")?;
     let kind: String = row.try_get("kind")?;
@@ -82,12 +108,12 @@ fn movement(row: &AnyRow) -> Result<MovementRow, StoreError> {
 /// or beyond [`MAX_ON_HAND`] (nothing was written).
 pub(crate) async fn apply_movement(
     tx: &mut Transaction<'static, Any>,
-    product_id: &ProductId,
-    kind: MovementKind,
-    deltas: Deltas,
-    context: LineContext<'_>,
+    movement: Movement<'_>,
     now: i64,
 ) -> Result<Option<Level>, StoreError> {
+    let Movement {
+        product_id, deltas, ..
+    } = movement;
     // The guards are evaluated against the row as it is when the update runs (after waiting for
     // its lock on PostgreSQL), so concurrent reservations cannot both take the last unit.
     let updated = sqlx::query(&format!(
@@ -109,7 +135,7 @@ pub(crate) async fn apply_movement(
         return Ok(None);
     };
     let level = level(&updated)?;
-    insert_movement(tx, product_id, kind, deltas, context, now).await?;
+    insert_movement(tx, movement, now).await?;
     if depleted(deltas.available, level.available) {
         let event = StockDepleted {
             product_id: product_id.to_string(),
@@ -120,14 +146,18 @@ pub(crate) async fn apply_movement(
     Ok(Some(level))
 }
 
+/// Writes the ledger line of a movement, inside `tx`.
 pub(crate) async fn insert_movement(
     tx: &mut Transaction<'static, Any>,
-    product_id: &ProductId,
-    kind: MovementKind,
-    deltas: Deltas,
-    context: LineContext<'_>,
+    movement: Movement<'_>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
+    let Movement {
+        product_id,
+        kind,
+        deltas,
+        context,
+    } = movement;
     sqlx::query(
         "INSERT INTO movements (movement_id, product_id, kind, on_hand_delta, available_delta,
                                 reserved_delta, order_id, reason, note, actor, created_at)

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use agora_platform::{storage::retry_transient, time::span_micros};
+use agora_platform::time::span_micros;
 use sqlx::{Any, Row, Transaction};
 
 use super::{
-    LineContext, PRODUCER, Shortage, Store, StoreError, apply_movement, available, now_micros,
+    LineContext, Movement, PRODUCER, Shortage, Store, StoreError, apply_movement, available,
 };
 use crate::domain::{Line, Lines, MovementKind, OrderId, ProductId, ReservationState};
 
@@ -45,10 +45,8 @@ impl Store {
         ttl: Duration,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
+        self.write(|mut tx, now| async move {
             let expires_at = now.saturating_add(span_micros(ttl));
-            let mut tx = self.db.begin_write().await?;
             // The reservation's row first: on PostgreSQL a concurrent call for the same order
             // waits here for the first to finish, then finds its reservation.
             let inserted = sqlx::query(
@@ -91,11 +89,8 @@ impl Store {
                     quantity,
                 } = line;
                 if !failed {
-                    let deltas = kind.deltas(*quantity);
-                    if apply_movement(&mut tx, product_id, kind, deltas, context, now)
-                        .await?
-                        .is_some()
-                    {
+                    let movement = Movement::new(product_id, kind, *quantity, context);
+                    if apply_movement(&mut tx, movement, now).await?.is_some() {
                         continue;
                     }
                     failed = true;
@@ -154,13 +149,7 @@ impl Store {
         order_id: &OrderId,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let Some(mut found) = self.load(&mut tx, order_id, true).await? else {
-                tx.rollback().await?;
-                return Err(StoreError::NoReservation(order_id.clone()));
-            };
+        self.change_reservation(order_id, |mut tx, mut found, now| async move {
             let settled = match found.state.effective(found.expires_at, now) {
                 ReservationState::Pending => None,
                 // Already sold: a retried commit succeeds and changes nothing.
@@ -205,13 +194,7 @@ impl Store {
         return_committed: bool,
         actor: &str,
     ) -> Result<ReservationRow, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            let Some(mut found) = self.load(&mut tx, order_id, true).await? else {
-                tx.rollback().await?;
-                return Err(StoreError::NoReservation(order_id.clone()));
-            };
+        self.change_reservation(order_id, |mut tx, mut found, now| async move {
             let (kind, next, note) = match found.state {
                 ReservationState::Pending if found.expires_at > now => {
                     (MovementKind::Released, ReservationState::Released, reason)
@@ -272,9 +255,7 @@ impl Store {
     /// # Errors
     /// The database failed.
     pub async fn expire(&self, order_id: &OrderId) -> Result<bool, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
+        self.write(|mut tx, now| async move {
             let found = self.load(&mut tx, order_id, true).await?;
             let Some(found) = found.filter(|found| {
                 found.state == ReservationState::Pending && found.expires_at <= now
@@ -291,6 +272,32 @@ impl Store {
             set_state(&mut tx, order_id, ReservationState::Expired, now).await?;
             tx.commit().await?;
             Ok(true)
+        })
+        .await
+    }
+
+    /// Runs `change` on the reservation of an order, read with its row locked, in a write
+    /// transaction tried again when it fails transiently; `change` is given the transaction, to
+    /// commit or roll back, the reservation, and the time now.
+    ///
+    /// # Errors
+    /// No reservation, or `change` failed.
+    async fn change_reservation<T, F, Fut>(
+        &self,
+        order_id: &OrderId,
+        change: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn(Transaction<'static, Any>, ReservationRow, i64) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let change = &change;
+        self.write(|mut tx, now| async move {
+            let Some(found) = self.load(&mut tx, order_id, true).await? else {
+                tx.rollback().await?;
+                return Err(StoreError::NoReservation(order_id.clone()));
+            };
+            change(tx, found, now).await
         })
         .await
     }
@@ -358,11 +365,8 @@ async fn move_lines(
     now: i64,
 ) -> Result<(), StoreError> {
     for line in reservation.lines.as_slice() {
-        let deltas = kind.deltas(line.quantity);
-        if apply_movement(tx, &line.product_id, kind, deltas, context, now)
-            .await?
-            .is_none()
-        {
+        let movement = Movement::new(&line.product_id, kind, line.quantity, context);
+        if apply_movement(tx, movement, now).await?.is_none() {
             // Units held by a reservation are always there to commit or give back; only
             // returning sold units can hit the ceiling of units on hand.
             return Err(if kind == MovementKind::Returned {

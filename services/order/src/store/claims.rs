@@ -14,10 +14,7 @@
 
 use std::time::Duration;
 
-use agora_platform::{
-    storage::{is_unique_violation, retry_transient},
-    time::span_micros,
-};
+use agora_platform::{storage::is_unique_violation, time::span_micros};
 use sqlx::{Row, any::AnyRow};
 
 use super::{Store, StoreError, now_micros};
@@ -117,55 +114,56 @@ impl Store {
         retention: Duration,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        retry_transient(|| async move {
-            let now = now_micros();
-            let mut tx = self.db.begin_write().await?;
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys
-                 (user_id, idem_key, request_hash, order_id, created_at, expires_at, fence,
-                  lease_until, placed)
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0)",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(fingerprint)
-            .bind(order_id.as_str())
-            .bind(now)
-            .bind(now.saturating_add(span_micros(retention)))
-            .bind(now.saturating_add(span_micros(lease)))
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {
-                    tx.commit().await?;
-                    Ok(Claim::Won(Hold {
-                        user_id: user_id.to_owned(),
-                        key: key.to_owned(),
-                        order_id: order_id.clone(),
-                        fence: 0,
-                    }))
-                }
-                Err(error) if is_unique_violation(&error) => {
-                    // PostgreSQL aborts the transaction at the violation: read outside it.
-                    tx.rollback().await?;
-                    match self.claim_of(user_id, key).await? {
-                        Some(held) => Ok(Claim::Held(held)),
-                        // Dropped in between: the next attempt may win.
-                        None => Err(StoreError::Database(error)),
+        self.db
+            .write(|mut tx| async move {
+                let now = now_micros();
+                sqlx::query(
+                    "DELETE FROM idempotency_keys
+                     WHERE user_id = $1 AND idem_key = $2 AND expires_at <= $3",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency_keys
+                     (user_id, idem_key, request_hash, order_id, created_at, expires_at, fence,
+                      lease_until, placed)
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, $7, 0)",
+                )
+                .bind(user_id)
+                .bind(key)
+                .bind(fingerprint)
+                .bind(order_id.as_str())
+                .bind(now)
+                .bind(now.saturating_add(span_micros(retention)))
+                .bind(now.saturating_add(span_micros(lease)))
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {
+                        tx.commit().await?;
+                        Ok(Claim::Won(Hold {
+                            user_id: user_id.to_owned(),
+                            key: key.to_owned(),
+                            order_id: order_id.clone(),
+                            fence: 0,
+                        }))
                     }
+                    Err(error) if is_unique_violation(&error) => {
+                        // PostgreSQL aborts the transaction at the violation: read outside it.
+                        tx.rollback().await?;
+                        match self.claim_of(user_id, key).await? {
+                            Some(held) => Ok(Claim::Held(held)),
+                            // Dropped in between: the next attempt may win.
+                            None => Err(StoreError::Database(error)),
+                        }
+                    }
+                    Err(error) => Err(error.into()),
                 }
-                Err(error) => Err(error.into()),
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// The live claim of a key, if any.
@@ -239,26 +237,21 @@ impl Store {
         order_id: &OrderId,
         lease: Duration,
     ) -> Result<Option<Hold>, StoreError> {
-        let now = now_micros();
-        let moved = sqlx::query(
-            "UPDATE idempotency_keys SET order_id = $1, fence = fence + 1, lease_until = $2
-             WHERE user_id = $3 AND idem_key = $4 AND order_id = $5 AND fence = $6 AND placed = 0",
-        )
-        .bind(order_id.as_str())
-        .bind(now.saturating_add(span_micros(lease)))
-        .bind(&hold.user_id)
-        .bind(&hold.key)
-        .bind(hold.order_id.as_str())
-        .bind(hold.fence)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected()
+        let move_on = format!(
+            "UPDATE idempotency_keys SET order_id = $5, fence = fence + 1, lease_until = $6
+             WHERE {HELD_BY}"
+        );
+        let moved = bind_hold(sqlx::query(&move_on), hold)
+            .bind(order_id.as_str())
+            .bind(now_micros().saturating_add(span_micros(lease)))
+            .execute(self.db.pool())
+            .await?
+            .rows_affected()
             == 1;
         Ok(moved.then(|| Hold {
-            user_id: hold.user_id.clone(),
-            key: hold.key.clone(),
             order_id: order_id.clone(),
             fence: hold.fence + 1,
+            ..hold.clone()
         }))
     }
 
