@@ -7,6 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use agora_platform::{
     cache::Cache,
     config::{Config, ServiceKind},
+    metrics::Metrics,
 };
 use anyhow::Context as _;
 use prost_reflect::DescriptorPool;
@@ -109,8 +110,8 @@ fn default_discover_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The edge as a service: every request's steps ([`crate::edge`]) inside CORS.
-pub type EdgeApp = tower_http::cors::Cors<EdgeService>;
+/// The edge as a service: every request's steps ([`crate::edge`]) inside CORS, timed.
+pub type EdgeApp = crate::metrics::EdgeMetrics<tower_http::cors::Cors<EdgeService>>;
 
 /// The edge, built and ready to serve.
 #[derive(Debug)]
@@ -224,18 +225,22 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     });
 
     let beside = health.router().merge(openapi::router(document));
+    let metrics = crate::metrics::EdgeMetricsLayer::new(&Metrics::global().meter(), &pool);
     let service = tower::Layer::layer(
-        &cors,
-        EdgeService::new(Steps {
-            limits: settings.limits,
-            trusted: TrustedProxies::new(&settings.trusted_proxies),
-            beside,
-            auth: edge_auth,
-            limiter,
-            proxy,
-            gateway,
-            health: health.clone(),
-        }),
+        &metrics,
+        tower::Layer::layer(
+            &cors,
+            EdgeService::new(Steps {
+                limits: settings.limits,
+                trusted: TrustedProxies::new(&settings.trusted_proxies),
+                beside,
+                auth: edge_auth,
+                limiter,
+                proxy,
+                gateway,
+                health: health.clone(),
+            }),
+        ),
     );
     Ok(Edge {
         service,
