@@ -181,3 +181,111 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use agora_platform::metrics::{Metrics, exposition};
+    use tower::{Layer as _, ServiceExt as _};
+
+    use super::*;
+    use crate::routes::Routes;
+
+    const COUNT: &str = "http_server_request_duration_seconds_count";
+
+    /// Every request the edge is asked, timed as the edge times it: the stand-in behind the
+    /// layer binds REST routes as the edge does and answers 200 when one matched, else 404.
+    async fn scrape(requests: Vec<Request>) -> Vec<exposition::Sample> {
+        let pool = DescriptorPool::decode(agora_contracts::FILE_DESCRIPTOR_SET).expect("decodes");
+        let routes = Arc::new(Routes::build(&pool).expect("routes"));
+        let metrics = Metrics::private();
+        let edge = EdgeMetricsLayer::new(&metrics.meter(), &pool).layer(tower::service_fn(
+            move |mut request: Request| {
+                let routes = routes.clone();
+                async move {
+                    crate::app::bind(&routes, &mut request);
+                    let found = request
+                        .extensions()
+                        .get::<crate::rules::Binding>()
+                        .is_some();
+                    let mut response = Response::new(Body::empty());
+                    if !found {
+                        *response.status_mut() = http::StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        ));
+        for request in requests {
+            let Ok(response) = edge.clone().oneshot(request).await;
+            drop(response);
+        }
+        exposition::parse(&metrics.render().expect("rendered")).expect("parsed")
+    }
+
+    fn request(method: &str, path: &str, content_type: Option<&str>) -> Request {
+        let mut builder = http::Request::builder().method(method).uri(path);
+        if let Some(content_type) = content_type {
+            builder = builder.header(http::header::CONTENT_TYPE, content_type);
+        }
+        builder.body(Body::empty()).expect("a request")
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_method_status_and_protocol_never_by_raw_path() {
+        let samples = scrape(vec![
+            request("GET", "/v1/products/a", None),
+            request("GET", "/v1/products/b", None),
+            request("GET", "/v1/no/such/route", None),
+            request("BREW", "/v1/products/c", None),
+            request("GET", "/readyz", None),
+            request(
+                "POST",
+                "/agora.product.v1.ProductService/GetProduct",
+                Some("application/grpc"),
+            ),
+            request(
+                "POST",
+                "/agora.product.v1.ProductService/GetProduct",
+                Some("application/grpc-web+proto"),
+            ),
+            request("POST", "/no.Such/Method", Some("application/grpc")),
+        ])
+        .await;
+        let count = |labels: &[(&str, &str)]| {
+            let found = exposition::matching(&samples, COUNT, labels);
+            assert_eq!(found.len(), 1, "{labels:?}: {samples:?}");
+            found[0].value
+        };
+        let rest = ("agora_edge_protocol", "rest");
+        let get = ("http_request_method", "GET");
+        assert_eq!(
+            count(&[("http_route", "/v1/products/{product_id}"), get, rest]),
+            2.0
+        );
+        assert_eq!(
+            count(&[
+                ("http_route", "_OTHER"),
+                get,
+                ("http_response_status_code", "404")
+            ]),
+            1.0
+        );
+        assert_eq!(
+            count(&[("http_route", "_OTHER"), ("http_request_method", "_OTHER")]),
+            1.0,
+            "a made-up method is not a value of its own"
+        );
+        assert_eq!(count(&[("http_route", "/readyz"), rest]), 1.0);
+        let get_product = ("http_route", "/agora.product.v1.ProductService/GetProduct");
+        assert_eq!(count(&[get_product, ("agora_edge_protocol", "grpc")]), 1.0);
+        assert_eq!(
+            count(&[get_product, ("agora_edge_protocol", "grpc-web")]),
+            1.0
+        );
+        assert_eq!(
+            count(&[("http_route", "_OTHER"), ("agora_edge_protocol", "grpc")]),
+            1.0
+        );
+        assert_eq!(exposition::matching(&samples, COUNT, &[]).len(), 7);
+    }
+}
