@@ -56,7 +56,8 @@ pub struct Metrics {
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// Installs the process's meter provider (also as OpenTelemetry's global one) and returns it;
-/// a provider installed before is returned as it is. `service_name` names the process in
+/// a provider installed before, or made by [`Metrics::global`], is returned as it is, so this
+/// comes first in a process (`telemetry::init` calls it). `service_name` names the process in
 /// `target_info` and on OTLP.
 ///
 /// # Errors
