@@ -225,23 +225,22 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
     });
 
     let beside = health.router().merge(openapi::router(document));
-    let metrics = crate::metrics::EdgeMetricsLayer::new(&Metrics::global().meter(), &pool);
     let service = tower::Layer::layer(
-        &metrics,
-        tower::Layer::layer(
-            &cors,
-            EdgeService::new(Steps {
-                limits: settings.limits,
-                trusted: TrustedProxies::new(&settings.trusted_proxies),
-                beside,
-                auth: edge_auth,
-                limiter,
-                proxy,
-                gateway,
-                health: health.clone(),
-            }),
-        ),
+        &cors,
+        EdgeService::new(Steps {
+            limits: settings.limits,
+            trusted: TrustedProxies::new(&settings.trusted_proxies),
+            beside,
+            auth: edge_auth,
+            limiter,
+            proxy,
+            gateway,
+            health: health.clone(),
+        }),
     );
+    // Time every request to the end of its answer, CORS refusals included.
+    let metrics = crate::metrics::EdgeMetricsLayer::new(&Metrics::global().meter(), &pool);
+    let service = tower::Layer::layer(&metrics, service);
     Ok(Edge {
         service,
         health,
