@@ -156,3 +156,16 @@ impl Builder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_is_installed_once_and_shared_by_every_later_caller() {
+        let first = install(&Settings::default(), "first").expect("installed");
+        let second = install(&Settings::default(), "second").expect("installed");
+        assert!(std::ptr::eq(first, second));
+        assert!(std::ptr::eq(first, Metrics::global()));
+    }
+}

@@ -126,3 +126,56 @@ fn answer<B>(metrics: &Metrics, request: &http::Request<B>) -> Response<Full<Byt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    async fn ask(addr: SocketAddr, method: &str, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("listening");
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("answered");
+        answer
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_prometheus_text_at_metrics_only_and_the_port_closes_on_drop() {
+        let metrics = Metrics::private();
+        metrics
+            .meter()
+            .u64_counter("agora.test.calls")
+            .build()
+            .add(2, &[]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let endpoint = MetricsEndpoint::serve(listener, metrics).expect("serving");
+        let addr = endpoint.local_addr();
+
+        let answer = ask(addr, "GET", "/metrics").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("content-type: text/plain; version=0.0.4"),
+            "{answer}"
+        );
+        let (_, body) = answer.split_once("\r\n\r\n").expect("a body");
+        let samples = crate::metrics::exposition::parse(body).expect("the text format");
+        let calls = crate::metrics::exposition::matching(&samples, "agora_test_calls_total", &[]);
+        assert_eq!(calls.len(), 1, "{body}");
+        assert_eq!(calls[0].value, 2.0);
+
+        assert!(ask(addr, "GET", "/").await.starts_with("HTTP/1.1 404"));
+        let refused = ask(addr, "POST", "/metrics").await;
+        assert!(refused.starts_with("HTTP/1.1 405"), "{refused}");
+        assert!(refused.contains("allow: GET, HEAD"), "{refused}");
+
+        drop(endpoint);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+}
