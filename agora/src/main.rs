@@ -11,7 +11,11 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use agora_platform::{config::Config, server::shutdown_signal};
+use agora_platform::{
+    config::Config,
+    metrics::{Metrics, MetricsEndpoint},
+    server::shutdown_signal,
+};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -132,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(service) = server.service() else {
                 let config = Config::load()?;
                 let _telemetry = agora_platform::telemetry::init(&config.settings, "gateway")?;
+                let _metrics = metrics_endpoint(&config.settings).await?;
                 let addr = up::gateway_addr(&config)?;
                 let listener = TcpListener::bind(addr)
                     .await
@@ -142,6 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = with_database_url(Config::load()?, service)?;
             let _telemetry =
                 agora_platform::telemetry::init(&config.settings, service.kind().name())?;
+            let _metrics = metrics_endpoint(&config.settings).await?;
             let addr = config.settings.bind_addr(service.kind());
             let listener = TcpListener::bind(addr)
                 .await
@@ -158,6 +164,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `GET /metrics` on `telemetry.metrics_addr`, for as long as the value is kept; none unset.
+async fn metrics_endpoint(
+    settings: &agora_platform::config::Settings,
+) -> anyhow::Result<Option<MetricsEndpoint>> {
+    match settings.telemetry.metrics_addr {
+        Some(addr) => Ok(Some(
+            MetricsEndpoint::bind(addr, Metrics::global().clone()).await?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// `DATABASE_URL`, the container convention, names the database of the one service running.

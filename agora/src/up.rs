@@ -4,7 +4,8 @@
 use std::{path::Path, time::Duration};
 
 use agora_platform::{
-    config::{Config, ServiceKind},
+    config::{Config, ServiceKind, Settings},
+    metrics::{Metrics, MetricsEndpoint},
     private_files,
     server::shutdown_signal,
     service::Service,
@@ -13,6 +14,10 @@ use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::seed::{Outcome, Seeder};
+
+/// The port `up` serves `/metrics` on when `telemetry.metrics_addr` is not set (the port the
+/// OpenTelemetry Prometheus exporters use by convention).
+const DEFAULT_METRICS_PORT: u16 = 9464;
 
 /// The administrator `up` and `seed` use when none is configured.
 pub(crate) const DEFAULT_ADMIN_EMAIL: &str = "admin@agora.local";
@@ -152,7 +157,9 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
         format!("binding {edge_addr} for the gateway (set AGORA_GATEWAY__PORT to use another port)")
     })?;
     let edge_addr = edge_listener.local_addr()?;
-    print_endpoints(&config, &listeners, edge_addr, embedded)?;
+    let metrics = metrics_endpoint(settings).await?;
+    let metrics_addr = metrics.as_ref().map(MetricsEndpoint::local_addr);
+    print_endpoints(&config, &listeners, edge_addr, metrics_addr, embedded)?;
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -186,7 +193,7 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
                 println!("Loaded the demo catalog: {products} products, {units} units in stock.");
             }
         }
-        print_try(&config, &admin, edge_addr);
+        print_try(&config, &admin, edge_addr, metrics_addr);
         anyhow::Ok(())
     };
     let mut result = Ok(());
@@ -213,6 +220,27 @@ pub(crate) async fn up(config: Config, admin: Admin) -> anyhow::Result<()> {
         }
     }
     result
+}
+
+/// `GET /metrics` for every service and the edge of the process: on `telemetry.metrics_addr`
+/// (a port that cannot be bound stops start-up), else on port 9464 of `host`, skipped with a
+/// warning when that port is taken (by another process of this host, say).
+async fn metrics_endpoint(settings: &Settings) -> anyhow::Result<Option<MetricsEndpoint>> {
+    let metrics = Metrics::global().clone();
+    if let Some(addr) = settings.telemetry.metrics_addr {
+        return Ok(Some(MetricsEndpoint::bind(addr, metrics).await?));
+    }
+    let addr = std::net::SocketAddr::new(settings.host, DEFAULT_METRICS_PORT);
+    match MetricsEndpoint::bind(addr, metrics).await {
+        Ok(endpoint) => Ok(Some(endpoint)),
+        Err(error) => {
+            eprintln!(
+                "warning: metrics are not served ({error:#}); set AGORA_TELEMETRY__METRICS_ADDR \
+                 to serve them elsewhere"
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn stopped_early(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
@@ -278,6 +306,7 @@ fn print_endpoints(
     config: &Config,
     listeners: &[(Service, TcpListener)],
     edge_addr: std::net::SocketAddr,
+    metrics_addr: Option<std::net::SocketAddr>,
     embedded: bool,
 ) -> anyhow::Result<()> {
     let settings = &config.settings;
@@ -304,11 +333,22 @@ fn print_endpoints(
         "  {:<10} {:<22} REST, gRPC and gRPC-Web for every service",
         "gateway", edge_addr
     );
+    if let Some(addr) = metrics_addr {
+        println!(
+            "  {:<10} {:<22} Prometheus /metrics of every service and the gateway",
+            "metrics", addr
+        );
+    }
     println!();
     Ok(())
 }
 
-fn print_try(config: &Config, admin: &Admin, edge_addr: std::net::SocketAddr) {
+fn print_try(
+    config: &Config,
+    admin: &Admin,
+    edge_addr: std::net::SocketAddr,
+    metrics_addr: Option<std::net::SocketAddr>,
+) {
     let settings = &config.settings;
     let url = |kind| settings.service_url(kind);
     let (auth, product, inventory, order) = (
@@ -342,4 +382,9 @@ fn print_try(config: &Config, admin: &Admin, edge_addr: std::net::SocketAddr) {
          grpcurl -plaintext {host} list\n",
         admin.email, admin.source
     );
+    if let Some(addr) = metrics_addr {
+        println!(
+            "And the metrics of every call so far (Prometheus text):\n  curl -s http://{addr}/metrics\n"
+        );
+    }
 }

@@ -77,6 +77,7 @@ async fn bind_route(
 /// [`bind_route`]'s work: finds `request`'s route once, for the edge's checks and the handler.
 pub(crate) fn bind(routes: &Routes, request: &mut Request) {
     if let Lookup::Found(route, values) = routes.lookup(request.method(), request.uri().path()) {
+        crate::metrics::route_matched(request, route);
         let binding: Binding = route.binding.clone();
         let matched = Matched {
             route: route.clone(),

@@ -25,6 +25,7 @@
 //!   the connection cap.
 //! - [`health`]: `/healthz`, `/readyz` and `/readyz/upstreams`; each upstream checked in the
 //!   background, and calls to one that cannot be reached refused at once.
+//! - [`metrics`]: `http.server.request.duration` of every request, by route template and status.
 //! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
 
 pub mod app;
@@ -38,6 +39,7 @@ pub mod grpc_proxy;
 pub mod health;
 pub mod limits;
 pub mod listen;
+pub mod metrics;
 pub mod openapi;
 pub mod ratelimit;
 pub mod routes;

@@ -7,6 +7,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use agora_platform::{
     cache::Cache,
     config::{Config, ServiceKind},
+    metrics::Metrics,
 };
 use anyhow::Context as _;
 use prost_reflect::DescriptorPool;
@@ -109,8 +110,8 @@ fn default_discover_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The edge as a service: every request's steps ([`crate::edge`]) inside CORS.
-pub type EdgeApp = tower_http::cors::Cors<EdgeService>;
+/// The edge as a service: every request's steps ([`crate::edge`]) inside CORS, timed.
+pub type EdgeApp = crate::metrics::EdgeMetrics<tower_http::cors::Cors<EdgeService>>;
 
 /// The edge, built and ready to serve.
 #[derive(Debug)]
@@ -237,6 +238,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
             health: health.clone(),
         }),
     );
+    // Time every request to the end of its answer, CORS refusals included.
+    let metrics = crate::metrics::EdgeMetricsLayer::new(&Metrics::global().meter(), &pool);
+    let service = tower::Layer::layer(&metrics, service);
     Ok(Edge {
         service,
         health,

@@ -317,6 +317,9 @@ def run_all(plan: dict, tmp: pathlib.Path, wait: float = 90.0) -> dict[str, str]
             })
             if name == "gateway":
                 env["AGORA_GATEWAY__PORT"] = str(gateway_port)
+            # Each container has the metrics port to itself; on one machine each takes its own.
+            if "AGORA_TELEMETRY__METRICS_ADDR" in env:
+                env["AGORA_TELEMETRY__METRICS_ADDR"] = f"127.0.0.1:{free_port()}"
             (tmp / f"data-{name}").mkdir(exist_ok=True)
             return env
 

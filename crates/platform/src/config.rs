@@ -17,7 +17,7 @@
 //!
 //! # Layout
 //! - `settings`: [`Settings`], the platform's settings, and where each service is found.
-//! - `sections`: the platform's own sections (logs, server, tokens, events, mTLS).
+//! - `sections`: the platform's own sections (logs, telemetry, server, tokens, events, mTLS).
 //! - `secrets`: [`SecretsDir`], settings from one file each.
 //! - [`ServiceKind`] lives in [`crate::service`] and is re-exported here.
 
@@ -37,7 +37,7 @@ pub use crate::service::ServiceKind;
 pub use secrets::SecretsDir;
 pub use sections::{
     EventSettings, LogFormat, LogSettings, MtlsSettings, ServerSettings, ServiceAccess,
-    TokenSettings,
+    TelemetrySettings, TokenSettings,
 };
 pub use settings::{ServiceEndpoint, ServicesSettings, Settings};
 

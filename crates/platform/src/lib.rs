@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`config`]: typed, layered settings (defaults, then a TOML file, then the environment).
 //! - [`telemetry`]: the `tracing` subscriber and OTLP export.
+//! - [`metrics`]: the process's meter provider, the servers' call metrics and `/metrics`.
 //! - [`context`]: the request id, deadline and W3C trace context of the call being served, and how
 //!   they travel in gRPC metadata.
 //! - [`service`]: what a service is ([`service::ServiceKind`], [`service::Service`]) and its
@@ -42,6 +43,7 @@ pub mod datastore_tls;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod mtls;
 pub mod paging;
 pub mod private_files;

@@ -3,7 +3,8 @@
 //! [`run`] binds nothing itself (the caller passes a listener, port 0 in tests) and serves, on one
 //! port: the service, `grpc.health.v1.Health` and server reflection v1 and v1alpha, behind the
 //! standard layers. Health says NOT_SERVING until the service's store is ready, and again from the
-//! shutdown signal while in-flight calls drain.
+//! shutdown signal while in-flight calls drain. Every call is recorded in
+//! `rpc.server.call.duration` ([`crate::metrics`]).
 //!
 //! With `mtls.enabled` it accepts only TLS connections whose client certificate chains to the
 //! CA ([`crate::mtls`]), with the certificate reloaded from its files as they change; health
@@ -96,7 +97,19 @@ where
         .context("building reflection v1alpha")?;
 
     let slot = Arc::new(OnceLock::new());
+    let metrics = crate::metrics::RpcMetricsLayer::new(
+        &crate::metrics::Metrics::global().meter(),
+        &[
+            S::NAME,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+    );
     let layers = ServiceBuilder::new()
+        // Time every call to the end of its body, and count it by method and status (shed
+        // and refused calls included).
+        .layer(metrics)
         // Give every call a request id, its caller's deadline and a trace span, and answer the
         // errors of the layers below as gRPC statuses.
         .layer(tower::layer::layer_fn(|inner| CallService {

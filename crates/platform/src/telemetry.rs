@@ -1,9 +1,11 @@
-//! Logs and traces.
+//! Logs, traces and the metrics provider.
 //!
 //! One `tracing` subscriber: human-readable or JSON lines, filtered by `RUST_LOG` (else the
 //! configured filter), plus an OpenTelemetry layer so every span has a W3C trace context that
 //! crosses hops ([`crate::context`]). Spans are exported over OTLP/gRPC only when an endpoint is
-//! configured (`OTEL_EXPORTER_OTLP_ENDPOINT`); without one, trace ids still propagate.
+//! configured (`OTEL_EXPORTER_OTLP_ENDPOINT`); without one, trace ids still propagate. The
+//! process's meter provider is installed here too ([`crate::metrics::install`]), with OTLP export
+//! to the same endpoint.
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -17,6 +19,9 @@ use crate::config::{LogFormat, Settings};
 #[derive(Debug)]
 pub struct Telemetry {
     provider: SdkTracerProvider,
+    /// The process's metrics: flushed, not shut down, as other guards of the process (tests)
+    /// share them.
+    metrics: &'static crate::metrics::Metrics,
 }
 
 impl Drop for Telemetry {
@@ -24,6 +29,7 @@ impl Drop for Telemetry {
         if let Err(error) = self.provider.shutdown() {
             eprintln!("flushing traces failed: {error}");
         }
+        self.metrics.flush();
     }
 }
 
@@ -34,6 +40,7 @@ impl Drop for Telemetry {
 /// The OTLP exporter could not be built from its endpoint.
 pub fn init(settings: &Settings, service_name: &str) -> anyhow::Result<Telemetry> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let metrics = crate::metrics::install(settings, service_name)?;
 
     let mut provider = SdkTracerProvider::builder().with_resource(
         Resource::builder()
@@ -87,7 +94,7 @@ pub fn init(settings: &Settings, service_name: &str) -> anyhow::Result<Telemetry
             )
             .try_init(),
     };
-    Ok(Telemetry { provider })
+    Ok(Telemetry { provider, metrics })
 }
 
 /// Telemetry for this crate's unit tests: installed once and kept for the whole test process, so

@@ -1,6 +1,7 @@
-//! The platform's own sections: logs, the server, tokens, events and mTLS.
+//! The platform's own sections: logs, telemetry, the server, tokens, events and mTLS.
 
 use std::{
+    net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -34,6 +35,17 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object a line.
     Json,
+}
+
+/// `[telemetry]`: what a process exports besides its logs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Where the process serves `GET /metrics` in the Prometheus text format
+    /// ([`crate::metrics`]). Off when absent: processes of one host would all want the same
+    /// port, so each deployment names its own (`agora up` takes `127.0.0.1:9464` unless set,
+    /// the manifests `0.0.0.0:9464`).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Server behaviour shared by every service.

@@ -9,7 +9,10 @@ use figment::value::Dict;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{EventSettings, LogSettings, MtlsSettings, ServerSettings, ServiceKind, TokenSettings};
+use super::{
+    EventSettings, LogSettings, MtlsSettings, ServerSettings, ServiceKind, TelemetrySettings,
+    TokenSettings,
+};
 use crate::datastore_tls::DatastoreTls;
 
 /// Everything the platform itself needs; services read their own sections beside it.
@@ -28,6 +31,8 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// Log output.
     pub log: LogSettings,
+    /// Metrics export (`[telemetry]`).
+    pub telemetry: TelemetrySettings,
     /// Server behaviour shared by every service.
     pub server: ServerSettings,
     /// Token checks shared by every service.
@@ -63,6 +68,7 @@ impl Default for Settings {
             datastore_tls: DatastoreTls::default(),
             otlp_endpoint: None,
             log: LogSettings::default(),
+            telemetry: TelemetrySettings::default(),
             server: ServerSettings::default(),
             tokens: TokenSettings::default(),
             events: EventSettings::default(),
