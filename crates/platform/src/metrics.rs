@@ -28,6 +28,7 @@ use opentelemetry_sdk::{Resource, metrics::SdkMeterProvider};
 use crate::config::Settings;
 
 mod body;
+pub mod bus;
 mod endpoint;
 pub mod exposition;
 mod rpc;

@@ -10,6 +10,7 @@
 //! - [`error`]: [`error::ServiceError`], every way a call fails once its request parsed.
 //! - [`hashing`]: argon2id with a cap on hashes in flight.
 //! - [`keys`]: signing keys, rotation, the JWKS and token signing.
+//! - [`metrics`]: the service's instruments (logins and refreshes by outcome).
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`device`]: device tokens, which let a device that signed in before keep its own budget of
 //!   failed logins.
@@ -36,6 +37,7 @@ pub mod domain;
 pub mod error;
 pub mod hashing;
 pub mod keys;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod throttle;

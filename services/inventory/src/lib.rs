@@ -26,6 +26,7 @@
 //!   its domain value, every violation at once.
 //! - [`events`]: the product events consumed, and the event published.
 //! - [`sweeper`]: the task that expires reservations.
+//! - [`metrics`]: the service's instruments (reservations expired).
 //! - [`settings`]: the `[inventory]` settings section and its checks.
 
 use agora_contracts::agora::inventory::v1::inventory_service_server::InventoryServiceServer;
@@ -35,6 +36,7 @@ pub mod api;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod sweeper;

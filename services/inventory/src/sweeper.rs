@@ -55,5 +55,6 @@ pub async fn sweep_once(store: &Store) -> anyhow::Result<Sweep> {
             }
         }
     }
+    crate::metrics::metrics().expired(u64::try_from(sweep.expired).unwrap_or(0));
     Ok(sweep)
 }

@@ -20,6 +20,8 @@
 //! - [`store`]: the SQL of orders with their outbox events; [`store::claims`]: idempotency claims.
 //! - [`saga`]: the calls to product and inventory, compensation, cancellation.
 //! - [`recovery`]: repairs sagas that did not finish.
+//! - [`metrics`]: the service's instruments (orders by outcome, sagas, compensations,
+//!   recoveries, open watches).
 //! - [`settings`]: the `[order]` settings section and its checks.
 
 use agora_contracts::agora::order::v1::order_service_server::OrderServiceServer;
@@ -37,6 +39,7 @@ use tokio::net::TcpListener;
 pub mod api;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod recovery;
 pub mod saga;
 pub mod settings;

@@ -32,5 +32,6 @@ pub async fn run_once(saga: &Saga, stuck_after: Duration) -> anyhow::Result<usiz
         repaired += 1;
     }
     store.purge_expired_keys().await?;
+    crate::metrics::metrics().recovered(repaired);
     Ok(repaired)
 }

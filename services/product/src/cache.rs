@@ -75,8 +75,18 @@ impl ProductCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now() + BACKOFF);
     }
 
-    /// The cached product, or `None` on a miss, a failure, or an entry that does not decode.
+    /// The cached product, or `None` on a miss, a failure, or an entry that does not decode;
+    /// counted as a hit or a miss unless caching is off (a zero TTL).
     pub async fn get(&self, id: &str) -> Option<pb::Product> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let found = self.lookup(id).await;
+        crate::metrics::metrics().cache(found.is_some());
+        found
+    }
+
+    async fn lookup(&self, id: &str) -> Option<pb::Product> {
         if !self.enabled() {
             return None;
         }
@@ -98,7 +108,7 @@ impl ProductCache {
 
     /// The cached products among `ids` (looked up concurrently), by position; `None` for misses.
     pub async fn get_many(&self, ids: &[String]) -> Vec<Option<pb::Product>> {
-        if !self.enabled() {
+        if self.ttl.is_zero() {
             return vec![None; ids.len()];
         }
         futures::future::join_all(ids.iter().map(|id| self.get(id))).await

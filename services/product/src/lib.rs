@@ -17,6 +17,7 @@
 //!   the one table of failures as gRPC statuses.
 //! - [`error`]: [`error::ServiceError`], every way a call fails.
 //! - [`cache`]: cache-aside for product reads.
+//! - [`metrics`]: the service's instruments (product cache hits and misses).
 //! - [`store`]: the SQL, and the migrations for PostgreSQL and SQLite.
 //! - [`events`]: the events the service publishes.
 //! - [`settings`]: the `[product]` settings section and its checks.
@@ -31,6 +32,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod listing;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod update;

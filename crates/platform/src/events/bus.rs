@@ -185,6 +185,19 @@ impl Bus {
         }
     }
 
+    /// How many events of a producer's stream a group has not acknowledged: never read by any
+    /// of its consumers, or read and still pending.
+    ///
+    /// # Errors
+    /// The transport failed.
+    pub async fn unacknowledged(&self, producer: &str, group: &str) -> anyhow::Result<u64> {
+        let stream = self.stream(producer);
+        match &self.transport {
+            Transport::Memory(streams) => Ok(streams.unacknowledged(&stream, group)),
+            Transport::Redis(redis) => redis.unacknowledged(&stream, group).await,
+        }
+    }
+
     /// Where consumers whose stream was reset ask its producer's relay to publish again.
     pub fn replay_stream(&self, producer: &str) -> String {
         format!("{}{producer}:replay", self.prefix)

@@ -66,6 +66,9 @@ pub async fn remember(
 /// Entries read at once.
 const BATCH: usize = 16;
 
+/// How often a busy consumer measures its group's lag.
+const MEASURE_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs `handler` over `producer`'s stream as a member of `group` until the returned guard is
 /// dropped. Every consumer process of one service uses the same group, so each event is applied
 /// by one of them.
@@ -86,6 +89,7 @@ pub fn spawn_consumer<H: Handler>(
         handler,
         settings: settings.clone(),
         last_errors: HashMap::new(),
+        measured: None,
     };
     let mut background = Background::default();
     background.spawn(consumer.run());
@@ -105,6 +109,8 @@ struct Consumer<H> {
     settings: EventSettings,
     /// The last error of each entry this consumer failed, so the dead letter says why.
     last_errors: HashMap<String, String>,
+    /// When the group's lag was last measured.
+    measured: Option<Instant>,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -155,10 +161,27 @@ impl<H: Handler> Consumer<H> {
             self.replay_owed = false;
             tracing::warn!(stream = %self.stream, group = %self.group, "asked the producer to publish its retained events again");
         }
+        let idle = entries.is_empty();
         for entry in entries {
             self.process(reader, entry).await?;
         }
+        self.measure(idle).await;
         Ok(())
+    }
+
+    /// Records the group's lag (`agora.consumer.lag`): after every round that found nothing
+    /// new, so an idle group reads exact, and at most every [`MEASURE_EVERY`] while busy.
+    async fn measure(&mut self, idle: bool) {
+        if !idle && self.measured.is_some_and(|at| at.elapsed() < MEASURE_EVERY) {
+            return;
+        }
+        self.measured = Some(Instant::now());
+        match self.bus.unacknowledged(&self.producer, &self.group).await {
+            Ok(lag) => crate::metrics::bus::bus().consumer_lag(&self.producer, &self.group, lag),
+            Err(error) => {
+                tracing::debug!(stream = %self.stream, group = %self.group, error = format!("{error:#}"), "measuring the consumer lag failed");
+            }
+        }
     }
 
     async fn process(&mut self, reader: &mut Reader, entry: Entry) -> anyhow::Result<()> {
@@ -224,6 +247,10 @@ impl<H: Handler> Consumer<H> {
     ) -> anyhow::Result<()> {
         tracing::error!(stream = %self.stream, group = %self.group, entry = %entry.id, reason, "event moved to the dead-letter stream");
         self.last_errors.remove(&entry.id);
-        reader.dead_letter(&self.dead_letters, entry, reason).await
+        reader
+            .dead_letter(&self.dead_letters, entry, reason)
+            .await?;
+        crate::metrics::bus::bus().dead_lettered(&self.producer, &self.group);
+        Ok(())
     }
 }

@@ -134,6 +134,20 @@ impl Streams {
         })
     }
 
+    /// Entries of `stream` the group has not acknowledged: never delivered, or pending.
+    pub(crate) fn unacknowledged(&self, stream: &str, group: &str) -> u64 {
+        self.with(|state| {
+            state
+                .get(stream)
+                .and_then(|stream| {
+                    let group = stream.groups.get(group)?;
+                    let unread = stream.entries.len().saturating_sub(group.next);
+                    Some((unread + group.pending.len()) as u64)
+                })
+                .unwrap_or(0)
+        })
+    }
+
     pub(crate) async fn read_new(
         &self,
         stream: &str,

@@ -209,6 +209,39 @@ impl Relay {
             .await
     }
 
+    /// Records the outbox's backlog and lag (`agora.outbox.backlog`, `agora.outbox.lag`) after
+    /// a round: a round that found nothing waiting leaves both at zero without another query.
+    async fn measure(&self, round: &anyhow::Result<usize>) {
+        let bus = crate::metrics::bus::bus();
+        if matches!(round, Ok(0)) {
+            bus.outbox(&self.producer, 0, 0.0);
+            return;
+        }
+        let waiting = sqlx::query(
+            "SELECT COUNT(*) AS backlog, MIN(created_at) AS oldest FROM outbox \
+             WHERE published_at IS NULL",
+        )
+        .fetch_one(self.db.pool())
+        .await
+        .and_then(|row| {
+            Ok((
+                row.try_get::<i64, _>("backlog")?,
+                row.try_get::<Option<i64>, _>("oldest")?,
+            ))
+        });
+        match waiting {
+            Ok((backlog, oldest)) => {
+                let age = oldest.map_or(0, |oldest| now_micros().saturating_sub(oldest));
+                #[allow(clippy::cast_precision_loss)] // microseconds of an age fit f64 exactly.
+                let lag = age as f64 / 1e6;
+                bus.outbox(&self.producer, u64::try_from(backlog).unwrap_or(0), lag);
+            }
+            Err(error) => {
+                tracing::debug!(%error, producer = %self.producer, "measuring the outbox failed");
+            }
+        }
+    }
+
     /// Deletes published rows older than the retention window (`events.retention`): until
     /// then they can be published again.
     ///
@@ -242,6 +275,7 @@ impl Relay {
                     );
                 }
                 let result = self.run_once().await;
+                self.measure(&result).await;
                 let pause = match result {
                     Ok(n) if n as i64 == BATCH => Duration::ZERO,
                     Ok(_) => self.settings.relay_interval,

@@ -85,6 +85,46 @@ impl RedisStreams {
         Ok(reply.ids.into_iter().map(|id| entry(id, 0)).collect())
     }
 
+    /// Entries of `stream` the group has not acknowledged: its `lag` (never delivered) plus its
+    /// `pending`, from `XINFO GROUPS`. Redis leaves `lag` unknown after entries inside the
+    /// group's range were deleted; then the entries after its last delivered id are counted.
+    pub(crate) async fn unacknowledged(&self, stream: &str, group: &str) -> anyhow::Result<u64> {
+        let groups: redis::RedisResult<Vec<HashMap<String, Value>>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut self.connection.clone())
+            .await;
+        let groups = match groups {
+            Ok(groups) => groups,
+            Err(error) if error.to_string().contains("no such key") => return Ok(0),
+            Err(error) => return Err(error).context("XINFO GROUPS"),
+        };
+        let Some(info) = groups
+            .iter()
+            .find(|info| info.get("name").and_then(text).as_deref() == Some(group))
+        else {
+            return Ok(0);
+        };
+        let pending = info.get("pending").and_then(count).unwrap_or(0);
+        let unread = match info.get("lag").and_then(count) {
+            Some(lag) => lag,
+            None => {
+                let after = info
+                    .get("last-delivered-id")
+                    .and_then(text)
+                    .unwrap_or_else(|| "0-0".to_owned());
+                let reply: StreamRangeReply = self
+                    .connection
+                    .clone()
+                    .xrange(stream, format!("({after}"), "+")
+                    .await
+                    .context("XRANGE")?;
+                reply.ids.len() as u64
+            }
+        };
+        Ok(unread + pending)
+    }
+
     pub(crate) async fn pending(&self, stream: &str, group: &str) -> anyhow::Result<u64> {
         let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
             .arg(stream)
@@ -104,6 +144,23 @@ impl RedisStreams {
             },
             _ => Ok(0),
         }
+    }
+}
+
+/// A reply's text (a bulk or simple string).
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// A reply's count (an integer; `None` for nil, which Redis answers for an unknown lag).
+fn count(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(count) => u64::try_from(*count).ok(),
+        _ => None,
     }
 }
 

@@ -461,6 +461,7 @@ agora_platform::on_both_backends!(
     a_relay_that_sees_its_stream_regress_publishes_the_lost_events_again,
     a_consumer_whose_stream_was_reset_asks_a_relay_that_knows_nothing_for_a_replay,
     a_requested_replay_publishes_retained_events_again_and_they_apply_once,
+    the_outbox_backlog_and_the_consumer_lag_are_measured_while_events_wait,
 );
 
 /// A `redis-server` of this test's own, which it can restart empty on the same port.
@@ -735,4 +736,86 @@ async fn a_requested_replay_publishes_retained_events_again_and_they_apply_once(
         "applied once"
     );
     assert_eq!(processed(&f.db).await, 2);
+}
+
+/// The value of the gauge `name` of `stream` (and `group`, when given) in the process's
+/// metrics, or `None` when it has no such series yet.
+fn gauge(name: &str, stream: &str, group: Option<&str>) -> Option<f64> {
+    use agora_platform::metrics::{Metrics, exposition};
+    let text = Metrics::global().render().expect("the provider renders");
+    let samples = exposition::parse(&text).expect("the exposition parses");
+    let mut labels = vec![("messaging_destination_name", stream)];
+    labels.extend(group.map(|group| ("messaging_consumer_group_name", group)));
+    exposition::matching(&samples, name, &labels)
+        .first()
+        .map(|sample| sample.value)
+}
+
+/// Waits until `check` holds, for at most ten seconds.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+async fn the_outbox_backlog_and_the_consumer_lag_are_measured_while_events_wait(
+    backend: TestBackend,
+) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    // A stream of this test's own, so no other test of the process records into its series.
+    let stream = format!("metered-{}", uuid::Uuid::now_v7().simple());
+    for n in 0..3 {
+        produce(&f.db, &format!("sku-{n}")).await;
+    }
+    // The first round publishes and then fails before marking: the three stay unpublished
+    // until the round after the pause that follows a failure.
+    f.settings.relay_interval = Duration::from_secs(3);
+    let relay = Relay::new(f.db.clone(), f.bus.clone(), stream.as_str(), &f.settings);
+    relay.crash_after_next_publish();
+    let _relay = relay.spawn();
+    until("the relay measures a backlog of three", || {
+        gauge("agora_outbox_backlog", &stream, None) == Some(3.0)
+    })
+    .await;
+    let lag = gauge("agora_outbox_lag_seconds", &stream, None).expect("a lag");
+    assert!(lag > 0.0 && lag < 10.0, "the oldest waits: {lag}");
+    until(
+        "the relay publishes them again and measures nothing left",
+        || {
+            gauge("agora_outbox_backlog", &stream, None) == Some(0.0)
+                && gauge("agora_outbox_lag_seconds", &stream, None) == Some(0.0)
+        },
+    )
+    .await;
+    // Published twice (at least once): six entries, all read by a consumer whose handler
+    // waits at the gate, so the group owes all six.
+    let (seen, mut first) = mpsc::unbounded_channel();
+    let (open, gate) = watch::channel(false);
+    let recorder = Recorder {
+        gate: Some((seen, gate)),
+        ..Recorder::new(&f.db)
+    };
+    let _consumer = events::spawn_consumer(f.bus.clone(), &stream, GROUP, recorder, &f.settings);
+    first
+        .recv()
+        .await
+        .expect("the first event reaches the handler");
+    assert_eq!(f.bus.unacknowledged(&stream, GROUP).await.expect("lag"), 6);
+    assert_eq!(
+        f.bus.unacknowledged(&stream, "nobody").await.expect("lag"),
+        0
+    );
+    open.send(true).expect("the gate opens");
+    until("the group owes nothing and says so", || {
+        gauge("agora_consumer_lag", &stream, Some(GROUP)) == Some(0.0)
+    })
+    .await;
+    assert_eq!(f.bus.unacknowledged(&stream, GROUP).await.expect("lag"), 0);
+    assert_eq!(applied(&f.db).await.len(), 3, "each applied once");
 }

@@ -8,6 +8,7 @@ use super::{AuthApi, address::client_address};
 use crate::{
     device::Device,
     error::ServiceError,
+    metrics::{Login, metrics},
     throttle::Attempt,
     wire::{Credentials, NewAccount},
 };
@@ -37,7 +38,13 @@ pub(super) async fn login(
     let address = client_address(&request, &api.settings.trusted_proxies);
     let presented = api.devices.presented(&request);
     let credentials = Credentials::try_from(request.into_inner())?;
-    let (user_id, tokens) = sign_in(api, credentials, presented, address.as_deref()).await?;
+    let signed_in = sign_in(api, credentials, presented, address.as_deref()).await;
+    metrics().login(match &signed_in {
+        Ok(_) => Login::Succeeded,
+        Err(ServiceError::Throttled(_)) => Login::Throttled,
+        Err(_) => Login::Failed,
+    });
+    let (user_id, tokens) = signed_in?;
     let mut response = Response::new(pb::LoginResponse {
         user_id: user_id.clone(),
         tokens: Some(tokens),

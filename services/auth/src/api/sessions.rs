@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::{AuthApi, ensure_found, token_hash};
 use crate::{
     error::ServiceError,
+    metrics::{Refresh, metrics},
     store::RefreshOutcome,
     wire,
     wire::{RefreshToken, SessionToRevoke},
@@ -18,7 +19,13 @@ pub(super) async fn refresh(
     request: Request<pb::RefreshRequest>,
 ) -> Result<Response<pb::RefreshResponse>, Status> {
     let presented = RefreshToken::try_from(request.into_inner())?;
-    let tokens = rotate(api, &presented).await?;
+    let rotated = rotate(api, &presented).await;
+    metrics().refresh(match &rotated {
+        Ok(_) => Refresh::Succeeded,
+        Err(ServiceError::RefreshReused) => Refresh::ReuseDetected,
+        Err(_) => Refresh::Failed,
+    });
+    let tokens = rotated?;
     Ok(Response::new(pb::RefreshResponse {
         tokens: Some(tokens),
     }))

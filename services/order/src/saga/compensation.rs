@@ -8,6 +8,7 @@ use super::{Ran, Saga, Step, statuses::unreachable};
 use crate::{
     domain::OrderId,
     error::ServiceError,
+    metrics::metrics,
     store::{Held, Hold, StoreError},
     wire::PlaceOrder,
 };
@@ -63,18 +64,21 @@ impl Saga {
 
     /// Compensates a saga that stored nothing after its reservation may have landed: releases
     /// the reservation and drops the claim; when inventory cannot be reached, lets the claim go
-    /// so the next retry (or recovery) takes it over at once.
-    pub(super) async fn give_up(&self, hold: &Hold) -> Result<(), StoreError> {
+    /// so the next retry (or recovery) takes it over at once. Returns whether the stock was
+    /// given back (a compensation, counted once here).
+    pub(super) async fn give_up(&self, hold: &Hold) -> Result<bool, StoreError> {
         if self
             .release(hold.order_id.as_str(), "order not placed")
             .await
             .is_ok()
         {
             self.store.drop_claim(hold).await?;
+            metrics().compensated();
+            Ok(true)
         } else {
             self.store.let_go(hold).await?;
+            Ok(false)
         }
-        Ok(())
     }
 
     /// Releases the reservation of an order that was not placed (or failed); an order without

@@ -1,7 +1,7 @@
 //! Placing an order under a claim this call holds: price the lines, reserve the stock, store
 //! the order with its event, then commit.
 
-use std::sync::atomic::Ordering;
+use std::{sync::atomic::Ordering, time::Instant};
 
 use agora_contracts::agora::{
     common::v1::Money,
@@ -22,6 +22,7 @@ use crate::{
         money::{self, MoneyError},
     },
     error::ServiceError,
+    metrics::{self, metrics},
     store::{Hold, OrderRow, now_micros},
     wire::PlaceOrder,
 };
@@ -29,6 +30,7 @@ use crate::{
 impl Saga {
     /// Runs the saga under a claim this call holds.
     pub(super) async fn run(&self, request: &PlaceOrder, hold: Hold) -> Result<Ran, ServiceError> {
+        let started = Instant::now();
         // 1. Names and prices, from the product service only; then the whole order, so a
         // total that cannot be computed is refused before any stock is touched.
         let order = match self
@@ -39,6 +41,7 @@ impl Saga {
             Ok(order) => order,
             Err(error) => {
                 self.store.drop_claim(&hold).await?;
+                failed(started, false);
                 return Err(error);
             }
         };
@@ -47,10 +50,12 @@ impl Saga {
         if let Err(status) = self.reserve(&hold.order_id, request).await {
             if is_transport(&status) {
                 // The reservation may have landed: give it back.
-                self.give_up(&hold).await?;
+                let compensated = self.give_up(&hold).await?;
+                failed(started, compensated);
                 return Err(unreachable("inventory", &status));
             }
             self.store.drop_claim(&hold).await?;
+            failed(started, false);
             return Err(reserve_refused(&status));
         }
         if self.hooks.crash_after_reserve.swap(false, Ordering::SeqCst) {
@@ -80,13 +85,15 @@ impl Saga {
             }
             Err(error) => {
                 // Compensate at once: nothing was stored, so nothing may stay reserved.
-                self.give_up(&hold).await?;
+                let compensated = self.give_up(&hold).await?;
+                failed(started, compensated);
                 return Err(error);
             }
         }
         if self.hooks.hold_before_commit.swap(false, Ordering::SeqCst) {
             self.hooks.resume.notified().await;
         }
+        metrics().saga(started, metrics::Saga::Placed);
         // 4. Commit; a commit that cannot finish now is finished by recovery or a retry.
         self.finish(&order).await;
         Ok(Ran::Placed(Box::new(
@@ -191,6 +198,18 @@ impl Saga {
             })
             .await
     }
+}
+
+/// Records a saga begun at `started` that failed, giving its stock back when `compensated`: its
+/// order failed.
+fn failed(started: Instant, compensated: bool) {
+    let saga = if compensated {
+        metrics::Saga::Compensated
+    } else {
+        metrics::Saga::Failed
+    };
+    metrics().saga(started, saga);
+    metrics().order(metrics::Order::Failed);
 }
 
 /// The currency a line is priced in.

@@ -4,7 +4,12 @@ use agora_contracts::agora::inventory::v1 as inv;
 use tonic::Code;
 
 use super::{Saga, statuses::unreachable};
-use crate::{domain::Status as OrderStatus, error::ServiceError, store::OrderRow};
+use crate::{
+    domain::Status as OrderStatus,
+    error::ServiceError,
+    metrics::{Order, metrics},
+    store::OrderRow,
+};
 
 impl Saga {
     /// Commits a PENDING order's reservation and confirms it; a reservation that was released
@@ -28,7 +33,13 @@ impl Saga {
                     "",
                 )
                 .await
-                .map(|_| ()),
+                .map(|confirmed| {
+                    // Counted by whoever confirmed it: once, whether the saga, a retry or
+                    // recovery.
+                    if confirmed {
+                        metrics().order(Order::Placed);
+                    }
+                }),
             Err(status) if matches!(status.code(), Code::FailedPrecondition | Code::NotFound) => {
                 let reason = format!(
                     "the stock reservation could not be committed: {}",
@@ -44,6 +55,7 @@ impl Saga {
                     )
                     .await;
                 if matches!(failed, Ok(true)) {
+                    metrics().order(Order::Failed);
                     let _ = self.release(&order.id, "order failed").await;
                 }
                 failed.map(|_| ())
@@ -81,7 +93,9 @@ impl Saga {
         )
         .await
         .map_err(|status| unreachable("inventory", &status))?;
-        self.store.cancel(&order, reason).await?;
+        if self.store.cancel(&order, reason).await? {
+            metrics().order(Order::Cancelled);
+        }
         self.store
             .get(&order.id)
             .await?

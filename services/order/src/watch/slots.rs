@@ -68,6 +68,7 @@ impl Slots {
         }
         open.total += 1;
         *open.per_user.entry(user.to_owned()).or_default() += 1;
+        crate::metrics::metrics().watches(1);
         Ok(Slot {
             slots: Arc::clone(self),
             user: user.to_owned(),
@@ -89,6 +90,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        crate::metrics::metrics().watches(-1);
         let mut open = self.slots.open();
         open.total = open.total.saturating_sub(1);
         if let Some(mine) = open.per_user.get_mut(&self.user) {
