@@ -207,3 +207,47 @@ fn a_source_that_is_not_an_http_url_or_a_tiny_interval_stops_start_up() {
     assert!(settings.validate().is_err());
     assert_eq!(Golden::default().success, None);
 }
+
+#[tokio::test]
+async fn scraped_sources_are_read_over_http_and_one_that_does_not_answer_is_reported() {
+    use agora_platform::metrics::{Metrics, MetricsEndpoint};
+
+    let metrics = Metrics::private();
+    metrics.meter().u64_counter("agora.orders").build().add(
+        3,
+        &[opentelemetry::KeyValue::new(
+            "agora.order.outcome",
+            "placed",
+        )],
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let endpoint = MetricsEndpoint::serve(listener, metrics).expect("serving");
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port")
+        .local_addr()
+        .expect("bound");
+    let sources = sources::Sources::new(
+        vec![
+            format!("http://{}/metrics", endpoint.local_addr()),
+            format!("http://{closed}/metrics"),
+        ],
+        Duration::from_secs(5),
+    )
+    .expect("a client");
+
+    let reading = sources.read().await;
+    assert_eq!(reading.sources.len(), 3, "this process and both URLs");
+    assert_eq!(reading.sources[0].source, "this process");
+    let scraped = &reading.sources[1];
+    assert_eq!(scraped.service.as_deref(), Some("agora"), "{scraped:?}");
+    assert!(scraped.error.is_none(), "{scraped:?}");
+    assert!(
+        reading.sources[2].error.is_some(),
+        "{:?}",
+        reading.sources[2]
+    );
+    assert_eq!(Tally::of(&reading.samples).orders["placed"], 3.0);
+}
