@@ -232,21 +232,19 @@ fn upstreams(health: &Health) -> Vec<Upstream> {
 async fn page(State(console): State<Console>, request: Request) -> Response {
     // The head alone is kept across the check: a body cannot be shared between threads.
     let head = Request::from_parts(request.into_parts().0, ());
-    let status = match console.admit(&head).await {
-        Ok(()) => http::StatusCode::OK,
-        Err(refusal) => {
-            let mut response = (refusal.status(), Html(PAGE.as_str())).into_response();
-            if let Some(challenge) = refusal.headers().get(header::WWW_AUTHENTICATE) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, challenge.clone());
-            }
-            return secured(response);
+    let mut response = Html(PAGE.as_str()).into_response();
+    if let Err(refusal) = console.admit(&head).await {
+        *response.status_mut() = refusal.status();
+        if let Some(challenge) = refusal.headers().get(header::WWW_AUTHENTICATE) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge.clone());
         }
-    };
-    secured((status, Html(PAGE.as_str())).into_response())
+    }
+    secured(response)
 }
 
+/// The page's headers: what it may load, never cached, its type as sent.
 fn secured(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(

@@ -101,7 +101,7 @@
       if (s.methods.length === 0) {
         card.append(noData("no calls in the window"));
       } else {
-        card.append(el("div", { class: "scroll" }, table(`${s.name} methods`, [["method", "text"], ...goldenHead],
+        card.append(el("div", { class: "scroll", tabIndex: 0, role: "region", "aria-label": `${s.name} methods` }, table(`${s.name} methods`, [["method", "text"], ...goldenHead],
           s.methods.map((m) => el("tr", { "data-method": m.method, "data-rate": String(m.rate), "data-failing": String(failing(m)) },
             el("td", { class: "text" }, m.method), ...goldenCells(m))))));
       }
