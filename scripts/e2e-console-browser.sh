@@ -42,7 +42,7 @@ product_id="$(curl -fsS "$gw/v1/products?pageSize=1" | python3 -c 'import json,s
 printf '\x00\x00\x00\x00\x02\xff\xff' >"$work/garbage.bin"
 load() {
   local end=$((SECONDS + 25))
-  while ((SECONDS < end)); do
+  while ((SECONDS < end)) && [[ ! -e "$work/stop-load" ]]; do
     curl -fsS -o /dev/null "$gw/v1/products/$product_id"
     curl -sS -o /dev/null --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
       --data-binary @"$work/garbage.bin" "http://$grpc_product/agora.product.v1.ProductService/ListProducts"
@@ -77,6 +77,8 @@ passed=$((passed + 1))
 
 browse --screenshot="$shots/console-load.png" >/dev/null
 echo "console: screenshot (under load): $shots/console-load.png"
-kill "$load_pid" 2>/dev/null || true
+# Stopped between calls, so no call is cut off by the mesh stopping.
+touch "$work/stop-load"
+wait "$load_pid" 2>/dev/null || true
 [[ -s "$shots/console-idle.png" && -s "$shots/console-load.png" ]] || { echo "console: FAILED: a screenshot is missing" >&2; exit 1; }
 echo "console: $passed passed, 0 failed"
