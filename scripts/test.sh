@@ -40,6 +40,9 @@ scripts/e2e-edge-polyglot.sh
 echo "== a page on another origin calls the edge from headless Chromium (CORS preflights)"
 scripts/e2e-edge-browser.sh
 
+echo "== the console (/console) in headless Chromium while traffic flows, with screenshots"
+scripts/e2e-console-browser.sh
+
 echo "== schemathesis against the running edge's /openapi.json"
 scripts/e2e-edge-schemathesis.sh
 

@@ -92,6 +92,11 @@ pub(crate) fn embedded_config(config: Config) -> anyhow::Result<(Config, Admin)>
             )?;
         }
     }
+    // Whoever runs `up` on their machine administers it: the console is open on loopback.
+    let gateway: serde_json::Value = config.section("gateway")?;
+    if gateway.pointer("/console/open_on_loopback").is_none() {
+        config = config.with("gateway.console.open_on_loopback", true)?;
+    }
     let admin = admin(&config)?;
     let config = config
         .with("auth.admin_email", &admin.email)?
@@ -332,6 +337,11 @@ fn print_endpoints(
     println!(
         "  {:<10} {:<22} REST, gRPC and gRPC-Web for every service",
         "gateway", edge_addr
+    );
+    println!(
+        "  {:<10} {:<22} live health and golden metrics (open on loopback)",
+        "console",
+        format!("http://{edge_addr}/console")
     );
     if let Some(addr) = metrics_addr {
         println!(

@@ -20,7 +20,7 @@ use std::{
 // The rule of a method is read by the platform, as in the services.
 pub use agora_platform::access::{Rule, rule_of};
 use agora_platform::{
-    access::{GrpcKeySource, Principal, TokenError, Verifier, authorize, bearer_token},
+    access::{Access, GrpcKeySource, Principal, TokenError, Verifier, authorize, bearer_token},
     config::{ServiceKind, Settings},
     events::Background,
 };
@@ -162,6 +162,19 @@ impl EdgeAuth {
             }
             Rule::Declared(access) => access,
         };
+        self.admit_access(access, headers).await
+    }
+
+    /// Decides on a caller of something that asks for `access` (a method's rule, or the
+    /// console's admin): the verified caller (if any) or a refusal.
+    ///
+    /// # Errors
+    /// The refusal to send instead of answering.
+    pub async fn admit_access(
+        &self,
+        access: Access,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, Refusal> {
         let principal = match bearer_token(headers) {
             Err(error) => {
                 return Err(challenge(
@@ -243,18 +256,23 @@ impl EdgeAuth {
                 }
                 Ok(())
             }
-            Err(refusal) => {
-                let mut response = refuse(request, &refusal.status);
-                if let Some(challenge) = refusal.challenge
-                    && !is_grpc(request)
-                {
-                    response
-                        .headers_mut()
-                        .insert(http::header::WWW_AUTHENTICATE, challenge);
-                }
-                Err(response)
-            }
+            Err(refusal) => Err(refusal.answer(request)),
         }
+    }
+}
+
+impl Refusal {
+    /// The answer to `request`: [`refuse`]'s, with the challenge on REST.
+    pub fn answer<B>(self, request: &http::Request<B>) -> Response {
+        let mut response = refuse(request, &self.status);
+        if let Some(challenge) = self.challenge
+            && !is_grpc(request)
+        {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, challenge);
+        }
+        response
     }
 }
 

@@ -5,8 +5,9 @@
 //!    every few seconds and they would drown real traces);
 //! 2. URL and header limits (414, 431) before anything reads or forwards the request;
 //! 3. the client's address, decided the same way for every protocol before anyone counts it;
-//! 4. probes and documents ([`crate::health::PATHS`], [`crate::openapi::PATHS`]), outside auth
-//!    and rate limits;
+//! 4. probes, documents and the console ([`crate::health::PATHS`], [`crate::openapi::PATHS`],
+//!    [`crate::console::PATHS`]), outside the API's auth and rate limits (the console admits
+//!    administrators itself);
 //! 5. for REST, its route found once, and its body read within the limit (413);
 //! 6. the method's access rule, then the client's rate limit;
 //! 7. the upstream's health: a call to an upstream that did not answer its last check is
@@ -136,7 +137,10 @@ impl Steps {
         }
         client_address::decide(&mut request, &self.trusted);
         let path = request.uri().path();
-        if crate::health::PATHS.contains(&path) || crate::openapi::PATHS.contains(&path) {
+        if crate::health::PATHS.contains(&path)
+            || crate::openapi::PATHS.contains(&path)
+            || crate::console::PATHS.contains(&path)
+        {
             let Ok(response) = self.beside.clone().oneshot(request).await;
             return response;
         }

@@ -27,10 +27,12 @@
 //!   background, and calls to one that cannot be reached refused at once.
 //! - [`metrics`]: `http.server.request.duration` of every request, by route template and status.
 //! - [`openapi`]: `/openapi.json` and `/docs`, generated from the same descriptors and rules.
+//! - [`console`]: `/console`, every service's health and golden numbers live, for admins.
 
 pub mod app;
 pub mod auth;
 pub mod client_address;
+pub mod console;
 pub mod cors;
 pub mod device_cookie;
 pub mod discover;

@@ -142,6 +142,7 @@ where
         let fixed = crate::health::PATHS
             .into_iter()
             .chain(crate::openapi::PATHS)
+            .chain(crate::console::PATHS)
             .find(|fixed| *fixed == path);
         let mut route: Option<KeyValue> = match (protocol, fixed) {
             ("rest", Some(fixed)) => Some(KeyValue::new("http.route", fixed)),

@@ -18,6 +18,7 @@ use crate::{
     app::Gateway,
     auth::EdgeAuth,
     client_address::TrustedProxies,
+    console::{Console, ConsoleSettings},
     cors::{self, CorsSettings},
     discover,
     edge::{EdgeService, Steps},
@@ -73,6 +74,8 @@ pub struct GatewaySettings {
     /// Services outside Agora's contracts (in any language) that join the edge: their
     /// descriptors, HTTP rules included, are read from their reflection service at start-up.
     pub upstreams: Vec<ReflectedUpstream>,
+    /// `[gateway.console]`.
+    pub console: ConsoleSettings,
 }
 
 impl Default for GatewaySettings {
@@ -90,6 +93,7 @@ impl Default for GatewaySettings {
             connections: ConnectionSettings::default(),
             trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -224,7 +228,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Edge> {
         body_limit: settings.limits.max_body_bytes,
     });
 
-    let beside = health.router().merge(openapi::router(document));
+    let console = Console::new(&settings.console, edge_auth.clone(), health.clone())?;
+    let beside = health
+        .router()
+        .merge(openapi::router(document))
+        .merge(console.router());
     let service = tower::Layer::layer(
         &cors,
         EdgeService::new(Steps {

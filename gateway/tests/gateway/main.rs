@@ -18,10 +18,12 @@
 //!   hostile input, slow clients and spoofed forwarding headers.
 //! - `device_cookie`, `sign_in_budget`: auth's device token and sign-in budget at the edge.
 //! - `one_upstream_down`, `lost_upstream`: an upstream stopped, and one lost mid-call.
+//! - `console`: who may see `/console`, and the snapshot its event stream carries.
 
 mod bad_input;
 mod client_address;
 mod conformance;
+mod console;
 mod device_cookie;
 mod edge_layers;
 mod error_details;
