@@ -279,3 +279,6 @@ async fn set_health<S: NamedService>(
     health.set_service_status(S::NAME, status).await;
     health.set_service_status(WHOLE_SERVER, status).await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -289,3 +289,6 @@ where
         Box::pin(finish(recorder, self.inner.call(request)))
     }
 }
+
+#[cfg(test)]
+mod tests;

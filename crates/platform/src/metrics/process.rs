@@ -161,6 +161,52 @@ fn open_descriptors() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{
+        Metrics,
+        exposition::{matching, parse},
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_process_and_its_runtime_are_on_the_metrics_with_sane_values() {
+        let metrics = Metrics::private();
+        // Work for a worker, until the process has used at least 50 ms of CPU (the machine is
+        // shared: wall time says little), within five seconds.
+        let spun = tokio::spawn(async {
+            let start = Instant::now();
+            let mut x = 0u64;
+            while cpu_seconds().expect("/proc") < 0.05 && start.elapsed() < Duration::from_secs(5) {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            }
+            x
+        });
+        spun.await.expect("spun");
+        let text = metrics.render().expect("rendered");
+        let samples = parse(&text).expect("the text format");
+        let one = |name: &str| {
+            let found = matching(&samples, name, &[]);
+            assert_eq!(found.len(), 1, "{name} in {text}");
+            found[0].value
+        };
+        let cpu = one("process_cpu_time_seconds_total");
+        assert!(cpu >= 0.05 && cpu < 3600.0, "{cpu}");
+        let resident = one("process_memory_usage_bytes");
+        assert!((1e6..24e9).contains(&resident), "{resident}");
+        let descriptors = one("process_open_file_descriptor_count");
+        assert!((3.0..65_536.0).contains(&descriptors), "{descriptors}");
+        assert_eq!(one("agora_runtime_workers"), 2.0);
+        let busy = one("agora_runtime_workers_busy");
+        assert!((0.0..=1.0).contains(&busy), "{busy}");
+        let alive = one("agora_runtime_tasks_alive");
+        assert!((0.0..1000.0).contains(&alive), "{alive}");
+        let queued = one("agora_runtime_global_queue_depth");
+        assert!((0.0..1000.0).contains(&queued), "{queued}");
+        // The counter only grows.
+        let later = parse(&metrics.render().expect("rendered")).expect("the text format");
+        let again = matching(&later, "process_cpu_time_seconds_total", &[])[0].value;
+        assert!(again >= cpu);
+    }
 
     #[test]
     fn cpu_time_is_read_after_a_command_name_with_spaces_and_parentheses() {
