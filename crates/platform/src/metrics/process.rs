@@ -190,7 +190,7 @@ mod tests {
             found[0].value
         };
         let cpu = one("process_cpu_time_seconds_total");
-        assert!(cpu >= 0.05 && cpu < 3600.0, "{cpu}");
+        assert!((0.05..3600.0).contains(&cpu), "{cpu}");
         let resident = one("process_memory_usage_bytes");
         assert!((1e6..24e9).contains(&resident), "{resident}");
         let descriptors = one("process_open_file_descriptor_count");
