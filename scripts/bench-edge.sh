@@ -23,8 +23,14 @@
 #
 #   scripts/bench-edge.sh [--seconds N] [--connections N] [--streams N] [--paths a,b]
 #                         [--json out.json] [--compare earlier.json] [--bin path/to/agora]
+#                         [--metrics-cost] [--rounds N]
 #
 # --json writes the figures; --compare prints each figure beside an earlier run's and the change.
+# --metrics-cost measures what the metrics cost: the mesh runs with metrics on (the default:
+# every instrument recording, as in production) and then again with `telemetry.metrics = false`
+# (no-op instruments), each path timed on both, and it prints the CPU per request of each beside
+# the other and the difference; --rounds N alternates on and off N times (default 1) and adds
+# the rounds up, which evens out a machine whose speed drifts. The floors take no part in it.
 # The mesh is this checkout's release build, or the `agora` binary given by --bin (an earlier
 # build kept aside, to measure a change before and after on the same machine in one sitting). Needs PostgreSQL and Redis (AGORA_TEST_POSTGRES_URL,
 # AGORA_TEST_REDIS_URL) as the distributed mesh does.
@@ -33,7 +39,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds=10 connections=32 streams=1
 paths="grpc-direct,rest-h1,rest-h2c,grpc-edge,grpc-web-edge,floor-http,floor-proxy"
-json_out="" compare="" bin=""
+json_out="" compare="" bin="" metrics_cost="" rounds=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
@@ -43,6 +49,8 @@ while [[ $# -gt 0 ]]; do
     --json) json_out="$(realpath -m "$2")"; shift 2 ;;
     --compare) compare="$(realpath "$2")"; shift 2 ;;
     --bin) bin="$(realpath "$2")"; shift 2 ;;
+    --metrics-cost) metrics_cost=1; shift ;;
+    --rounds) rounds="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-edge: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -58,23 +66,11 @@ if [[ -z "$bin" ]]; then
   cargo build --quiet --release -p agora --bin agora
   bin="$PWD/target/release/agora"
 fi
-cargo build --quiet --release -p agora-testkit --bin floor
 floor_bin="$PWD/target/release/floor"
+[[ -n "$metrics_cost" ]] || cargo build --quiet --release -p agora-testkit --bin floor
 export EDGE_AGORA_BIN="$bin" EDGE_PIN=0
 export AGORA_GATEWAY__RATE_LIMIT__REQUESTS=1000000000
 source scripts/lib/edge-mesh.sh
-start_mesh distributed
-gateway_pid="${mesh_pid[gateway]}" product_pid="${mesh_pid[product]}"
-
-id="$(curl -fsS "$gw/v1/products?pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])')"
-# The gRPC request: a 5-byte frame header, then GetProductRequest{product_id = 1}; gRPC-Web
-# (binary) frames its body the same way.
-python3 - "$id" "$work/get.grpc" <<'EOF'
-import struct, sys
-product_id = sys.argv[1].encode()
-message = b"\x0a" + bytes([len(product_id)]) + product_id
-open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
-EOF
 method=/agora.product.v1.ProductService/GetProduct
 grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers')
 web_headers=(-H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1')
@@ -86,65 +82,107 @@ check_grpc() { # check_grpc <url> <curl args...>: the call answers grpc-status 0
   grep -qai 'grpc-status: *0' "$work/check.headers" "$work/check.body" \
     || { echo "bench-edge: $url does not answer grpc-status 0" >&2; cat "$work/check.headers" >&2; exit 1; }
 }
-curl -fsS "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: REST GetProduct does not return the product" >&2; exit 1; }
-curl -fsS --http2-prior-knowledge "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: REST over h2c fails" >&2; exit 1; }
-check_grpc "http://$grpc_product$method" --http2-prior-knowledge "${grpc_headers[@]}"
-check_grpc "$gw$method" --http2-prior-knowledge "${grpc_headers[@]}"
-check_grpc "$gw$method" --http1.1 "${web_headers[@]}"
 
 declare -A floor_pid=()
-# The floors, on core 0 beside the mesh, answering the product JSON the edge returns.
-curl -fsS "$gw/v1/products/$id" >"$work/product.json"
-floor_http="127.0.0.1:$(free_port)" floor_proxy="127.0.0.1:$(free_port)"
-taskset -c 0 "$floor_bin" --listen "$floor_http" --body "$work/product.json" &
-mesh_pids+=($!); floor_pid[floor-http]=$!
-taskset -c 0 "$floor_bin" --listen "$floor_proxy" --body "$work/product.json" \
-  --upstream "$grpc_product" --call "$method" --message "$work/get.grpc" &
-mesh_pids+=($!); floor_pid[floor-proxy]=$!
-for url in "http://$floor_http" "http://$floor_proxy"; do
-  for _ in $(seq 1 50); do curl -fsS "$url/" -o /dev/null 2>/dev/null && break; sleep 0.1; done
-  curl -fsS "$url/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: $url does not answer the product" >&2; exit 1; }
-done
+# Starts the mesh (and, unless metrics are being costed, the floors) and checks every path.
+prepare() {
+  start_mesh distributed
+  gateway_pid="${mesh_pid[gateway]}" product_pid="${mesh_pid[product]}"
+  id="$(curl -fsS "$gw/v1/products?pageSize=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["products"][0]["id"])')"
+  # The gRPC request: a 5-byte frame header, then GetProductRequest{product_id = 1}; gRPC-Web
+  # (binary) frames its body the same way.
+  python3 - "$id" "$work/get.grpc" <<'EOF2'
+import struct, sys
+product_id = sys.argv[1].encode()
+message = b"\x0a" + bytes([len(product_id)]) + product_id
+open(sys.argv[2], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+EOF2
+  curl -fsS "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: REST GetProduct does not return the product" >&2; exit 1; }
+  curl -fsS --http2-prior-knowledge "$gw/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: REST over h2c fails" >&2; exit 1; }
+  check_grpc "http://$grpc_product$method" --http2-prior-knowledge "${grpc_headers[@]}"
+  check_grpc "$gw$method" --http2-prior-knowledge "${grpc_headers[@]}"
+  check_grpc "$gw$method" --http1.1 "${web_headers[@]}"
+  [[ -n "$metrics_cost" ]] && return 0
+
+  floor_pid=()
+  # The floors, on core 0 beside the mesh, answering the product JSON the edge returns.
+  curl -fsS "$gw/v1/products/$id" >"$work/product.json"
+  floor_http="127.0.0.1:$(free_port)" floor_proxy="127.0.0.1:$(free_port)"
+  taskset -c 0 "$floor_bin" --listen "$floor_http" --body "$work/product.json" &
+  mesh_pids+=($!); floor_pid[floor-http]=$!
+  taskset -c 0 "$floor_bin" --listen "$floor_proxy" --body "$work/product.json" \
+    --upstream "$grpc_product" --call "$method" --message "$work/get.grpc" &
+  mesh_pids+=($!); floor_pid[floor-proxy]=$!
+  local url
+  for url in "http://$floor_http" "http://$floor_proxy"; do
+    for _ in $(seq 1 50); do curl -fsS "$url/" -o /dev/null 2>/dev/null && break; sleep 0.1; done
+    curl -fsS "$url/v1/products/$id" | grep -q "\"id\":\"$id\"" || { echo "bench-edge: $url does not answer the product" >&2; exit 1; }
+  done
+}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-run() { # run <name> <h2load args...>
-  local name="$1"; shift
-  local front="${floor_pid[$name]:-$gateway_pid}"
+run() { # run <path> <h2load args...>: times <path>, recorded as $label
+  local path="$1" name="$label"; shift
+  local front="${floor_pid[$path]:-$gateway_pid}"
   # Warm up (connections, caches, JIT-free but allocator and pools), then the timed run.
   taskset -c 1 h2load --duration=2 -c "$connections" -m "$streams" -t 1 "$@" >/dev/null
   local gw0 pr0 gw1 pr1
   gw0="$(cpu_ticks "$front")" pr0="$(cpu_ticks "$product_pid")"
   taskset -c 1 h2load --duration="$seconds" -c "$connections" -m "$streams" -t 1 \
-    --log-file="$work/$name.log" "$@" >"$work/$name.out"
+    --log-file="$work/$name.$round.log" "$@" >"$work/$name.out"
   gw1="$(cpu_ticks "$front")" pr1="$(cpu_ticks "$product_pid")"
   echo "$name $((gw1 - gw0)) $((pr1 - pr0))" >>"$work/cpu"
   grep -E '^(requests:|status codes:)' "$work/$name.out" | sed "s/^/  $name: /" >&2
 }
 
+modes=(as-set)
+[[ -n "$metrics_cost" ]] && modes=(metrics-on metrics-off)
+[[ -n "$metrics_cost" ]] || rounds=1
 echo "bench-edge: GetProduct for ${seconds}s per path, $connections connections x $streams streams; mesh on core 0, h2load on core 1" >&2
 : >"$work/cpu"
-for path in ${paths//,/ }; do
-  case "$path" in
-    grpc-direct) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "http://$grpc_product$method" ;;
-    rest-h1) run "$path" --h1 "$gw/v1/products/$id" ;;
-    rest-h2c) run "$path" "$gw/v1/products/$id" ;;
-    grpc-edge) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
-    grpc-web-edge) run "$path" --h1 "${web_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
-    floor-http) run "$path" --h1 "http://$floor_http/v1/products/$id" ;;
-    floor-proxy) run "$path" --h1 "http://$floor_proxy/v1/products/$id" ;;
-    *) echo "bench-edge: unknown path $path" >&2; exit 2 ;;
-  esac
+for round in $(seq 1 "$rounds"); do
+  for mode in "${modes[@]}"; do
+    case "$mode" in
+      metrics-on) export AGORA_TELEMETRY__METRICS=true ;;
+      metrics-off) export AGORA_TELEMETRY__METRICS=false ;;
+    esac
+    [[ "$mode" == as-set ]] || echo "bench-edge: round $round, $mode" >&2
+    prepare
+    for path in ${paths//,/ }; do
+      label="$path"
+      [[ "$mode" == as-set ]] || label="$path@${mode#metrics-}"
+      case "$path" in
+        grpc-direct) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "http://$grpc_product$method" ;;
+        rest-h1) run "$path" --h1 "$gw/v1/products/$id" ;;
+        rest-h2c) run "$path" "$gw/v1/products/$id" ;;
+        grpc-edge) run "$path" "${grpc_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
+        grpc-web-edge) run "$path" --h1 "${web_headers[@]}" --data="$work/get.grpc" "$gw$method" ;;
+        floor-http|floor-proxy)
+          [[ -z "$metrics_cost" ]] || { echo "bench-edge: the floors have no metrics to cost; leave $path out" >&2; exit 2; }
+          if [[ "$path" == floor-http ]]; then run "$path" --h1 "http://$floor_http/v1/products/$id"
+          else run "$path" --h1 "http://$floor_proxy/v1/products/$id"; fi ;;
+        *) echo "bench-edge: unknown path $path" >&2; exit 2 ;;
+      esac
+    done
+    stop_mesh
+  done
 done
 
-python3 - "$work" "$seconds" "$(getconf CLK_TCK)" "$json_out" "$compare" "$connections" "$streams" <<'EOF'
-import json, sys
-work, seconds, tck, json_out, compare, connections, streams = sys.argv[1:]
-seconds, tck = float(seconds), int(tck)
-cpu = {line.split()[0]: line.split()[1:] for line in open(f"{work}/cpu")}
+python3 - "$work" "$seconds" "$(getconf CLK_TCK)" "$json_out" "$compare" "$connections" "$streams" "$rounds" <<'EOF'
+import glob, json, sys
+work, seconds, tck, json_out, compare, connections, streams, rounds = sys.argv[1:]
+seconds, tck = float(seconds) * int(rounds), int(tck)
+# Each line is one timed run of a path (one per round): its CPU ticks are added up.
+cpu = {}
+for line in open(f"{work}/cpu"):
+    name, gw, pr = line.split()
+    before = cpu.get(name, (0, 0))
+    cpu[name] = (before[0] + int(gw), before[1] + int(pr))
 figures = {}
 for name, (gw_ticks, pr_ticks) in cpu.items():
-    rows = [line.split("\t") for line in open(f"{work}/{name}.log") if line.strip()]
+    rows = [line.split("\t") for log in sorted(glob.glob(f"{work}/{name}.*.log"))
+            for line in open(log) if line.strip()]
     ok = sorted(int(r[2]) for r in rows if r[1] == "200")
     if not rows or len(ok) < len(rows):
         sys.exit(f"bench-edge: {name}: {len(rows) - len(ok)} of {len(rows)} requests did not answer 200")
@@ -154,7 +192,7 @@ for name, (gw_ticks, pr_ticks) in cpu.items():
         "requests_per_s": round(len(ok) / seconds),
         "p50_ms": round(pick(0.50), 3),
         "p99_ms": round(pick(0.99), 3),
-        "gateway_cpu_us": None if name == "grpc-direct" else round(per_request(gw_ticks), 1),
+        "gateway_cpu_us": None if name.startswith("grpc-direct") else round(per_request(gw_ticks), 1),
         "product_cpu_us": round(per_request(pr_ticks), 1),
     }
 earlier = json.load(open(compare))["paths"] if compare else {}
@@ -179,6 +217,19 @@ if "rest-h1" in figures and "grpc-direct" in figures:
     rest, direct = figures["rest-h1"], figures["grpc-direct"]
     print(f"REST over HTTP/1.1 keeps {rest['requests_per_s'] / direct['requests_per_s']:.0%} of direct gRPC throughput; "
           f"the gateway spends {rest['gateway_cpu_us']} us per REST GetProduct (aim: at most 35, product {rest['product_cpu_us']})")
+costed = [name[:-3] for name in figures if name.endswith("@on") and f"{name[:-3]}@off" in figures]
+if costed:
+    print(f"what the metrics cost (on: every instrument recording; off: telemetry.metrics = false), "
+          f"{rounds} round(s) of {seconds / int(rounds):.0f}s each:")
+    print(f"{'path':15}{'us/req on':>12}{'us/req off':>12}{'cost':>9}{'req/s on':>11}{'req/s off':>11}")
+    for path in costed:
+        on, off = figures[f"{path}@on"], figures[f"{path}@off"]
+        total = lambda row: (row["gateway_cpu_us"] or 0) + row["product_cpu_us"]
+        cost = (total(on) - total(off)) / total(off)
+        print(f"{path:15}{total(on):>12.1f}{total(off):>12.1f}{cost:>+9.1%}"
+              f"{on['requests_per_s']:>11}{off['requests_per_s']:>11}")
+    print("us/req: CPU microseconds per request of the gateway and the product process together "
+          "(the product alone for grpc-direct)")
 if json_out:
     json.dump({"seconds": seconds, "connections": int(connections), "streams": int(streams), "paths": figures},
               open(json_out, "w"), indent=2)

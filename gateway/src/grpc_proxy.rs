@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use agora_platform::client::Metered;
 use axum::extract::Request;
 use axum::response::Response;
 use prost_reflect::DescriptorPool;
@@ -45,7 +46,7 @@ pub struct GrpcProxy {
 #[derive(Debug)]
 struct Inner {
     /// The channel of each gRPC service by full name: the path of a call names its service.
-    upstreams: HashMap<String, Channel>,
+    upstreams: HashMap<String, Metered<Channel>>,
     /// The edge's own reflection services, v1 and v1alpha, built once at start-up.
     reflection: Routes,
 }
@@ -63,7 +64,7 @@ impl GrpcProxy {
         let reflection = reflection::routes(pool, |service| upstreams.contains_key(service))?;
         let upstreams = upstreams
             .into_iter()
-            .map(|(service, upstream)| (service, upstream.channel()))
+            .map(|(service, upstream)| (service, upstream.metered()))
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {

@@ -11,7 +11,8 @@
 //! draws on the same budget, in memory otherwise.
 //!
 //! Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`;
-//! a refused one is 429 RESOURCE_EXHAUSTED with `Retry-After`.
+//! a refused one is 429 RESOURCE_EXHAUSTED with `Retry-After`, counted in
+//! `agora.edge.rate_limited` by `agora.rate_limit.policy` (`general` or `sign_in`).
 //!
 //! A fixed window lets a client spend up to twice its budget across a window boundary; in
 //! exchange counting is one atomic Redis round trip. A replica does not make that round trip per
@@ -35,11 +36,15 @@ use std::{
     time::Instant,
 };
 
-use agora_platform::{access::Principal, cache::Cache};
+use agora_platform::{access::Principal, cache::Cache, metrics::Metrics};
 use axum::{
     extract::{ConnectInfo, Request, State},
     middleware::Next,
     response::Response,
+};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Meter},
 };
 
 use crate::client_address::ClientAddress;
@@ -77,6 +82,8 @@ pub struct RateLimiter {
 struct Shared {
     cache: Cache,
     settings: RateLimitSettings,
+    /// `agora.edge.rate_limited`: the requests refused, by the budget that refused them.
+    refused: Counter<u64>,
     /// Counts taken from a shared cache and not spent yet, by counter key.
     leases: Mutex<Leases>,
 }
@@ -90,13 +97,34 @@ pub enum Budget {
     SignIn,
 }
 
+impl Budget {
+    /// Its name in `agora.rate_limit.policy`.
+    pub const fn policy(self) -> &'static str {
+        match self {
+            Self::General => "general",
+            Self::SignIn => "sign_in",
+        }
+    }
+}
+
 impl RateLimiter {
-    /// A limiter counting in `cache` (give it a key prefix of its own, e.g. `agora:gateway:`).
+    /// A limiter counting in `cache` (give it a key prefix of its own, e.g. `agora:gateway:`),
+    /// its refusals recorded in the process's metrics.
     pub fn new(cache: Cache, settings: RateLimitSettings) -> Self {
+        Self::with_meter(cache, settings, &Metrics::global().meter())
+    }
+
+    /// [`RateLimiter::new`], its refusals recorded on `meter`.
+    pub fn with_meter(cache: Cache, settings: RateLimitSettings, meter: &Meter) -> Self {
+        let refused = meter
+            .u64_counter("agora.edge.rate_limited")
+            .with_description("Requests the edge refused over a rate limit, by the limit")
+            .build();
         Self {
             shared: Arc::new(Shared {
                 cache,
                 settings,
+                refused,
                 leases: Mutex::default(),
             }),
         }
@@ -275,6 +303,10 @@ impl RateLimiter {
         };
         if !verdict.allowed {
             tracing::info!(client, method, "rate limited");
+            self.shared.refused.add(
+                1,
+                &[KeyValue::new("agora.rate_limit.policy", budget.policy())],
+            );
             let status = tonic::Status::resource_exhausted(format!(
                 "too many requests: {} per {}s; retry in {}s",
                 verdict.limit,

@@ -1,6 +1,7 @@
 //! Calls to the services behind the edge: a lazily connected channel per upstream and unary or
 //! server-streaming calls of any method, with `DynamicMessage`s encoded by their descriptors.
 
+use agora_platform::client::Metered;
 use http::uri::PathAndQuery;
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
@@ -68,6 +69,8 @@ impl Codec for DynamicCodec {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     channel: Channel,
+    /// The same channel, each call timed in `rpc.client.call.duration`: what calls go through.
+    metered: Metered<Channel>,
 }
 
 impl Upstream {
@@ -87,12 +90,20 @@ impl Upstream {
 
     /// An upstream over an existing channel.
     pub fn from_channel(channel: Channel) -> Self {
-        Self { channel }
+        Self {
+            metered: Metered::new(channel.clone()),
+            channel,
+        }
     }
 
-    /// The channel, for calls the edge passes through untranscoded.
+    /// The channel, for its probes and reflection.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
+    }
+
+    /// The channel with every call timed, for calls the edge passes through untranscoded.
+    pub fn metered(&self) -> Metered<Channel> {
+        self.metered.clone()
     }
 
     /// A client on the channel once it can take a call (else UNAVAILABLE), `method`'s path,
@@ -100,8 +111,15 @@ impl Upstream {
     async fn prepare(
         &self,
         method: &MethodDescriptor,
-    ) -> Result<(tonic::client::Grpc<Channel>, PathAndQuery, DynamicCodec), tonic::Status> {
-        let mut client = tonic::client::Grpc::new(self.channel.clone());
+    ) -> Result<
+        (
+            tonic::client::Grpc<Metered<Channel>>,
+            PathAndQuery,
+            DynamicCodec,
+        ),
+        tonic::Status,
+    > {
+        let mut client = tonic::client::Grpc::new(self.metered.clone());
         client
             .ready()
             .await

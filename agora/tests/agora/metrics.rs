@@ -231,6 +231,34 @@ async fn up_serves_the_count_of_every_call_by_method_status_and_route_on_one_met
         "never a raw path"
     );
 
+    // The edge's own calls upstream, timed by the platform's client: one per GetProduct it
+    // forwarded, under the status the product server answered.
+    let client = |code: &str| {
+        count(
+            &samples,
+            "rpc_client_call_duration_seconds_count",
+            &[
+                ("rpc_system", "grpc"),
+                ("rpc_service", PRODUCT),
+                ("rpc_method", "GetProduct"),
+                ("rpc_grpc_status_code", code),
+            ],
+        )
+    };
+    assert_eq!(
+        [client("0"), client("5"), client("3")],
+        [3.0, 2.0, 1.0],
+        "OK, NOT_FOUND, INVALID_ARGUMENT"
+    );
+    // The process itself is measured too.
+    for gauge in [
+        "process_memory_usage_bytes",
+        "process_open_file_descriptor_count",
+        "agora_runtime_workers",
+    ] {
+        assert!(count(&samples, gauge, &[]) > 0.0, "{gauge}");
+    }
+
     let stopped = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

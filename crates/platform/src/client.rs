@@ -5,6 +5,10 @@
 //! caller's. It authenticates as the calling service with a token from the auth service
 //! ([`ServiceCredentials`]), fetched once and renewed before it expires.
 //!
+//! Every call through [`Propagate`] (and the credentials' own calls to auth) is timed in
+//! `rpc.client.call.duration`, and [`Resilient`] counts its retries and its breaker's changes
+//! ([`crate::metrics::ClientMetrics`]); [`Metered`] times the calls of any other channel.
+//!
 //! [`service_channel`] and [`mesh_channel`] open the channels of the mesh as the settings say:
 //! with `mtls.enabled`, every connection presents this process's certificate and accepts only a
 //! server whose certificate names the service called (see [`crate::mtls`]).
@@ -40,8 +44,10 @@ use crate::context::{
     CallContext, GRPC_TIMEOUT, REQUEST_ID, format_grpc_timeout, inject_trace_context,
     new_request_id, parse_grpc_timeout,
 };
+pub use crate::metrics::Metered;
 use crate::{
     config::{ServiceKind, Settings},
+    metrics::ClientMetrics,
     mtls::TlsFiles,
 };
 
@@ -214,7 +220,7 @@ fn upstream_endpoint(url: &str) -> anyhow::Result<Endpoint> {
 
 /// A service's own credentials, turned into short-lived access tokens by the auth service.
 pub struct ServiceCredentials {
-    auth: AuthServiceClient<Channel>,
+    auth: AuthServiceClient<Metered<Channel>>,
     client_id: String,
     secret: SecretString,
     /// The last token and when it expires: every internal call needs one, so it is reused until
@@ -237,7 +243,7 @@ impl ServiceCredentials {
     /// Credentials of `client_id`, exchanged at the auth service behind `auth`.
     pub fn new(auth: Channel, client_id: impl Into<String>, secret: SecretString) -> Self {
         Self {
-            auth: AuthServiceClient::new(auth),
+            auth: AuthServiceClient::new(Metered::new(auth)),
             client_id: client_id.into(),
             secret,
             token: tokio::sync::Mutex::default(),
@@ -283,6 +289,8 @@ pub struct Propagate<S> {
     inner: S,
     credentials: Option<Arc<ServiceCredentials>>,
     default_timeout: Duration,
+    /// Times every call, from its token to the end of its answer.
+    metrics: ClientMetrics,
 }
 
 impl<S> Propagate<S> {
@@ -296,7 +304,14 @@ impl<S> Propagate<S> {
             inner,
             credentials,
             default_timeout,
+            metrics: ClientMetrics::global().clone(),
         }
+    }
+
+    /// [`Propagate::new`], its calls timed in `metrics`.
+    pub fn with_metrics(mut self, metrics: ClientMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -317,7 +332,27 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let call = self.propagate(request);
+        Box::pin(self.metrics.time(&path, call))
+    }
+}
+
+impl<S> Propagate<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    /// The call of `request` with the caller's context, deadline and token.
+    fn propagate(
+        &mut self,
+        mut request: http::Request<Body>,
+    ) -> BoxFuture<'static, Result<http::Response<Body>, tower::BoxError>> {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let credentials = self.credentials.clone();

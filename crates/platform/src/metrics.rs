@@ -11,16 +11,22 @@
 //! ([`RpcMetricsLayer`]) and `http.server.request.duration` at the edge. Durations are seconds,
 //! in [`DURATION_BUCKETS`].
 //!
+//! With `telemetry.metrics = false` the process has no provider at all: [`Metrics::meter`]
+//! hands out no-op instruments, so recording costs a call that does nothing.
+//!
 //! # Layout
 //! - `rpc`: the server layer timing every call by service, method and status.
+//! - `client`: the clients' instruments: every upstream call timed, retries, breakers, shed
+//!   calls.
+//! - `process`: CPU, memory and file descriptors of the process, and its Tokio runtime.
 //! - `body`: a response body that records its call when it ends (streams included).
 //! - `endpoint`: the admin HTTP port serving `GET /metrics`.
 //! - `exposition`: a reader of the Prometheus text format, for tests and tools.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::metrics::{InstrumentProvider, Meter, MeterProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_prometheus_text_exporter::PrometheusExporter;
 use opentelemetry_sdk::{Resource, metrics::SdkMeterProvider};
@@ -29,11 +35,14 @@ use crate::config::Settings;
 
 mod body;
 pub mod bus;
+mod client;
 mod endpoint;
 pub mod exposition;
+mod process;
 mod rpc;
 
 pub use body::{Recorder, Timed};
+pub use client::{BreakerState, CallError, ClientMetrics, Metered, RetryOutcome};
 pub use endpoint::{CONTENT_TYPE, MetricsEndpoint};
 pub use rpc::{OTHER, RpcMetrics, RpcMetricsLayer};
 
@@ -46,12 +55,27 @@ pub const DURATION_BUCKETS: [f64; 15] = [
 /// The name of the instrumentation scope of Agora's own instruments.
 const SCOPE: &str = "agora";
 
-/// The process's metrics: the meter provider and its Prometheus reader.
+/// The process's metrics: the meter provider and its Prometheus reader, or none when metrics
+/// are off.
 #[derive(Debug, Clone)]
 pub struct Metrics {
+    on: Option<On>,
+}
+
+/// A provider that measures.
+#[derive(Debug, Clone)]
+struct On {
     provider: SdkMeterProvider,
     prometheus: PrometheusExporter,
 }
+
+/// Hands out the API's no-op instruments: what a process with metrics off records into.
+struct Off;
+
+impl InstrumentProvider for Off {}
+
+/// What `/metrics` says when metrics are off (a comment: valid, empty exposition text).
+const OFF_TEXT: &str = "# metrics are off (telemetry.metrics = false)\n";
 
 /// The one provider of the process, set by the first [`install`] or [`Metrics::global`].
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -67,11 +91,12 @@ pub fn install(settings: &Settings, service_name: &str) -> anyhow::Result<&'stat
     if let Some(metrics) = METRICS.get() {
         return Ok(metrics);
     }
-    let metrics = Metrics::build(settings.otlp_endpoint.as_deref(), service_name)?;
-    Ok(METRICS.get_or_init(|| {
-        opentelemetry::global::set_meter_provider(metrics.provider.clone());
-        metrics
-    }))
+    let metrics = if settings.telemetry.metrics {
+        Metrics::build(settings.otlp_endpoint.as_deref(), service_name)?
+    } else {
+        Metrics::off()
+    };
+    Ok(METRICS.get_or_init(|| metrics.made_global()))
 }
 
 impl Metrics {
@@ -79,10 +104,29 @@ impl Metrics {
     /// a provider with the Prometheus reader alone.
     pub fn global() -> &'static Metrics {
         METRICS.get_or_init(|| {
-            let metrics = Self::with_prometheus(Self::resource("agora")).build();
-            opentelemetry::global::set_meter_provider(metrics.provider.clone());
-            metrics
+            Self::with_prometheus(Self::resource("agora"))
+                .build()
+                .made_global()
         })
+    }
+
+    /// Metrics that measure nothing: every instrument is a no-op, and [`Metrics::render`]
+    /// says metrics are off.
+    pub fn off() -> Self {
+        Self { on: None }
+    }
+
+    /// Whether this provider measures (metrics are not off).
+    pub fn is_on(&self) -> bool {
+        self.on.is_some()
+    }
+
+    /// `self`, set as OpenTelemetry's global provider when it measures.
+    fn made_global(self) -> Self {
+        if let Some(on) = &self.on {
+            opentelemetry::global::set_meter_provider(on.provider.clone());
+        }
+        self
     }
 
     /// A provider of its own, not the process's: for tests that count exactly what one server
@@ -120,9 +164,12 @@ impl Metrics {
         }
     }
 
-    /// Agora's meter, for its instruments.
+    /// Agora's meter, for its instruments (no-op ones when metrics are off).
     pub fn meter(&self) -> Meter {
-        self.provider.meter(SCOPE)
+        match &self.on {
+            Some(on) => on.provider.meter(SCOPE),
+            None => Meter::new(Arc::new(Off)),
+        }
     }
 
     /// Everything recorded so far, in the Prometheus text format (version 0.0.4).
@@ -130,14 +177,19 @@ impl Metrics {
     /// # Errors
     /// The provider could not be read (it was shut down).
     pub fn render(&self) -> std::io::Result<String> {
+        let Some(on) = &self.on else {
+            return Ok(OFF_TEXT.to_owned());
+        };
         let mut text = Vec::new();
-        self.prometheus.export(&mut text)?;
+        on.prometheus.export(&mut text)?;
         String::from_utf8(text).map_err(std::io::Error::other)
     }
 
     /// Sends what OTLP has not sent yet (at exit; a no-op without OTLP).
     pub fn flush(&self) {
-        if let Err(error) = self.provider.force_flush() {
+        if let Some(on) = &self.on
+            && let Err(error) = on.provider.force_flush()
+        {
             tracing::warn!(%error, "flushing metrics failed");
         }
     }
@@ -150,10 +202,15 @@ struct Builder {
 }
 
 impl Builder {
+    /// The provider, measuring the process (CPU, memory, descriptors, runtime) from the start.
     fn build(self) -> Metrics {
+        let provider = self.provider.build();
+        process::observe(&provider.meter(SCOPE));
         Metrics {
-            provider: self.provider.build(),
-            prometheus: self.prometheus,
+            on: Some(On {
+                provider,
+                prometheus: self.prometheus,
+            }),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! port: the service, `grpc.health.v1.Health` and server reflection v1 and v1alpha, behind the
 //! standard layers. Health says NOT_SERVING until the service's store is ready, and again from the
 //! shutdown signal while in-flight calls drain. Every call is recorded in
-//! `rpc.server.call.duration` ([`crate::metrics`]).
+//! `rpc.server.call.duration` ([`crate::metrics`]), and every call shed over the concurrency
+//! limit in `agora.server.shed`.
 //!
 //! With `mtls.enabled` it accepts only TLS connections whose client certificate chains to the
 //! CA ([`crate::mtls`]), with the certificate reloaded from its files as they change; health
@@ -26,7 +27,7 @@ use tower::{Service, ServiceBuilder};
 use crate::{access::AccessLayer, config::Settings, mtls::TlsFiles};
 
 mod call;
-use call::{AbortOnDrop, CallService, Starting};
+use call::{AbortOnDrop, CallService, Shed, Starting};
 
 /// The health service name under which the whole server reports (`""` per the health protocol).
 const WHOLE_SERVER: &str = "";
@@ -97,8 +98,10 @@ where
         .context("building reflection v1alpha")?;
 
     let slot = Arc::new(OnceLock::new());
+    let meter = crate::metrics::Metrics::global().meter();
+    let shed = Shed::new(&meter, S::NAME);
     let metrics = crate::metrics::RpcMetricsLayer::new(
-        &crate::metrics::Metrics::global().meter(),
+        &meter,
         &[
             S::NAME,
             "grpc.health.v1.Health",
@@ -111,10 +114,11 @@ where
         // and refused calls included).
         .layer(metrics)
         // Give every call a request id, its caller's deadline and a trace span, and answer the
-        // errors of the layers below as gRPC statuses.
-        .layer(tower::layer::layer_fn(|inner| CallService {
+        // errors of the layers below as gRPC statuses (counting the calls shed).
+        .layer(tower::layer::layer_fn(move |inner| CallService {
             inner,
             not_ready: None,
+            shed: shed.clone(),
         }))
         // Refuse calls past the limit at once (UNAVAILABLE) rather than queue them into timeouts.
         .load_shed()
@@ -275,3 +279,6 @@ async fn set_health<S: NamedService>(
     health.set_service_status(S::NAME, status).await;
     health.set_service_status(WHOLE_SERVER, status).await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use agora_platform::client::Metered;
 use agora_platform::context::{GRPC_TIMEOUT, parse_grpc_timeout};
 use http::header::{CONNECTION, HOST, TE};
 use http::uri::PathAndQuery;
@@ -36,7 +37,10 @@ const HOP_BY_HOP: [&str; 8] = [
 /// UNAVAILABLE, and one that has not answered by the call's deadline is DEADLINE_EXCEEDED. A
 /// request body that cannot be read (gRPC-Web text that is not base64, say) is the client's
 /// fault: INVALID_ARGUMENT.
-pub(super) async fn call(channel: Channel, request: http::Request<Body>) -> http::Response<Body> {
+pub(super) async fn call(
+    channel: Metered<Channel>,
+    request: http::Request<Body>,
+) -> http::Response<Body> {
     let version = request.version();
     let path = request.uri().path().to_owned();
     let deadline = deadline(request.headers());

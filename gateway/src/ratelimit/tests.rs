@@ -308,3 +308,61 @@ async fn on_redis_leases_never_admit_more_than_the_budget() {
         "a refusal remembered until the window ends asks Redis nothing"
     );
 }
+
+/// Sends a gRPC call of `method` (`agora.auth.v1.AuthService/Login`) through `app`; its HTTP
+/// status and `grpc-status`.
+async fn grpc_call(app: &axum::Router, method: &str) -> (u16, Option<String>) {
+    use tower::ServiceExt as _;
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("/{method}"))
+        .header("content-type", "application/grpc")
+        .body(axum::body::Body::empty())
+        .expect("a request");
+    let response = app.clone().oneshot(request).await.expect("answered");
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (response.status().as_u16(), status)
+}
+
+#[tokio::test]
+async fn each_refusal_is_counted_under_the_budget_that_refused_it() {
+    let metrics = agora_platform::metrics::Metrics::private();
+    let limiter = RateLimiter::with_meter(
+        Cache::memory("t:"),
+        RateLimitSettings {
+            sign_in_requests: 2,
+            requests: 100,
+            ..RateLimitSettings::default()
+        },
+        &metrics.meter(),
+    );
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::any(|| async { "" }))
+        .layer(axum::middleware::from_fn_with_state(limiter, enforce));
+    let mut refused = 0;
+    for _ in 0..5 {
+        if grpc_call(&app, "agora.auth.v1.AuthService/Login").await.1 == Some("8".into()) {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "two logins pass, three are RESOURCE_EXHAUSTED");
+    for _ in 0..4 {
+        let (status, grpc) = grpc_call(&app, "agora.product.v1.ProductService/GetProduct").await;
+        assert_eq!((status, grpc), (200, None), "within the general budget");
+    }
+
+    let text = metrics.render().expect("rendered");
+    let samples = agora_platform::metrics::exposition::parse(&text).expect("the text format");
+    let counted = agora_platform::metrics::exposition::matching(
+        &samples,
+        "agora_edge_rate_limited_total",
+        &[],
+    );
+    assert_eq!(counted.len(), 1, "{text}");
+    assert!(counted[0].has(&[("agora_rate_limit_policy", "sign_in")]));
+    assert_eq!(counted[0].value, 3.0);
+}

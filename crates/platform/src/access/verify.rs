@@ -24,7 +24,7 @@ pub trait KeySource: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct GrpcKeySource {
     client: agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient<
-        tonic::transport::Channel,
+        crate::metrics::Metered<tonic::transport::Channel>,
     >,
 }
 
@@ -33,7 +33,7 @@ impl GrpcKeySource {
     pub fn new(channel: tonic::transport::Channel) -> Self {
         Self {
             client: agora_contracts::agora::auth::v1::auth_service_client::AuthServiceClient::new(
-                channel,
+                crate::metrics::Metered::new(channel),
             ),
         }
     }

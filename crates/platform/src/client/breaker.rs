@@ -12,6 +12,8 @@ use std::{
 
 use tonic::{Code, Status};
 
+use crate::metrics::{BreakerState, ClientMetrics};
+
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerSettings {
@@ -48,21 +50,53 @@ pub fn is_upstream_failure(status: &Status) -> bool {
     )
 }
 
+impl State {
+    /// What `agora.client.breaker.state` shows of it.
+    fn shown(self) -> BreakerState {
+        match self {
+            Self::Closed { .. } => BreakerState::Closed,
+            Self::Probing => BreakerState::HalfOpen,
+            Self::Open { .. } => BreakerState::Open,
+        }
+    }
+}
+
 /// One upstream's breaker.
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: String,
     settings: BreakerSettings,
     state: Mutex<State>,
+    /// Where its state and transitions are recorded.
+    metrics: ClientMetrics,
 }
 
 impl CircuitBreaker {
-    /// A closed breaker for the upstream called `name`.
+    /// A closed breaker for the upstream called `name`, recorded in the process's metrics.
     pub fn new(name: impl Into<String>, settings: BreakerSettings) -> Self {
+        Self::with_metrics(name, settings, ClientMetrics::global().clone())
+    }
+
+    /// [`CircuitBreaker::new`], recorded in `metrics`.
+    pub fn with_metrics(
+        name: impl Into<String>,
+        settings: BreakerSettings,
+        metrics: ClientMetrics,
+    ) -> Self {
+        let name = name.into();
+        metrics.breaker(&name, BreakerState::Closed, false);
         Self {
-            name: name.into(),
+            name,
             settings,
             state: Mutex::new(State::Closed { failures: 0 }),
+            metrics,
+        }
+    }
+
+    /// Records a change from `before` to `after`, if the state shown changed.
+    fn changed(&self, before: State, after: State) {
+        if before.shown() != after.shown() {
+            self.metrics.breaker(&self.name, after.shown(), true);
         }
     }
 
@@ -89,6 +123,7 @@ impl CircuitBreaker {
             State::Closed { .. } => Ok(()),
             State::Open { until } if now >= until => {
                 *state = State::Probing;
+                self.changed(State::Open { until }, State::Probing);
                 Ok(())
             }
             State::Open { .. } | State::Probing => Err(Status::unavailable(format!(
@@ -109,7 +144,8 @@ impl CircuitBreaker {
         let open = State::Open {
             until: now + self.settings.open_for,
         };
-        *state = match (*state, failed) {
+        let before = *state;
+        *state = match (before, failed) {
             (_, false) => State::Closed { failures: 0 },
             (State::Closed { failures }, true)
                 if failures + 1 >= self.settings.failure_threshold =>
@@ -122,6 +158,7 @@ impl CircuitBreaker {
             },
             (State::Probing | State::Open { .. }, true) => open,
         };
+        self.changed(before, *state);
     }
 
     /// Whether calls fail fast right now.

@@ -17,6 +17,7 @@ use tower::retry::budget::Budget;
 use super::breaker::{BreakerSettings, CircuitBreaker, is_upstream_failure};
 use super::budget::RetryBudget;
 use crate::context::CallContext;
+use crate::metrics::{ClientMetrics, RetryOutcome};
 
 /// Whether a call may be sent twice without harm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,22 +61,37 @@ impl Default for RetrySettings {
 /// One upstream's retry budget and circuit breaker.
 #[derive(Debug)]
 pub struct Resilient {
+    name: String,
     settings: RetrySettings,
     budget: RetryBudget,
     breaker: CircuitBreaker,
+    /// Where retries taken and refused are counted.
+    metrics: ClientMetrics,
 }
 
 impl Resilient {
-    /// Retries and breaking for the upstream called `name`.
+    /// Retries and breaking for the upstream called `name`, recorded in the process's metrics.
     pub fn new(name: &str, settings: RetrySettings, breaker: BreakerSettings) -> Self {
+        Self::with_metrics(name, settings, breaker, ClientMetrics::global().clone())
+    }
+
+    /// [`Resilient::new`], recorded in `metrics`.
+    pub fn with_metrics(
+        name: &str,
+        settings: RetrySettings,
+        breaker: BreakerSettings,
+        metrics: ClientMetrics,
+    ) -> Self {
         Self {
+            name: name.to_owned(),
             budget: RetryBudget::new(
                 settings.budget_window,
                 settings.min_retries_per_sec,
                 settings.retry_ratio.clamp(0.0, 1.0),
             ),
-            breaker: CircuitBreaker::new(name, breaker),
+            breaker: CircuitBreaker::with_metrics(name, breaker, metrics.clone()),
             settings,
+            metrics,
         }
     }
 
@@ -135,9 +151,14 @@ impl Resilient {
             let time_left = CallContext::current()
                 .and_then(|call| call.remaining())
                 .is_none_or(|left| left > backoff);
-            if !time_left || !self.budget.withdraw() {
+            if !time_left {
                 return Err(status);
             }
+            if !self.budget.withdraw() {
+                self.metrics.retry(&self.name, RetryOutcome::Refused);
+                return Err(status);
+            }
+            self.metrics.retry(&self.name, RetryOutcome::Taken);
             tokio::time::sleep(backoff).await;
             attempt += 1;
         }

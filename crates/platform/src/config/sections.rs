@@ -38,14 +38,27 @@ pub enum LogFormat {
 }
 
 /// `[telemetry]`: what a process exports besides its logs.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetrySettings {
+    /// Whether the process measures anything. Off, every instrument is a no-op (nothing is
+    /// recorded, `/metrics` says so and OTLP sends no metrics): for measuring what the metrics
+    /// cost, or a process that must spend nothing on them.
+    pub metrics: bool,
     /// Where the process serves `GET /metrics` in the Prometheus text format
     /// ([`crate::metrics`]). Off when absent: processes of one host would all want the same
     /// port, so each deployment names its own (`agora up` takes `127.0.0.1:9464` unless set,
     /// the manifests `0.0.0.0:9464`).
     pub metrics_addr: Option<SocketAddr>,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            metrics: true,
+            metrics_addr: None,
+        }
+    }
 }
 
 /// Server behaviour shared by every service.

@@ -52,6 +52,31 @@ impl Recorder {
         recorder
     }
 
+    /// A gRPC call sent and not answered yet: recorded as CANCELLED if dropped before
+    /// [`Recorder::answered`] or [`Recorder::failed`] (its caller gave up waiting).
+    pub fn grpc_pending(
+        histogram: Histogram<f64>,
+        attributes: Vec<KeyValue>,
+        start: Instant,
+    ) -> Self {
+        let mut recorder = Self::new(histogram, attributes, start);
+        recorder.grpc = Some((None, false));
+        recorder
+    }
+
+    /// The call's answer came with these `headers` (its status, when trailers-only); the rest
+    /// is read from its body's trailers ([`Timed`]).
+    pub fn answered(&mut self, headers: &HeaderMap) {
+        if let Some((code, _)) = &mut self.grpc {
+            *code = grpc_status(headers);
+        }
+    }
+
+    /// The call failed with status `code` before any answer: recorded now.
+    pub fn failed(mut self, code: i64) {
+        self.grpc = Some((Some(code), true));
+    }
+
     fn trailers(&mut self, trailers: &HeaderMap) {
         if let Some((code, _)) = &mut self.grpc
             && let Some(status) = grpc_status(trailers)

@@ -50,27 +50,7 @@ impl RpcMetricsLayer {
             .with_description("How long the server took to answer each gRPC call")
             .with_boundaries(DURATION_BUCKETS.to_vec())
             .build();
-        let sets = [
-            agora_contracts::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ];
-        let mut methods = HashMap::new();
-        for set in sets {
-            let Ok(pool) = DescriptorPool::decode(set) else {
-                tracing::warn!("a built-in descriptor set does not decode");
-                continue;
-            };
-            for service in services.iter().filter_map(|s| pool.get_service_by_name(s)) {
-                for method in service.methods() {
-                    methods.insert(
-                        format!("/{}/{}", service.full_name(), method.name()),
-                        attributes(service.full_name(), method.name()),
-                    );
-                }
-            }
-        }
+        let methods = method_table(|name| services.contains(&name));
         Self {
             duration,
             methods: Arc::new(methods),
@@ -83,7 +63,35 @@ impl RpcMetricsLayer {
     }
 }
 
-fn attributes(service: &str, method: &str) -> Vec<KeyValue> {
+/// The attributes (`rpc.system`, `rpc.service`, `rpc.method`) of every method of the services
+/// `wanted` picks among the contracts, health and reflection v1 and v1alpha, by its path
+/// (`/agora.product.v1.ProductService/GetProduct`).
+pub(super) fn method_table(wanted: impl Fn(&str) -> bool) -> HashMap<String, Vec<KeyValue>> {
+    let sets = [
+        agora_contracts::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut methods = HashMap::new();
+    for set in sets {
+        let Ok(pool) = DescriptorPool::decode(set) else {
+            tracing::warn!("a built-in descriptor set does not decode");
+            continue;
+        };
+        for service in pool.services().filter(|s| wanted(s.full_name())) {
+            for method in service.methods() {
+                methods.insert(
+                    format!("/{}/{}", service.full_name(), method.name()),
+                    attributes(service.full_name(), method.name()),
+                );
+            }
+        }
+    }
+    methods
+}
+
+pub(super) fn attributes(service: &str, method: &str) -> Vec<KeyValue> {
     vec![
         KeyValue::new("rpc.system", "grpc"),
         KeyValue::new("rpc.service", Arc::<str>::from(service)),

@@ -9,6 +9,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use http::HeaderValue;
+use opentelemetry::{KeyValue, metrics::Counter};
 use tonic::{Status, body::Body, server::NamedService};
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
@@ -67,6 +68,8 @@ pub(super) struct CallService<S> {
     /// A readiness error of the layers below, answered as a status by the next call (this
     /// layer itself is always ready, so that every failure reaches the client as gRPC).
     pub(super) not_ready: Option<Status>,
+    /// Counts the calls shed over the concurrency limit.
+    pub(super) shed: Shed,
 }
 
 impl<S: Clone> Clone for CallService<S> {
@@ -75,6 +78,35 @@ impl<S: Clone> Clone for CallService<S> {
         Self {
             inner: self.inner.clone(),
             not_ready: None,
+            shed: self.shed.clone(),
+        }
+    }
+}
+
+/// `agora.server.shed` of one server: the calls refused over its concurrency limit.
+#[derive(Clone)]
+pub(super) struct Shed {
+    counter: Counter<u64>,
+    /// `rpc.service`: the service the server serves.
+    attributes: Arc<[KeyValue; 1]>,
+}
+
+impl Shed {
+    /// The counter of the server of `service` on `meter`.
+    pub(super) fn new(meter: &opentelemetry::metrics::Meter, service: &'static str) -> Self {
+        Self {
+            counter: meter
+                .u64_counter("agora.server.shed")
+                .with_description("Calls refused at once because the server was at its limit")
+                .build(),
+            attributes: Arc::new([KeyValue::new("rpc.service", service)]),
+        }
+    }
+
+    /// Counts `error` if it is a call shed by the load-shed layer.
+    fn count(&self, error: &tower::BoxError) {
+        if error.is::<tower::load_shed::error::Overloaded>() {
+            self.counter.add(1, self.attributes.as_slice());
         }
     }
 }
@@ -118,10 +150,15 @@ where
             tracing::debug!(?error, "no trace context attached");
         }
         let request_id = HeaderValue::from_str(&call.request_id).ok();
+        let shed = self.shed.clone();
         let future = call.clone().scope(async move {
             let response = match inner.call(request).await {
                 Ok(response) => response,
-                Err(error) => status_of(error.into()).into_http(),
+                Err(error) => {
+                    let error = error.into();
+                    shed.count(&error);
+                    status_of(error).into_http()
+                }
             };
             Ok::<_, Infallible>(response)
         });
