@@ -293,6 +293,31 @@ pub struct Propagate<S> {
     metrics: ClientMetrics,
 }
 
+/// What [`Propagate`] calls through: an HTTP/2 channel to an upstream (or the layers over one).
+pub trait UpstreamCall:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error: Into<tower::BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> UpstreamCall for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error: Into<tower::BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 impl<S> Propagate<S> {
     /// Propagates context over `inner`; calls without a caller deadline get `default_timeout`.
     pub fn new(
@@ -315,15 +340,7 @@ impl<S> Propagate<S> {
     }
 }
 
-impl<S> tower::Service<http::Request<Body>> for Propagate<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Error: Into<tower::BoxError>,
-    S::Future: Send + 'static,
-{
+impl<S: UpstreamCall> tower::Service<http::Request<Body>> for Propagate<S> {
     type Response = http::Response<Body>;
     type Error = tower::BoxError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
@@ -339,15 +356,7 @@ where
     }
 }
 
-impl<S> Propagate<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Error: Into<tower::BoxError>,
-    S::Future: Send + 'static,
-{
+impl<S: UpstreamCall> Propagate<S> {
     /// The call of `request` with the caller's context, deadline and token.
     fn propagate(
         &mut self,

@@ -26,7 +26,9 @@
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
-use opentelemetry::metrics::{InstrumentProvider, Meter, MeterProvider as _};
+use opentelemetry::metrics::{
+    Counter, Gauge, Histogram, InstrumentProvider, Meter, MeterProvider as _,
+};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_prometheus_text_exporter::PrometheusExporter;
 use opentelemetry_sdk::{Resource, metrics::SdkMeterProvider};
@@ -193,6 +195,68 @@ impl Metrics {
             tracing::warn!(%error, "flushing metrics failed");
         }
     }
+}
+
+/// A set of instruments made once per process, on first use, from the process's meter: each
+/// service keeps its own in a `static`.
+///
+/// ```
+/// use agora_platform::metrics::{Instruments, counter};
+/// use opentelemetry::metrics::Counter;
+///
+/// struct Sweeps {
+///     done: Counter<u64>,
+/// }
+///
+/// static SWEEPS: Instruments<Sweeps> = Instruments::new(|meter| Sweeps {
+///     done: counter(meter, "agora.example.sweeps", "Sweeps done"),
+/// });
+///
+/// SWEEPS.get().done.add(1, &[]);
+/// ```
+#[derive(Debug)]
+pub struct Instruments<T> {
+    made: OnceLock<T>,
+    make: fn(&Meter) -> T,
+}
+
+impl<T> Instruments<T> {
+    /// Instruments that `make` builds on first use.
+    pub const fn new(make: fn(&Meter) -> T) -> Self {
+        Self {
+            made: OnceLock::new(),
+            make,
+        }
+    }
+
+    /// The instruments, made now if this is their first use.
+    pub fn get(&self) -> &T {
+        self.made
+            .get_or_init(|| (self.make)(&Metrics::global().meter()))
+    }
+}
+
+/// A counter named `name` (an OpenTelemetry name: `agora.orders`), described.
+pub fn counter(meter: &Meter, name: &'static str, description: &'static str) -> Counter<u64> {
+    meter
+        .u64_counter(name)
+        .with_description(description)
+        .build()
+}
+
+/// A histogram of seconds named `name`, in the [`DURATION_BUCKETS`], described.
+pub fn seconds(meter: &Meter, name: &'static str, description: &'static str) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit("s")
+        .with_description(description)
+        .with_boundaries(DURATION_BUCKETS.to_vec())
+        .build()
+}
+
+/// A gauge of whole numbers named `name`, described.
+pub fn gauge(meter: &Meter, name: &'static str, description: &'static str) -> Gauge<u64> {
+    meter.u64_gauge(name).with_description(description).build()
 }
 
 /// A provider being built, with its Prometheus reader.

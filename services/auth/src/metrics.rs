@@ -1,8 +1,6 @@
 //! The auth service's instruments: logins and token refreshes, by outcome.
 
-use std::sync::OnceLock;
-
-use agora_platform::metrics::Metrics;
+use agora_platform::metrics::{Instruments, counter};
 use opentelemetry::{KeyValue, metrics::Counter};
 
 /// How a Login ended, as `agora.auth.outcome`.
@@ -34,24 +32,22 @@ pub struct AuthMetrics {
     refreshes: Counter<u64>,
 }
 
+static METRICS: Instruments<AuthMetrics> = Instruments::new(|meter| AuthMetrics {
+    logins: counter(
+        meter,
+        "agora.auth.logins",
+        "Login attempts (well-formed ones), by outcome",
+    ),
+    refreshes: counter(
+        meter,
+        "agora.auth.refreshes",
+        "Refresh token rotations asked for (well-formed ones), by outcome",
+    ),
+});
+
 /// The auth service's instruments (made on first use).
 pub fn metrics() -> &'static AuthMetrics {
-    static METRICS: OnceLock<AuthMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| {
-        let meter = Metrics::global().meter();
-        AuthMetrics {
-            logins: meter
-                .u64_counter("agora.auth.logins")
-                .with_description("Login attempts (well-formed ones), by outcome")
-                .build(),
-            refreshes: meter
-                .u64_counter("agora.auth.refreshes")
-                .with_description(
-                    "Refresh token rotations asked for (well-formed ones), by outcome",
-                )
-                .build(),
-        }
-    })
+    METRICS.get()
 }
 
 fn outcome(value: &'static str) -> [KeyValue; 1] {

@@ -1,8 +1,6 @@
 //! The inventory service's instruments: reservations the sweeper expired.
 
-use std::sync::OnceLock;
-
-use agora_platform::metrics::Metrics;
+use agora_platform::metrics::{Instruments, counter};
 use opentelemetry::metrics::Counter;
 
 /// The instruments, in the process's meter provider.
@@ -11,16 +9,17 @@ pub struct InventoryMetrics {
     expired: Counter<u64>,
 }
 
+static METRICS: Instruments<InventoryMetrics> = Instruments::new(|meter| InventoryMetrics {
+    expired: counter(
+        meter,
+        "agora.inventory.reservations.expired",
+        "Reservations the sweeper expired, their units made available again",
+    ),
+});
+
 /// The inventory service's instruments (made on first use).
 pub fn metrics() -> &'static InventoryMetrics {
-    static METRICS: OnceLock<InventoryMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| InventoryMetrics {
-        expired: Metrics::global()
-            .meter()
-            .u64_counter("agora.inventory.reservations.expired")
-            .with_description("Reservations the sweeper expired, their units made available again")
-            .build(),
-    })
+    METRICS.get()
 }
 
 impl InventoryMetrics {

@@ -1,9 +1,9 @@
 //! The order service's instruments: orders by outcome, how long sagas take, compensations,
 //! recoveries and open watches. Every attribute value is one of a fixed few.
 
-use std::{sync::OnceLock, time::Instant};
+use std::time::Instant;
 
-use agora_platform::metrics::{DURATION_BUCKETS, Metrics};
+use agora_platform::metrics::{Instruments, counter, seconds};
 use opentelemetry::{
     KeyValue,
     metrics::{Counter, Histogram, UpDownCounter},
@@ -42,39 +42,36 @@ pub struct OrderMetrics {
     watches: UpDownCounter<i64>,
 }
 
+static METRICS: Instruments<OrderMetrics> = Instruments::new(|meter| OrderMetrics {
+    orders: counter(
+        meter,
+        "agora.orders",
+        "Orders placed (confirmed), failed and cancelled",
+    ),
+    saga: seconds(
+        meter,
+        "agora.order.saga.duration",
+        "How long each placing saga took, by how it ended",
+    ),
+    compensations: counter(
+        meter,
+        "agora.order.compensations",
+        "Reservations given back because their saga failed after them",
+    ),
+    recoveries: counter(
+        meter,
+        "agora.order.recoveries",
+        "Unfinished sagas repaired by recovery: lapsed claims released, stuck orders settled",
+    ),
+    watches: meter
+        .i64_up_down_counter("agora.order.watch.streams")
+        .with_description("Open WatchOrder streams")
+        .build(),
+});
+
 /// The order service's instruments (made on first use).
 pub fn metrics() -> &'static OrderMetrics {
-    static METRICS: OnceLock<OrderMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| {
-        let meter = Metrics::global().meter();
-        OrderMetrics {
-            orders: meter
-                .u64_counter("agora.orders")
-                .with_description("Orders placed (confirmed), failed and cancelled")
-                .build(),
-            saga: meter
-                .f64_histogram("agora.order.saga.duration")
-                .with_unit("s")
-                .with_description("How long each placing saga took, by how it ended")
-                .with_boundaries(DURATION_BUCKETS.to_vec())
-                .build(),
-            compensations: meter
-                .u64_counter("agora.order.compensations")
-                .with_description("Reservations given back because their saga failed after them")
-                .build(),
-            recoveries: meter
-                .u64_counter("agora.order.recoveries")
-                .with_description(
-                    "Unfinished sagas repaired by recovery: lapsed claims released, stuck \
-                     orders settled",
-                )
-                .build(),
-            watches: meter
-                .i64_up_down_counter("agora.order.watch.streams")
-                .with_description("Open WatchOrder streams")
-                .build(),
-        }
-    })
+    METRICS.get()
 }
 
 fn outcome(value: &'static str) -> [KeyValue; 1] {

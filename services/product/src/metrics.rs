@@ -1,8 +1,6 @@
 //! The product service's instruments: reads of the product cache, by hit or miss.
 
-use std::sync::OnceLock;
-
-use agora_platform::metrics::Metrics;
+use agora_platform::metrics::{Instruments, counter};
 use opentelemetry::{KeyValue, metrics::Counter};
 
 /// The instruments, in the process's meter provider.
@@ -11,19 +9,18 @@ pub struct ProductMetrics {
     cache: Counter<u64>,
 }
 
+static METRICS: Instruments<ProductMetrics> = Instruments::new(|meter| ProductMetrics {
+    cache: counter(
+        meter,
+        "agora.product.cache.requests",
+        "Product reads looked up in the cache: hits, and misses (absent, failed or skipped \
+         after a failure)",
+    ),
+});
+
 /// The product service's instruments (made on first use).
 pub fn metrics() -> &'static ProductMetrics {
-    static METRICS: OnceLock<ProductMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| ProductMetrics {
-        cache: Metrics::global()
-            .meter()
-            .u64_counter("agora.product.cache.requests")
-            .with_description(
-                "Product reads looked up in the cache: hits, and misses (absent, failed or \
-                 skipped after a failure)",
-            )
-            .build(),
-    })
+    METRICS.get()
 }
 
 impl ProductMetrics {

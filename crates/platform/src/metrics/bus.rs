@@ -5,14 +5,12 @@
 //! services name it (`order`, `product`, ...), without the deployment's key prefix, and
 //! `messaging.consumer.group.name` is the consuming service's name.
 
-use std::sync::OnceLock;
-
 use opentelemetry::{
     KeyValue,
     metrics::{Counter, Gauge},
 };
 
-use super::Metrics;
+use super::{Instruments, counter, gauge};
 
 /// The bus's instruments, in the process's meter provider.
 #[derive(Debug)]
@@ -23,34 +21,33 @@ pub struct BusMetrics {
     dead_lettered: Counter<u64>,
 }
 
+static BUS: Instruments<BusMetrics> = Instruments::new(|meter| BusMetrics {
+    backlog: gauge(
+        meter,
+        "agora.outbox.backlog",
+        "Events in the outbox not yet published to the stream",
+    ),
+    lag: meter
+        .f64_gauge("agora.outbox.lag")
+        .with_unit("s")
+        .with_description("Age of the oldest event not yet published (0 when none)")
+        .build(),
+    consumer_lag: gauge(
+        meter,
+        "agora.consumer.lag",
+        "Events of the stream the consumer group has not acknowledged: never read, or read and \
+         still pending",
+    ),
+    dead_lettered: counter(
+        meter,
+        "agora.events.dead_lettered",
+        "Events a consumer group gave up on and set aside",
+    ),
+});
+
 /// The bus's instruments of this process (made on first use).
 pub fn bus() -> &'static BusMetrics {
-    static BUS: OnceLock<BusMetrics> = OnceLock::new();
-    BUS.get_or_init(|| {
-        let meter = Metrics::global().meter();
-        BusMetrics {
-            backlog: meter
-                .u64_gauge("agora.outbox.backlog")
-                .with_description("Events in the outbox not yet published to the stream")
-                .build(),
-            lag: meter
-                .f64_gauge("agora.outbox.lag")
-                .with_unit("s")
-                .with_description("Age of the oldest event not yet published (0 when none)")
-                .build(),
-            consumer_lag: meter
-                .u64_gauge("agora.consumer.lag")
-                .with_description(
-                    "Events of the stream the consumer group has not acknowledged: never read, \
-                     or read and still pending",
-                )
-                .build(),
-            dead_lettered: meter
-                .u64_counter("agora.events.dead_lettered")
-                .with_description("Events a consumer group gave up on and set aside")
-                .build(),
-        }
-    })
+    BUS.get()
 }
 
 fn stream(stream: &str) -> KeyValue {

@@ -17,7 +17,7 @@ use std::{
 };
 
 use opentelemetry::metrics::Meter;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeMetrics};
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`: 100 on every Linux ABI).
 const TICKS_PER_SEC: f64 = 100.0;
@@ -44,43 +44,44 @@ pub(super) fn observe(meter: &Meter) {
             }
         })
         .build();
-    meter
-        .u64_observable_gauge("process.open_file_descriptor.count")
-        .with_description("File descriptors the process has open")
-        .with_callback(|observer| {
-            if let Some(count) = open_descriptors() {
-                observer.observe(count, &[]);
-            }
-        })
-        .build();
+    gauge(
+        meter,
+        "process.open_file_descriptor.count",
+        "File descriptors the process has open",
+        open_descriptors,
+    );
     if let Ok(runtime) = Handle::try_current() {
         observe_runtime(meter, runtime);
     }
 }
 
+/// A figure the Tokio runtime keeps.
+type Figure = fn(&RuntimeMetrics) -> usize;
+
 fn observe_runtime(meter: &Meter, runtime: Handle) {
-    let read = runtime.clone();
-    meter
-        .u64_observable_gauge("agora.runtime.workers")
-        .with_description("Worker threads of the Tokio runtime")
-        .with_callback(move |observer| observer.observe(read.metrics().num_workers() as u64, &[]))
-        .build();
-    let read = runtime.clone();
-    meter
-        .u64_observable_gauge("agora.runtime.global_queue.depth")
-        .with_description("Tasks waiting in the Tokio runtime's global queue")
-        .with_callback(move |observer| {
-            observer.observe(read.metrics().global_queue_depth() as u64, &[]);
-        })
-        .build();
-    let read = runtime.clone();
-    meter
-        .u64_observable_gauge("agora.runtime.tasks.alive")
-        .with_description("Tasks alive in the Tokio runtime")
-        .with_callback(move |observer| {
-            observer.observe(read.metrics().num_alive_tasks() as u64, &[]);
-        })
-        .build();
+    let gauges: [(&'static str, &'static str, Figure); 3] = [
+        (
+            "agora.runtime.workers",
+            "Worker threads of the Tokio runtime",
+            RuntimeMetrics::num_workers,
+        ),
+        (
+            "agora.runtime.global_queue.depth",
+            "Tasks waiting in the Tokio runtime's global queue",
+            RuntimeMetrics::global_queue_depth,
+        ),
+        (
+            "agora.runtime.tasks.alive",
+            "Tasks alive in the Tokio runtime",
+            RuntimeMetrics::num_alive_tasks,
+        ),
+    ];
+    for (name, description, figure) in gauges {
+        let runtime = runtime.clone();
+        gauge(meter, name, description, move || {
+            Some(figure(&runtime.metrics()) as u64)
+        });
+    }
     let busy = Busy::new(runtime);
     meter
         .f64_observable_gauge("agora.runtime.workers.busy")
@@ -88,6 +89,25 @@ fn observe_runtime(meter: &Meter, runtime: Handle) {
             "The fraction of the Tokio workers' time spent polling tasks since the last read",
         )
         .with_callback(move |observer| observer.observe(busy.read(), &[]))
+        .build();
+}
+
+/// A gauge named `name` that `read`s its value each time metrics are collected (and reports
+/// nothing when `read` has no value).
+fn gauge(
+    meter: &Meter,
+    name: &'static str,
+    description: &'static str,
+    read: impl Fn() -> Option<u64> + Send + Sync + 'static,
+) {
+    meter
+        .u64_observable_gauge(name)
+        .with_description(description)
+        .with_callback(move |observer| {
+            if let Some(value) = read() {
+                observer.observe(value, &[]);
+            }
+        })
         .build();
 }
 
