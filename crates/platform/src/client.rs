@@ -293,31 +293,6 @@ pub struct Propagate<S> {
     metrics: ClientMetrics,
 }
 
-/// What [`Propagate`] calls through: an HTTP/2 channel to an upstream (or the layers over one).
-pub trait UpstreamCall:
-    tower::Service<
-        http::Request<Body>,
-        Response = http::Response<Body>,
-        Error: Into<tower::BoxError>,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S> UpstreamCall for S where
-    S: tower::Service<
-            http::Request<Body>,
-            Response = http::Response<Body>,
-            Error: Into<tower::BoxError>,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
-}
-
 impl<S> Propagate<S> {
     /// Propagates context over `inner`; calls without a caller deadline get `default_timeout`.
     pub fn new(
@@ -338,33 +313,11 @@ impl<S> Propagate<S> {
         self.metrics = metrics;
         self
     }
-}
 
-impl<S: UpstreamCall> tower::Service<http::Request<Body>> for Propagate<S> {
-    type Response = http::Response<Body>;
-    type Error = tower::BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        let call = self.propagate(request);
-        Box::pin(self.metrics.time(&path, call))
-    }
-}
-
-impl<S: UpstreamCall> Propagate<S> {
-    /// The call of `request` with the caller's context, deadline and token.
-    fn propagate(
-        &mut self,
-        mut request: http::Request<Body>,
-    ) -> BoxFuture<'static, Result<http::Response<Body>, tower::BoxError>> {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let credentials = self.credentials.clone();
+    /// Stamps `request` with the caller's request id, trace context and deadline, and answers
+    /// how long the call may take: the earliest of the caller's deadline, the one set on this
+    /// request and the default; DEADLINE_EXCEEDED when the caller's has passed.
+    fn prepare(&self, request: &mut http::Request<Body>) -> Result<Duration, Status> {
         let call = CallContext::current();
         let headers = request.headers_mut();
 
@@ -376,7 +329,6 @@ impl<S: UpstreamCall> Propagate<S> {
         }
         inject_trace_context(headers);
 
-        // The deadline is the earliest of: the caller's, the one set on this request, the default.
         let own = headers
             .get(GRPC_TIMEOUT)
             .and_then(|v| v.to_str().ok())
@@ -386,15 +338,42 @@ impl<S: UpstreamCall> Propagate<S> {
             .flatten()
             .fold(self.default_timeout, Duration::min);
         if timeout.is_zero() {
-            return Box::pin(async {
-                Err(Status::deadline_exceeded("the caller's deadline has passed").into())
-            });
+            return Err(Status::deadline_exceeded(
+                "the caller's deadline has passed",
+            ));
         }
         if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout)) {
             headers.insert(GRPC_TIMEOUT, value);
         }
+        Ok(timeout)
+    }
+}
 
-        Box::pin(async move {
+impl<S> tower::Service<http::Request<Body>> for Propagate<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = tower::BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let credentials = self.credentials.clone();
+        let timeout = self.prepare(&mut request);
+        let call = async move {
+            let timeout = timeout?;
             if let Some(credentials) = credentials {
                 let token = credentials.token().await.map_err(|status| {
                     Status::unavailable(format!(
@@ -412,7 +391,8 @@ impl<S: UpstreamCall> Propagate<S> {
                 .await
                 .map_err(|_| Status::deadline_exceeded("upstream deadline exceeded"))?
                 .map_err(Into::into)
-        })
+        };
+        Box::pin(self.metrics.time(&path, call))
     }
 }
 
