@@ -16,15 +16,7 @@ async fn mesh() -> TestMesh {
     let mut mesh = TestMesh::start(TestBackend::Embedded)
         .await
         .expect("the embedded backend needs no server");
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     mesh
 }
 

@@ -71,15 +71,7 @@ async fn a_rest_login_sets_the_device_cookie_and_sending_it_back_signs_in_under_
     let Some(mut mesh) = TestMesh::start(backend).await else {
         return;
     };
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     // The edge's own sign-in budget (10 a minute per address) stays on: every client here keeps
     // within it.
     let (edge, _stop) = serve_edge(edge_config(&mesh, ServiceKind::Product)).await;

@@ -85,15 +85,7 @@ async fn edge(upstreams: HashMap<String, Upstream>) -> (SocketAddr, Router) {
 /// Auth and product on `backend`, an edge routing both, and the admin's token.
 async fn catalog(backend: TestBackend) -> Option<(TestMesh, SocketAddr, Router, String)> {
     let mut mesh = TestMesh::start(backend).await?;
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     let upstreams = [
         (
             PRODUCT,

@@ -26,19 +26,8 @@ async fn the_edge_stays_ready_and_fails_fast_only_the_routes_of_a_stopped_servic
     let Some(mut mesh) = TestMesh::start(backend).await else {
         return;
     };
-    mesh.spawn(ServiceKind::User, |config, listener, shutdown| async move {
-        agora_user::SERVICE.serve(&config, listener, shutdown).await
-    })
-    .await;
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_user::SERVICE).await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     // Product's settings name auth and user where the mesh runs them.
     let (edge, _stop) = serve_edge(edge_config(&mesh, ServiceKind::Product)).await;
     let (_, token) = mesh.register(&email("down")).await;

@@ -33,24 +33,8 @@ async fn shop(order_settings: &[(&str, serde_json::Value)]) -> Shop {
     let mut mesh = TestMesh::start(TestBackend::Embedded)
         .await
         .expect("the embedded backend always runs");
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
-    mesh.spawn(
-        ServiceKind::Inventory,
-        |config, listener, shutdown| async move {
-            agora_inventory::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
+    mesh.spawn_service(agora_inventory::SERVICE).await;
     mesh.spawn_with(
         ServiceKind::Order,
         order_settings,

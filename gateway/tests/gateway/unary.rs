@@ -20,15 +20,7 @@ async fn listing_products_goes_through_the_product_service_and_back_as_json(back
     let Some(mut mesh) = TestMesh::start(backend).await else {
         return;
     };
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     let upstream = Upstream::lazy(&format!("http://{}", mesh.addr(ServiceKind::Product)))
         .expect("a valid URL");
     let routes = routes();
@@ -84,15 +76,7 @@ async fn the_app_answers_json_404_and_405_with_allow(backend: TestBackend) {
     let Some(mut mesh) = TestMesh::start(backend).await else {
         return;
     };
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     let upstream = Upstream::lazy(&format!("http://{}", mesh.addr(ServiceKind::Product)))
         .expect("a valid URL");
     let gateway = agora_gateway::app::Gateway {

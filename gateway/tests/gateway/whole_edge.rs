@@ -30,15 +30,7 @@ pub(crate) async fn setup(backend: TestBackend) -> Option<Setup> {
 /// Like [`setup`], with extra settings of the edge (`("gateway.connections.idle_timeout", "1s")`).
 pub(crate) async fn setup_with(backend: TestBackend, settings: &[(&str, &str)]) -> Option<Setup> {
     let mut mesh = TestMesh::start(backend).await?;
-    mesh.spawn(
-        ServiceKind::Product,
-        |config, listener, shutdown| async move {
-            agora_product::SERVICE
-                .serve(&config, listener, shutdown)
-                .await
-        },
-    )
-    .await;
+    mesh.spawn_service(agora_product::SERVICE).await;
     let config = settings
         .iter()
         .try_fold(

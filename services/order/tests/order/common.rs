@@ -76,24 +76,8 @@ impl Shop {
         mut mesh: TestMesh,
         around: impl AsyncFnOnce(&TestMesh) -> (T, Vec<(String, serde_json::Value)>),
     ) -> (Self, T) {
-        mesh.spawn(
-            ServiceKind::Product,
-            |config, listener, shutdown| async move {
-                agora_product::SERVICE
-                    .serve(&config, listener, shutdown)
-                    .await
-            },
-        )
-        .await;
-        mesh.spawn(
-            ServiceKind::Inventory,
-            |config, listener, shutdown| async move {
-                agora_inventory::SERVICE
-                    .serve(&config, listener, shutdown)
-                    .await
-            },
-        )
-        .await;
+        mesh.spawn_service(agora_product::SERVICE).await;
+        mesh.spawn_service(agora_inventory::SERVICE).await;
         let (kept, tweak) = around(&mesh).await;
         let tweak: Vec<(&str, serde_json::Value)> =
             tweak.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
