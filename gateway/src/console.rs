@@ -29,11 +29,12 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{Arc, LazyLock},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use agora_platform::access::Access;
 use agora_platform::config::ServiceKind;
+use agora_platform::time::now_micros;
 use axum::{
     Router,
     extract::{ConnectInfo, Request, State},
@@ -186,11 +187,7 @@ async fn sample(
             _ = ticks.tick() => {}
         }
         let reading = sources.read().await;
-        let unix_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            });
+        let unix_ms = u64::try_from(now_micros() / 1000).unwrap_or(0);
         let snapshot = board.update(
             started.elapsed().as_secs_f64(),
             unix_ms,
